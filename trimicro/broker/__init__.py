@@ -1,0 +1,7 @@
+"""Pub/sub brokers: the :class:`Broker` contract and implementations (http, memory, nats)."""
+
+from ._base import Broker as Broker
+from ._base import BrokerMessage as BrokerMessage
+from ._base import Event as Event
+from ._base import Handler as Handler
+from ._base import Subscription as Subscription
