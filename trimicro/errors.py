@@ -101,7 +101,15 @@ class CodecError(TrimicroError):
 
 
 class ProtocolError(TrimicroError):
-    """The peer broke the wire protocol (malformed HTTP, bad framing, oversized frame)."""
+    """The peer broke the wire protocol (malformed HTTP, bad framing, oversized frame).
+
+    ``code`` is the HTTP-style code to report when a reply is still possible (400 malformed,
+    408 header timeout, 413 body too large, 431 headers too large).
+    """
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TransportError(TrimicroError):
