@@ -1,0 +1,3 @@
+"""Internal ``Debug`` endpoints every service answers (not advertised in the registry)."""
+
+from ._handler import Debug as Debug

@@ -1,0 +1,39 @@
+"""``Debug.Health`` and ``Debug.Stats``, as Go Micro's debug handler, answered as JSON-able dicts."""
+
+from __future__ import annotations
+
+import gc
+import resource
+import threading
+import time
+from typing import Any
+
+import attrs
+
+from ..server._server import Stats
+
+__all__ = ["Debug"]
+
+
+@attrs.define(eq=False)
+class Debug:
+    """Registered with ``internal=True`` so it is callable but not advertised."""
+
+    stats: Stats
+
+    async def Health(self, req: Any, ctx: Any) -> dict[str, Any]:
+        return {"status": "ok"}
+
+    async def Stats(self, req: Any, ctx: Any) -> dict[str, Any]:
+        s = self.stats
+        # ru_maxrss is KiB on Linux; Go Micro reports bytes.
+        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {
+            "started": int(s.started),
+            "uptime": int(time.time() - s.started),
+            "memory": memory,
+            "threads": threading.active_count(),
+            "gc": sum(st["collections"] for st in gc.get_stats()),
+            "requests": s.requests,
+            "errors": s.errors,
+        }

@@ -1,0 +1,9 @@
+"""The server: handler reflection, routing, wrappers and the mucp connection loop."""
+
+from ._router import HandlerFunc as HandlerFunc
+from ._router import HandlerWrapper as HandlerWrapper
+from ._router import Request as Request
+from ._router import Router as Router
+from ._server import Server as Server
+from ._server import Stats as Stats
+from ._spec import MethodSpec as MethodSpec

@@ -1,0 +1,347 @@
+"""Service: one nursery supervising the server, registrar, subscribers and signal handling.
+
+``trio.run(service.run)`` for applications; ``await nursery.start(service.run)`` (returns once the
+service is listening *and* registered); ``async with open_service(...) as svc`` for tests and
+nursery-scoped code. All three share :meth:`Service.run`.
+
+Shutdown (SIGINT/SIGTERM, :meth:`Service.stop`, or cancellation): deregister first so clients stop
+picking this node, stop accepting, let in-flight calls finish within ``server_grace_period``, then
+cancel whatever is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from . import _plugins
+from .client import Client, ClientWrapper
+from .config import Options, load_options
+from .debug import Debug
+from .errors import RegistryError
+from .registry import Node, Registry
+from .registry import Service as ServiceRecord
+from .selector import Selector
+from .server import HandlerWrapper, MethodSpec, Router, Server
+from .transport._base import Transport
+
+__all__ = ["Service", "open_client", "open_service"]
+
+log = logging.getLogger("trimicro.service")
+
+
+def _advertise(bound: str, advertise: str) -> str:
+    if advertise:
+        return advertise
+    host, _, port = bound.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def _node_metadata(options: Options) -> dict[str, str]:
+    md = {
+        "protocol": "mucp",
+        "server": "mucp",
+        "transport": "http",
+        "broker": options.broker,
+        "registry": options.registry,
+    }
+    md.update(options.server_metadata)
+    return md
+
+
+class Service:
+    """A named service: handlers, subscribers, a client, and the plugins they share.
+
+    Options come from keyword arguments (``registry=``, ``server_address=``, ... any
+    :class:`~trimicro.config.Options` field, or a plugin instance for ``registry``/``broker``/
+    ``transport``/``selector``), then ``--flags`` (when ``argv`` is given, default ``sys.argv``), then
+    ``MICRO_*`` env, then defaults.
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        version: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        address: str | None = None,
+        registry: str | Registry | None = None,
+        broker: str | Any | None = None,
+        transport: str | Transport | None = None,
+        selector: str | Selector | None = None,
+        handlers: Sequence[object] = (),
+        wrappers: Sequence[HandlerWrapper] = (),
+        client_wrappers: Sequence[ClientWrapper] = (),
+        argv: Sequence[str] | None = None,
+        handle_signals: bool = True,
+        **options: Any,
+    ) -> None:
+        overrides: dict[str, Any] = dict(options)
+        if name:
+            overrides["server_name"] = name
+        if version is not None:
+            overrides["server_version"] = version
+        if metadata is not None:
+            overrides["server_metadata"] = dict(metadata)
+        if address is not None:
+            overrides["server_address"] = address
+        plugins: dict[str, Any] = {}
+        for kind, value in (("registry", registry), ("broker", broker), ("transport", transport), ("selector", selector)):
+            if isinstance(value, str):
+                overrides[kind] = value
+            elif value is not None:
+                plugins[kind] = value
+                if getattr(value, "name", None):
+                    overrides[kind] = value.name
+        self.options = load_options(overrides, argv=sys.argv[1:] if argv is None else argv)
+        if not self.options.server_name:
+            raise ValueError("a service needs a name (argument, --server_name or MICRO_SERVER_NAME)")
+        self.name = self.options.server_name
+        self.id = self.options.server_id or f"{self.name}-{uuid.uuid4()}"
+        self.handle_signals = handle_signals
+        self._plugins = plugins
+        self.router = Router(list(wrappers))
+        self._client_wrappers = list(client_wrappers)
+        self._subscriptions: list[tuple[str, Callable[..., Any], str | None, dict[str, Any]]] = []
+        self._stop = trio.Event()
+        self._client: Client | None = None
+        self._server: Server | None = None
+        self._registry: Registry | None = None
+        self.address: str = ""
+        self._record: ServiceRecord | None = None
+        for handler in handlers:
+            self.handle(handler)
+
+    # -- configuration --
+    def handle(
+        self,
+        handler: object,
+        *,
+        name: str | None = None,
+        methods: Sequence[MethodSpec] | None = None,
+        grpc_service: str | None = None,
+    ) -> list[str]:
+        """Register a handler object; its public async methods become ``Name.Method`` endpoints."""
+        return self.router.handle(handler, name=name, methods=methods, grpc_service=grpc_service)
+
+    def wrap_handler(self, wrapper: HandlerWrapper) -> HandlerWrapper:
+        """Add a handler wrapper; usable as a decorator."""
+        self.router.add_wrapper(wrapper)
+        return wrapper
+
+    def wrap_client(self, wrapper: ClientWrapper) -> ClientWrapper:
+        """Add a client wrapper; usable as a decorator."""
+        self._client_wrappers.append(wrapper)
+        if self._client is not None:
+            self._client.wrap(wrapper)
+        return wrapper
+
+    def subscribe(self, topic: str, handler: Callable[..., Any], *, queue: str | None = None, **kw: Any) -> None:
+        """Subscribe ``handler(msg, ctx)`` to ``topic`` when the service runs (see the pub/sub docs)."""
+        self._subscriptions.append((topic, handler, queue, kw))
+
+    # -- running --
+    @property
+    def client(self) -> Client:
+        """The service's client (shares its registry and selector); available once running."""
+        if self._client is None:
+            raise RuntimeError("the service is not running yet")
+        return self._client
+
+    @property
+    def server(self) -> Server:
+        if self._server is None:
+            raise RuntimeError("the service is not running yet")
+        return self._server
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            raise RuntimeError("the service is not running yet")
+        return self._registry
+
+    def stop(self) -> None:
+        """Begin a graceful stop (deregister, drain, cancel)."""
+        self._stop.set()
+
+    def _plugin(self, kind: str) -> Any:
+        if kind in self._plugins:
+            return self._plugins[kind]
+        return _plugins.create(kind, getattr(self.options, kind), self.options)
+
+    def record(self) -> ServiceRecord:
+        """This node's registry record (Go Micro's JSON shape)."""
+        if self._record is None:
+            raise RuntimeError("the service is not running yet")
+        return self._record
+
+    async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until stopped or cancelled; ``task_status.started(self)`` once listening and registered."""
+        opts = self.options
+        self._stop = trio.Event()
+        async with AsyncExitStack() as stack:
+            registry: Registry = await stack.enter_async_context(self._plugin("registry"))
+            self._registry = registry
+            selector_obj = self._plugins.get("selector")
+            if selector_obj is None:
+                from .selector.cache import CachingSelector
+
+                selector_obj = CachingSelector(registry, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+            selector: Selector = await stack.enter_async_context(selector_obj)
+            transport: Transport = self._plugin("transport")
+            client = Client(selector, transport, opts, list(self._client_wrappers))
+            stack.push_async_callback(client.aclose)
+            self._client = client
+            server = Server(self.name, self.router, transport, opts.server_address)
+            self._server = server
+            if "Debug.Health" not in self.router.routes:
+                self.router.handle(Debug(server.stats), name="Debug", internal=True)
+            broker = await self._open_broker(stack)
+            client.broker = broker
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(server.serve)
+                self.address = _advertise(bound, opts.server_advertise)
+                await self._start_subscribers(nursery, broker)
+                self._record = ServiceRecord(
+                    name=self.name,
+                    version=opts.server_version,
+                    metadata={},
+                    endpoints=tuple(self.router.endpoints()) + tuple(self._subscriber_endpoints()),
+                    nodes=(Node(self.id, self.address, _node_metadata(opts)),),
+                )
+                await registry.register(self._record, ttl=opts.register_ttl)
+                log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+                try:
+                    nursery.start_soon(self._registrar, registry)
+                    if self.handle_signals:
+                        nursery.start_soon(self._signals)
+                    task_status.started(self)
+                    await self._stop.wait()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._deregister(registry)
+                        await server.drain(opts.server_grace_period)
+                    nursery.cancel_scope.cancel()
+
+    async def _deregister(self, registry: Registry) -> None:
+        if self._record is None:
+            return
+        with trio.move_on_after(self.options.registry_timeout):
+            try:
+                await registry.deregister(self._record)
+            except RegistryError as exc:
+                log.warning("deregister %s failed: %s", self.id, exc)
+
+    async def _registrar(self, registry: Registry) -> None:
+        """Re-register every ``register_interval`` so the TTL never lapses while we live."""
+        assert self._record is not None
+        while True:
+            await trio.sleep(self.options.register_interval)
+            try:
+                with trio.fail_after(self.options.registry_timeout):
+                    await registry.register(self._record, ttl=self.options.register_ttl)
+            except (RegistryError, trio.TooSlowError) as exc:
+                log.warning("re-register %s failed (will retry): %s", self.id, exc)
+
+    async def _signals(self) -> None:
+        try:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+                    self.stop()
+                    return
+        except RuntimeError:  # not the main thread: the embedding application handles signals
+            return
+
+    # -- pub/sub hooks (the broker package fills these in) --
+    async def _open_broker(self, stack: AsyncExitStack) -> Any:
+        if not self._subscriptions and "broker" not in self._plugins:
+            return _LazyBroker(self, stack)
+        broker = self._plugin("broker")
+        return await stack.enter_async_context(broker)
+
+    async def _start_subscribers(self, nursery: trio.Nursery, broker: Any) -> None:
+        if not self._subscriptions:
+            return
+        from .server._subscriber import start_subscribers
+
+        await start_subscribers(self, nursery, broker, self._subscriptions)
+
+    def _subscriber_endpoints(self) -> list[Any]:
+        if not self._subscriptions:
+            return []
+        from .server._subscriber import subscriber_endpoints
+
+        return subscriber_endpoints(self._subscriptions)
+
+
+@attrs.define(eq=False)
+class _LazyBroker:
+    """Opens the configured broker on first publish, inside the service's exit stack."""
+
+    service: Service
+    stack: AsyncExitStack
+    broker: Any = None
+
+    async def get(self) -> Any:
+        if self.broker is None:
+            self.broker = await self.stack.enter_async_context(self.service._plugin("broker"))
+        return self.broker
+
+
+@asynccontextmanager
+async def open_service(
+    name: str = "", *, argv: Sequence[str] = (), handle_signals: bool = False, **kw: Any
+) -> AsyncIterator[Service]:
+    """Run a :class:`Service` for the duration of the block; it is ready when the block starts."""
+    service = kw.pop("service", None) or Service(name, argv=argv, handle_signals=handle_signals, **kw)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        try:
+            yield service
+        finally:
+            service.stop()
+
+
+@asynccontextmanager
+async def open_client(
+    *,
+    registry: str | Registry | None = None,
+    selector: Selector | None = None,
+    transport: str | Transport | None = None,
+    wrappers: Sequence[ClientWrapper] = (),
+    argv: Sequence[str] = (),
+    **options: Any,
+) -> AsyncIterator[Client]:
+    """A standalone client with its registry/selector/transport from options, closed on exit."""
+    overrides = dict(options)
+    if isinstance(registry, str):
+        overrides["registry"] = registry
+    if isinstance(transport, str):
+        overrides["transport"] = transport
+    opts = load_options(overrides, argv=argv)
+    async with AsyncExitStack() as stack:
+        sel = selector
+        if sel is None:
+            reg = registry if registry is not None and not isinstance(registry, str) else None
+            reg = reg or _plugins.create("registry", opts.registry, opts)
+            reg = await stack.enter_async_context(reg)
+            from .selector.cache import CachingSelector
+
+            sel = CachingSelector(reg, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+        sel = await stack.enter_async_context(sel)
+        tr = transport if transport is not None and not isinstance(transport, str) else None
+        tr = tr or _plugins.create("transport", opts.transport, opts)
+        client = Client(sel, tr, opts, list(wrappers))
+        stack.push_async_callback(client.aclose)
+        yield client

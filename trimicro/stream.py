@@ -1,0 +1,219 @@
+"""RPC streams that behave like trio channels, over any frame socket (mucp).
+
+A stream owns two bounded memory channels: incoming decoded messages (filled by a reader task) and
+outgoing frames (drained by a writer task that coalesces whatever is queued into one write). A slow
+consumer therefore applies backpressure to the peer instead of growing memory, and a burst of sends
+costs one syscall. Both tasks live in a nursery owned by whoever opened the stream (the server's
+connection task or the client's ``async with``), so no task outlives its stream.
+
+End of stream follows wire/mucp.md: a frame with ``Micro-Error: EOS`` ends a direction cleanly; any
+other ``Micro-Error`` ends it with that error; a connection that ends before EOS is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from . import errors
+from .codec import Codec
+from .errors import MicroError, TransportError
+from .transport._base import Message, Socket
+
+__all__ = ["ClientStream", "Stream"]
+
+ReqT = TypeVar("ReqT")
+RspT = TypeVar("RspT")
+SendT = TypeVar("SendT")
+RecvT = TypeVar("RecvT")
+
+EOS = "EOS"
+_CLOSE = object()
+
+
+class _Core(Generic[SendT, RecvT]):
+    """Direction-neutral stream machinery shared by both ends."""
+
+    def __init__(
+        self,
+        sock: Socket,
+        codec: Codec,
+        recv_type: Any,
+        header: dict[str, str],
+        *,
+        error_id: str,
+        buffer: int = 16,
+    ) -> None:
+        self._sock = sock
+        self._codec = codec
+        self._recv_type = recv_type
+        self._header = header
+        self._error_id = error_id
+        self._in_send, self._in_recv = trio.open_memory_channel[Any](buffer)
+        self._out_send, self._out_recv = trio.open_memory_channel[Any](buffer)
+        self._send_closed = False
+        self._writer_done = trio.Event()
+        #: set when the peer ended its direction (EOS, error, or connection loss)
+        self.peer_done = trio.Event()
+        #: set when the connection died (not a clean EOS): the owner cancels work that needs the peer
+        self.connection_lost = trio.Event()
+        self.sent = 0
+        self.received = 0
+
+    # -- tasks (started by the owner in its nursery) --
+    async def reader(self) -> None:
+        try:
+            while True:
+                try:
+                    msg = await self._sock.receive()
+                except trio.EndOfChannel:
+                    self.connection_lost.set()
+                    await self._in_send.send(TransportError("stream ended before EOS (unexpected EOF)"))
+                    return
+                except (TransportError, errors.ProtocolError) as exc:
+                    self.connection_lost.set()
+                    await self._in_send.send(TransportError(f"stream connection lost: {exc}"))
+                    return
+                err = msg.header.get("Micro-Error")
+                if err:
+                    if err != EOS:
+                        await self._in_send.send(errors.parse(err, default_id=self._error_id))
+                    return
+                try:
+                    value = self._codec.decode(msg.body, self._recv_type)
+                except errors.CodecError as exc:
+                    await self._in_send.send(errors.bad_request(self._error_id, str(exc)))
+                    return
+                self.received += 1
+                await self._in_send.send(value)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            self.peer_done.set()
+            self._in_send.close()
+
+    async def writer(self) -> None:
+        send_many = getattr(self._sock, "send_many", None)
+        try:
+            async with self._out_recv:
+                async for first in self._out_recv:
+                    batch = [first]
+                    while True:
+                        try:
+                            batch.append(self._out_recv.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    if send_many is not None and len(batch) > 1:
+                        await send_many(batch)
+                    else:
+                        for m in batch:
+                            await self._sock.send(m)
+        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.connection_lost.set()
+        finally:
+            self._writer_done.set()
+
+    # -- channel-like API --
+    async def send(self, msg: SendT) -> None:
+        if self._send_closed:
+            raise trio.ClosedResourceError("send side of the stream is closed")
+        if self.connection_lost.is_set():
+            raise TransportError("stream connection lost")
+        body = self._codec.encode(msg)
+        self.sent += 1
+        try:
+            await self._out_send.send(Message(dict(self._header), body))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise TransportError("stream connection lost") from None
+
+    async def receive(self) -> RecvT:
+        try:
+            item = await self._in_recv.receive()
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
+        if isinstance(item, BaseException):
+            # Keep raising the same error on later receives.
+            self._in_recv.close()
+            self._terminal = item
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    async def close_send(self, error: MicroError | None = None) -> None:
+        """End our direction with EOS (or with ``error``); waits until it is written."""
+        if self._send_closed:
+            return
+        self._send_closed = True
+        header = dict(self._header)
+        header["Micro-Error"] = error.to_json() if error is not None else EOS
+        try:
+            await self._out_send.send(Message(header, b""))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self._out_send.close()
+        await self._writer_done.wait()
+
+    def abort(self) -> None:
+        self._send_closed = True
+        self._out_send.close()
+        self._in_recv.close()
+
+
+class _Base(Generic[SendT, RecvT]):
+    def __init__(self, core: _Core[SendT, RecvT]) -> None:
+        self._core = core
+        self._terminal: BaseException | None = None
+
+    async def send(self, msg: SendT) -> None:
+        """Send one message; waits while the outgoing buffer is full (backpressure)."""
+        await self._core.send(msg)
+
+    async def receive(self) -> RecvT:
+        """Next message; ``trio.EndOfChannel`` at a clean end, the peer's error otherwise."""
+        if self._terminal is not None:
+            raise self._terminal
+        try:
+            return await self._core.receive()
+        except trio.EndOfChannel:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, (MicroError, TransportError)):
+                self._terminal = exc
+            raise
+
+    def __aiter__(self) -> AsyncIterator[RecvT]:
+        return self
+
+    async def __anext__(self) -> RecvT:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    @property
+    def messages_sent(self) -> int:
+        return self._core.sent
+
+    @property
+    def messages_received(self) -> int:
+        return self._core.received
+
+
+class Stream(_Base[RspT, ReqT]):
+    """The handler's end of a stream: ``receive()`` requests (``ReqT``), ``send()`` responses (``RspT``).
+
+    Annotate a handler parameter as ``Stream[ChatIn, ChatOut]`` to make the endpoint streaming.
+    """
+
+    async def close_send(self) -> None:
+        """Nothing more to send; the server also ends the stream when the handler returns."""
+        await self._core.close_send()
+
+
+class ClientStream(_Base[ReqT, RspT]):
+    """The caller's end: ``send()`` requests (``ReqT``), ``receive()``/``async for`` responses (``RspT``)."""
+
+    async def close_send(self) -> None:
+        """Tell the server no more requests will come (EOS); responses can still be received."""
+        await self._core.close_send()
