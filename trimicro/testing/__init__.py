@@ -1,0 +1,1 @@
+"""Test helpers: real etcd / nats-server processes and fixtures for trimicro tests."""

@@ -1,0 +1,222 @@
+"""A real etcd server as a trio child process, for loopback tests.
+
+``async with open_etcd() as etcd:`` starts ``etcd`` on free 127.0.0.1 ports with a fresh data dir and
+yields an :class:`EtcdProcess` once ``/health`` answers; on exit the process is terminated (SIGTERM, then
+SIGKILL after a bound) and the data dir removed. ``stop()`` / ``start()`` restart it on the same ports and
+data dir so tests can simulate a registry outage; ``wipe()`` (while stopped) simulates losing the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+__all__ = ["EtcdNotFound", "EtcdProcess", "EtcdStartError", "find_etcd", "open_etcd", "run_etcd"]
+
+_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+_START_TIMEOUT = 15.0
+_LOG_KEEP = 64 * 1024
+
+
+class EtcdNotFound(RuntimeError):
+    """No ``etcd`` binary on this machine (tests skip on it)."""
+
+
+class EtcdStartError(RuntimeError):
+    """etcd exited or did not become healthy; the message carries the tail of its log."""
+
+
+def find_etcd() -> str:
+    """Path of the etcd binary (``$ETCD_BINARY``, ``PATH``, ``/usr/bin/etcd``) or :class:`EtcdNotFound`."""
+    for candidate in (os.environ.get("ETCD_BINARY"), shutil.which("etcd"), "/usr/bin/etcd"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise EtcdNotFound("etcd binary not found (set ETCD_BINARY or install etcd-server)")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (callers retry on a lost race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _healthy(port: int) -> bool:
+    """One ``GET /health`` over a fresh connection: True iff etcd answers ``"health":"true"``."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return False
+    async with stream:
+        try:
+            await stream.send_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while chunk := await stream.receive_some(4096):
+                data += chunk
+        except (OSError, trio.BrokenResourceError):
+            return False
+    return b'"health":"true"' in data
+
+
+@attrs.define(eq=False)
+class EtcdProcess:
+    """One etcd member on loopback; a resource owned by the nursery that :func:`open_etcd` opened."""
+
+    binary: str
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    _nursery: trio.Nursery
+    name: str = "t"
+    _scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _done: trio.Event | None = attrs.field(default=None, init=False)
+    _log: bytearray = attrs.field(factory=bytearray, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT``, the form ``registry_address`` takes."""
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    @property
+    def running(self) -> bool:
+        return self._done is not None and not self._done.is_set()
+
+    @property
+    def log(self) -> str:
+        """The tail of etcd's stderr (for failure messages)."""
+        return self._log.decode("utf-8", "replace")
+
+    def command(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            self.binary,
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{self.name}={peer}",
+            # One member, no peers: short raft timers make startup and leases fast (min lease TTL 1 s).
+            "--heartbeat-interval", "10",
+            "--election-timeout", "100",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ]  # fmt: skip
+
+    async def start(self) -> None:
+        """Start etcd (again) and return once it answers ``/health``; EtcdStartError if it cannot."""
+        if self.running:
+            return
+        self._log.clear()
+        await self._nursery.start(self._run)
+        with trio.move_on_after(_START_TIMEOUT):
+            while self.running:
+                if await _healthy(self.client_port):
+                    return
+                await trio.sleep(0.02)  # polling an external process: nothing to wait on instead
+        await self.stop()
+        raise EtcdStartError(f"etcd on {self.endpoint} did not become healthy:\n{self.log[-4000:]}")
+
+    async def stop(self) -> None:
+        """Stop etcd (SIGTERM, SIGKILL after a bound) and wait until it has exited. Data are kept."""
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._done is not None:
+            await self._done.wait()
+
+    def wipe(self) -> None:
+        """Empty the data dir (only while stopped): the next start is a brand-new cluster."""
+        if self.running:
+            raise RuntimeError("stop etcd before wiping its data dir")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        done = self._done = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                proc = await trio.lowlevel.open_process(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._drain, proc)
+                        task_status.started()
+                        await proc.wait()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await _terminate(proc)
+        finally:
+            self._scope = None
+            done.set()
+
+    async def _drain(self, proc: trio.Process) -> None:
+        assert proc.stderr is not None
+        async with proc.stderr:
+            async for chunk in proc.stderr:
+                self._log += chunk
+                del self._log[:-_LOG_KEEP]
+
+
+async def _terminate(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        with trio.move_on_after(_STOP_GRACE):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@asynccontextmanager
+async def open_etcd(*, attempts: int = 3) -> AsyncIterator[EtcdProcess]:
+    """Start a fresh etcd on free loopback ports; stop it and remove its data dir on exit.
+
+    Ports are picked by binding port 0 and releasing it, so another process can grab one first; a failed
+    start is retried on new ports up to ``attempts`` times. EtcdNotFound if there is no binary.
+    """
+    binary = find_etcd()
+    data_dir = Path(tempfile.mkdtemp(prefix="trimicro-etcd-"))
+    try:
+        async with trio.open_nursery() as nursery:
+            for attempt in range(attempts):
+                etcd = EtcdProcess(binary, data_dir / "data", free_port(), free_port(), nursery)
+                etcd.wipe()
+                try:
+                    await etcd.start()
+                except EtcdStartError:
+                    if attempt + 1 == attempts:
+                        raise
+                    continue
+                try:
+                    yield etcd
+                finally:
+                    await etcd.stop()
+                break
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def run_etcd(*, task_status: trio.TaskStatus[EtcdProcess] = trio.TASK_STATUS_IGNORED) -> None:
+    """``await nursery.start(run_etcd)`` form: runs etcd until cancelled, reporting the process."""
+    async with open_etcd() as etcd:
+        task_status.started(etcd)
+        await trio.sleep_forever()
