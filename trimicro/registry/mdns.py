@@ -240,6 +240,7 @@ class MdnsRegistry:
                 await self._apply(self._state.receive(data, trio.current_time()))
             except RegistryError as exc:
                 log.warning("%s", exc)
+            self._wakeup.set()  # new records may expire before the timer's current deadline
 
     async def _timer_loop(self) -> None:
         while True:
