@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older protobuf
     pass
 
 
-_ToObj = Callable[[Message], dict[str, Any]]
+_ToObj = Callable[[Message], Any]
 _Conv = Callable[[Any], Any] | None
 
 _T = FieldDescriptor
@@ -67,8 +67,8 @@ def _is_special(desc: Any) -> bool:
     return full.startswith("google.protobuf.")
 
 
-def _fallback_to_obj(msg: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)  # type: ignore[no-any-return]
+def _fallback_to_obj(msg: Message) -> Any:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
 def _float(value: float) -> Any:
@@ -77,9 +77,15 @@ def _float(value: float) -> Any:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
+_FLT_MAX = 3.4028234663852886e38
+
+
 def _float32(value: float) -> Any:
     if math.isfinite(value):
-        return _shortest_float(value)
+        short = _shortest_float(value)
+        # Near FLT_MAX the shortest form rounds past the float32 range and json_format then refuses
+        # to parse it back; the exact value round-trips.
+        return short if abs(short) <= _FLT_MAX else value
     return _float(value)
 
 
@@ -155,8 +161,8 @@ def _compile_to_obj(cls: type[Message]) -> _ToObj:
     return to_obj
 
 
-def message_to_obj(msg: Message) -> dict[str, Any]:
-    """The ProtoJSON object of ``msg`` with proto field names; only populated fields, like Go."""
+def message_to_obj(msg: Message) -> Any:
+    """The ProtoJSON value of ``msg`` with proto field names; only populated fields, like Go."""
     try:
         fn = _TO_OBJ[type(msg)]
     except KeyError:
@@ -198,18 +204,18 @@ def _slow_from_obj(obj: Any, cls: type[Message]) -> Message:
 
 def message_from_obj(obj: Any, cls: type[Message]) -> Message:
     """Build ``cls`` from a parsed JSON object; accepts proto and lowerCamelCase names, skips unknowns."""
+    try:
+        table = _FROM_OBJ[cls]
+    except KeyError:
+        table = _FROM_OBJ[cls] = _compile_from_obj(cls)
+    if table is None:  # well-known types: a JSON string, number, list... may be right
+        return _slow_from_obj(obj, cls)
     if type(obj) is not dict:
         if obj is None:
             return cls()
         raise CodecError(
             f"cannot decode JSON into {cls.DESCRIPTOR.full_name}: expected an object, got {obj!r:.60}"
         )
-    try:
-        table = _FROM_OBJ[cls]
-    except KeyError:
-        table = _FROM_OBJ[cls] = _compile_from_obj(cls)
-    if table is None:
-        return _slow_from_obj(obj, cls)
     kwargs: dict[str, Any] = {}
     for key, value in obj.items():
         entry = table.get(key)
