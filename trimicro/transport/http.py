@@ -1,0 +1,436 @@
+"""mucp over HTTP/1.1 on trio: the default transport (``--transport http``).
+
+A thin adapter around the sans-IO framing in :mod:`trimicro.transport.mucp`: it moves bytes between
+trio streams and the parser, and turns the parser's states into timeouts:
+
+- a server socket waits up to ``idle_timeout`` for the first byte of a frame (then reports a clean
+  close, ``trio.EndOfChannel``) and up to ``header_timeout`` for the rest of its headers
+  (``ProtocolError(code=408)``); body bytes must keep arriving within ``idle_timeout`` each;
+- body and header limits raise ``ProtocolError`` (413 / 431) as soon as they are known, and the socket
+  still accepts ``send`` so the server can write an error reply before closing;
+- EOF inside a frame is a :class:`~trimicro.errors.TransportError`; between frames ``EndOfChannel``.
+
+One port can also serve HTTP/2: with ``listen(address, h2_handler=...)`` a connection that starts with
+the HTTP/2 preface (or negotiates ALPN ``h2`` under TLS) is handed to ``h2_handler(stream, initial)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import attrs
+import trio
+
+from ..errors import ProtocolError, TransportError
+from ._base import Message
+from .mucp import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_HEADER_SIZE,
+    H2_PREFACE,
+    NEED_DATA,
+    ClientConnection,
+    EndOfStream,
+    FrameState,
+    ServerConnection,
+)
+
+if TYPE_CHECKING:
+    from ..config import Options
+
+__all__ = ["H2Handler", "HttpListener", "HttpSocket", "HttpTransport", "from_options", "split_address"]
+
+log = logging.getLogger("trimicro.transport.http")
+
+H2Handler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
+"""``await h2_handler(stream, initial_bytes)``: serve an HTTP/2 connection; the stream is closed after."""
+
+_RECEIVE_SIZE = 64 * 1024
+_LINGER = 1.0  # seconds to drain unread input after a protocol error, so the error reply is not reset
+_LINGER_BYTES = 1 << 20
+_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` / ``"[::1]:port"`` / ``":port"`` -> ``(host, port)``; ValueError if malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"invalid address {address!r}: want host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _sockname(stream: trio.abc.Stream, peer: bool) -> str:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        try:
+            name = stream.socket.getpeername() if peer else stream.socket.getsockname()
+        except OSError:
+            return ""
+        if isinstance(name, tuple):
+            return _join(str(name[0]), int(name[1]))
+        return str(name)
+    return ""
+
+
+@attrs.define(eq=False)
+class HttpSocket:
+    """One mucp connection (server or client side): frames in, frames out.
+
+    Receives and sends may run in different tasks (one of each at a time). ``closed`` turns true when
+    the socket was closed or a write was interrupted midway (the byte stream is then unusable), which
+    is what a connection pool checks before reuse.
+    """
+
+    _stream: trio.abc.Stream
+    _conn: ServerConnection | ClientConnection
+    local_address: str = ""
+    remote_address: str = ""
+    _idle_timeout: float = math.inf
+    _header_timeout: float = math.inf
+    _error: ProtocolError | None = attrs.field(default=None, init=False)
+    _broken: bool = attrs.field(default=False, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+    _send_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
+    _receive_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._broken
+
+    @property
+    def errored(self) -> bool:
+        """True once ``receive`` raised ProtocolError (input can no longer be read)."""
+        return self._error is not None
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The underlying trio stream (TCP or TLS)."""
+        return self._stream
+
+    async def receive(self) -> Message:
+        """The next frame. See the module docstring for timeouts and errors."""
+        if self._error is not None:
+            raise self._error
+        async with self._receive_lock:
+            conn = self._conn
+            header_deadline = math.inf
+            while True:
+                try:
+                    msg = conn.next_message()
+                except EndOfStream:
+                    raise trio.EndOfChannel from None
+                except ProtocolError as exc:
+                    self._error = exc
+                    raise
+                except TransportError as exc:
+                    raise TransportError(f"{exc} (peer {self.remote_address})") from None
+                if msg is not NEED_DATA:
+                    return msg
+                state = conn.state
+                if state is FrameState.HEADERS:
+                    if header_deadline == math.inf:
+                        header_deadline = trio.current_time() + self._header_timeout
+                    deadline = header_deadline
+                else:
+                    deadline = trio.current_time() + self._idle_timeout
+                with trio.move_on_at(deadline) as scope:
+                    data = await self._receive_some()
+                if scope.cancelled_caught:
+                    if state is FrameState.IDLE:
+                        raise trio.EndOfChannel  # idle connection: a clean close
+                    part = "headers" if state is FrameState.HEADERS else "body"
+                    self._error = ProtocolError(f"timed out reading frame {part}", code=408)
+                    raise self._error
+                conn.receive_data(data)
+
+    async def _receive_some(self) -> bytes | bytearray:
+        try:
+            return await self._stream.receive_some(_RECEIVE_SIZE)
+        except _STREAM_ERRORS as exc:
+            raise TransportError(f"connection to {self.remote_address} lost: {exc}") from exc
+
+    async def send(self, msg: Message) -> None:
+        """Write one frame. ProtocolError for unsendable headers; TransportError if the connection is gone."""
+        await self._write(self._conn.send(msg))
+
+    async def send_many(self, msgs: Iterable[Message]) -> None:
+        """Write several frames in one write (fewer syscalls and packets for streams)."""
+        await self._write(self._conn.send_many(msgs))
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:
+            if self._broken:
+                raise TransportError(f"connection to {self.remote_address} broken by an interrupted write")
+            try:
+                await self._stream.send_all(data)
+            except _STREAM_ERRORS as exc:
+                self._broken = True
+                raise TransportError(f"connection to {self.remote_address} lost: {exc}") from exc
+            except BaseException:
+                self._broken = True  # cancelled midway: part of a frame may be on the wire
+                raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await trio.aclose_forcefully(self._stream)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+@attrs.define(eq=False)
+class HttpListener:
+    """Bound listening socket(s); ``serve`` runs one task per connection until cancelled.
+
+    Closing the listener (``aclose``) stops accepting; ``serve`` then returns once the open
+    connections have finished, which is how a server drains. ``open_connections`` counts live ones.
+    """
+
+    address: str
+    _listeners: list[trio.SocketListener]
+    _transport: HttpTransport
+    _h2_handler: H2Handler | None = None
+    open_connections: int = attrs.field(default=0, init=False)
+    accepted: int = attrs.field(default=0, init=False)
+
+    async def serve(
+        self,
+        handler: Callable[[HttpSocket], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            for listener in self._listeners:
+                nursery.start_soon(self._accept_loop, listener, handler, nursery)
+            task_status.started(self.address)
+
+    async def _accept_loop(
+        self,
+        listener: trio.SocketListener,
+        handler: Callable[[HttpSocket], Awaitable[None]],
+        nursery: trio.Nursery,
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                    raise
+                log.error("accept on %s failed (%s); retrying", self.address, exc)
+                await trio.sleep(0.1)  # out of descriptors/memory: back off, as trio.serve_listeners
+                continue
+            self.accepted += 1
+            self.open_connections += 1
+            nursery.start_soon(self._connection, stream, handler)
+
+    async def _connection(
+        self, tcp: trio.SocketStream, handler: Callable[[HttpSocket], Awaitable[None]]
+    ) -> None:
+        stream: trio.abc.Stream = tcp
+        t = self._transport
+        try:
+            if t.ssl_context is not None:
+                ssl_stream = trio.SSLStream(tcp, t.ssl_context, server_side=True)
+                stream = ssl_stream
+                handshook = False
+                with trio.move_on_after(t.header_timeout):
+                    try:
+                        await ssl_stream.do_handshake()
+                        handshook = True
+                    except trio.BrokenResourceError as exc:
+                        log.debug("TLS handshake from %s failed: %s", _sockname(tcp, True), exc)
+                if not handshook:
+                    return
+                if self._h2_handler is not None and ssl_stream.selected_alpn_protocol() == "h2":
+                    await self._h2_handler(stream, b"")
+                    return
+            initial = b""
+            if self._h2_handler is not None:
+                initial = await self._sniff(stream)
+                if initial.startswith(H2_PREFACE):
+                    await self._h2_handler(stream, initial)
+                    return
+                if not initial:
+                    return
+            conn = ServerConnection(max_header_size=t.max_header_size, max_body_size=t.max_body_size)
+            if initial:
+                conn.receive_data(initial)
+            sock = HttpSocket(
+                stream,
+                conn,
+                _sockname(tcp, False),
+                _sockname(tcp, True),
+                t.idle_timeout,
+                t.header_timeout,
+            )
+            await handler(sock)
+            if sock.errored and not sock.closed:
+                await _linger(tcp)
+        except Exception:
+            log.exception("connection handler for %s failed", _sockname(tcp, True))
+        finally:
+            self.open_connections -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _sniff(self, stream: trio.abc.Stream) -> bytes:
+        """Read until the bytes cannot be (or are) the HTTP/2 preface; b"" if the peer left or idled.
+
+        mucp requests start with a method such as ``POST``, which differs from ``PRI`` at the second
+        byte, so this usually costs exactly the one read the parser needed anyway.
+        """
+        t = self._transport
+        data = b""
+        deadline = trio.current_time() + t.idle_timeout
+        while len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            with trio.move_on_at(deadline) as scope:
+                try:
+                    chunk = await stream.receive_some(_RECEIVE_SIZE)
+                except _STREAM_ERRORS:
+                    return b""
+            if scope.cancelled_caught:
+                return data  # idle (b"": close) or slow headers (the mucp parser reports 408)
+            if not chunk:
+                return b""
+            if not data:
+                deadline = trio.current_time() + t.header_timeout
+            data += chunk
+        return data
+
+    async def aclose(self) -> None:
+        """Stop accepting (connections already accepted keep running)."""
+        for listener in self._listeners:
+            await listener.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+async def _linger(tcp: trio.SocketStream) -> None:
+    """Half-close and drain input briefly, so our last reply is not destroyed by a TCP reset."""
+    with trio.move_on_after(_LINGER):
+        try:
+            await tcp.send_eof()
+            drained = 0
+            while drained < _LINGER_BYTES:
+                chunk = await tcp.receive_some(_RECEIVE_SIZE)
+                if not chunk:
+                    return
+                drained += len(chunk)
+        except _STREAM_ERRORS:
+            return
+
+
+@attrs.define(eq=False)
+class HttpTransport:
+    """The ``http`` transport: Go Micro's mucp framing over HTTP/1.1, optionally under TLS.
+
+    ``ssl_context`` makes listeners serve TLS; ``client_ssl_context`` is the default for ``dial``.
+    ALPN protocols are set on the contexts given (``http/1.1``, plus ``h2`` for listeners with an
+    ``h2_handler``).
+    """
+
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    header_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    ssl_context: ssl.SSLContext | None = None
+    client_ssl_context: ssl.SSLContext | None = None
+    name: str = attrs.field(default="http", init=False)
+
+    async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> HttpListener:
+        """Bind ``address`` (``host:port``; port 0 picks one, reported in ``listener.address``)."""
+        try:
+            host, port = split_address(address)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        if self.ssl_context is not None:
+            self.ssl_context.set_alpn_protocols(["h2", "http/1.1"] if h2_handler else ["http/1.1"])
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host or None)
+        except OSError as exc:
+            raise TransportError(f"listen on {address}: {exc}") from exc
+        name = listeners[0].socket.getsockname()
+        bound = _join(str(name[0]), int(name[1]))
+        return HttpListener(bound, listeners, self, h2_handler)
+
+    async def dial(
+        self,
+        address: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the Transport contract; Go's DialTimeout)
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> HttpSocket:
+        """Connect to ``address``; TransportError (naming it) if that fails or exceeds ``timeout``."""
+        try:
+            host, port = split_address(address)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        ctx = ssl_context if ssl_context is not None else self.client_ssl_context
+        stream: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                tcp = await trio.open_tcp_stream(host, port)
+                stream = tcp
+                if ctx is not None:
+                    ctx.set_alpn_protocols(["http/1.1"])
+                    stream = trio.SSLStream(tcp, ctx, server_hostname=host)
+                    await stream.do_handshake()
+        except trio.TooSlowError:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise TransportError(f"dial {address}: timed out after {timeout}s") from None
+        except _STREAM_ERRORS as exc:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise TransportError(f"dial {address}: {exc}") from exc
+        assert stream is not None
+        conn = ClientConnection(
+            address, max_header_size=self.max_header_size, max_body_size=self.max_body_size
+        )
+        return HttpSocket(stream, conn, _sockname(tcp, False), _sockname(tcp, True))
+
+
+def from_options(options: Options) -> HttpTransport:
+    """Build the transport from service options (limits, timeouts, TLS cert/key, client CA)."""
+    server_ctx = None
+    if options.server_tls_cert and options.server_tls_key:
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(options.server_tls_cert, options.server_tls_key)
+    client_ctx = None
+    if options.client_tls_ca:
+        client_ctx = ssl.create_default_context(cafile=options.client_tls_ca)
+    return HttpTransport(
+        max_header_size=options.server_max_header_size,
+        max_body_size=options.server_max_body_size,
+        header_timeout=options.server_header_timeout,
+        idle_timeout=options.server_idle_timeout,
+        ssl_context=server_ctx,
+        client_ssl_context=client_ctx,
+    )

@@ -1,0 +1,372 @@
+"""Sans-IO mucp framing: Go Micro's restricted HTTP/1.1 shape, parsed and written without I/O.
+
+mucp (wire/mucp.md) uses HTTP/1.1 as a frame format: every client frame is a request
+(``POST / HTTP/1.1``, ``Host``, ``Content-Length``, headers, body) and every server frame is a
+``200 OK`` response with ``Content-Length``. Once a connection is open, frames flow each way in any
+interleaving (streams send many responses per request), which h11's strict request/response
+alternation cannot model; so this module parses the two directions independently, h11-style:
+
+    conn = ServerConnection()
+    conn.receive_data(data)            # b"" means EOF
+    while (msg := conn.next_message()) is not NEED_DATA:
+        ...                            # a Message; raises ProtocolError / EndOfStream / TransportError
+    wire = conn.send(Message({...}, body))
+
+It is the hot path, so it is a small strict parser (one ``find`` for the header end, two C-level regex
+passes over the header block) rather than a general one, and it is differentially fuzzed against h11
+(tests/transport): whenever it accepts input, h11 reads the same headers and body. It is stricter than
+h11 in a few documented places, each a clear :class:`~trimicro.errors.ProtocolError`:
+
+- chunked request bodies (411; Go's client always sends ``Content-Length``) and any other
+  ``Transfer-Encoding`` (501);
+- bare ``\\n`` line endings and obsolete header line folding (400);
+- HTTP versions other than 1.0 and 1.1 (400).
+
+Header names are canonicalised (``micro-id`` -> ``Micro-Id``); the first of repeated headers wins, as
+Go's ``Header.Get``; ``X-Micro-Foo`` also fills ``Micro-Foo`` when that is absent. The framing headers
+``Content-Length``, ``Host`` and ``Transfer-Encoding`` are consumed, not reported, and never taken from
+an outgoing message. Values are decoded as UTF-8 with ``surrogateescape`` so any byte round-trips.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from typing import Final, Literal
+
+from ..errors import ProtocolError, TransportError
+from ._base import Message, canonical
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "H2_PREFACE",
+    "NEED_DATA",
+    "ClientConnection",
+    "EndOfStream",
+    "FrameState",
+    "ServerConnection",
+]
+
+DEFAULT_MAX_HEADER_SIZE: Final = 64 * 1024
+DEFAULT_MAX_BODY_SIZE: Final = 4 * 1024 * 1024
+H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class _Sentinel(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+NEED_DATA: Final = _Sentinel.NEED_DATA
+"""Returned by ``next_message`` when more bytes are needed to complete a frame."""
+
+
+class EndOfStream(Exception):
+    """The peer closed the connection cleanly, between frames."""
+
+
+class FrameState(enum.Enum):
+    """Where the parser is within the incoming frame (the trio adapter picks timeouts from it)."""
+
+    IDLE = "idle"  # no byte of the next frame received yet
+    HEADERS = "headers"  # part of a frame's start line / headers received
+    BODY = "body"  # headers complete, waiting for the body
+    ERROR = "error"  # a ProtocolError was raised; the input cannot be resynchronised
+
+
+# RFC 7230 grammar, as h11 spells it (h11/_abnf.py). Patterns run on text decoded with
+# surrogateescape under re.ASCII, which classifies every byte exactly as h11's bytes patterns do.
+# A header value is any run of bytes but NUL, CR, LF, VT and FF, with surrounding SP/HTAB stripped:
+# the same set h11's field-value pattern accepts.
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VCHAR = r"[^\x00\s]"  # h11 also admits other control characters and obs-text
+_TOKEN_RE = re.compile(_TOKEN, re.ASCII)
+_CTL_RE = re.compile(r"[\x00\x0b\x0c]")
+_has_ctl = _CTL_RE.search
+_BAD_VALUE_RE = re.compile(r"[\x00\x0b\x0c\r\n]")
+_NAMES: dict[str, str] = {}  # validated header name -> canonical form
+_REQUEST_LINE_RE = re.compile(rf"{_TOKEN} [\x21-\x7e]+ HTTP/1\.([01])", re.ASCII)
+_STATUS_LINE_RE = re.compile(rf"HTTP/1\.[01] ([0-9]{{3}})(?: (?:[ \t]|{_VCHAR})*)?", re.ASCII)
+_HOST_RE = re.compile(r"[\x21-\x7e]+", re.ASCII)
+_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+
+_CL_MAX_DIGITS: Final = 20  # as h11
+_FRAMING: Final = frozenset({"Content-Length", "Host", "Transfer-Encoding"})
+_SKIP_OUT: Final = frozenset({"Content-Length", "Host", "Transfer-Encoding", "Trailer"})
+
+
+def _show(text: str | bytes, limit: int = 80) -> str:
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+class _Connection:
+    """Shared incoming-frame parser; subclasses say what a start line looks like."""
+
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_error",
+        "_length",
+        "_max_body",
+        "_max_header",
+        "_pending",
+        "_search_from",
+        "_status",
+    )
+
+    _is_request: bool = True
+
+    def __init__(
+        self, *, max_header_size: int = DEFAULT_MAX_HEADER_SIZE, max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    ) -> None:
+        self._max_header = max_header_size
+        self._max_body = max_body_size
+        self._buf = bytearray()
+        self._eof = False
+        self._error: ProtocolError | None = None
+        self._pending: dict[str, str] | None = None  # headers of the frame whose body we await
+        self._length = 0  # its body length; -1 = until EOF (responses only)
+        self._status = 200
+        self._search_from = 0
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes read from the peer; ``b""`` records EOF."""
+        if data:
+            if self._eof:
+                raise RuntimeError("received data after EOF")
+            self._buf += data
+        else:
+            self._eof = True
+
+    @property
+    def state(self) -> FrameState:
+        if self._error is not None:
+            return FrameState.ERROR
+        if self._pending is not None:
+            return FrameState.BODY
+        return FrameState.HEADERS if self._buf else FrameState.IDLE
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return len(self._buf)
+
+    def next_message(self) -> Message | Literal[_Sentinel.NEED_DATA]:
+        """The next complete frame, or :data:`NEED_DATA`.
+
+        Raises :class:`~trimicro.errors.ProtocolError` on malformed or oversized input (and again on
+        every later call: the stream cannot be resynchronised), :class:`EndOfStream` after a clean EOF
+        between frames, and :class:`~trimicro.errors.TransportError` on EOF inside a frame.
+        """
+        if self._error is not None:
+            raise self._error
+        while True:
+            if self._pending is None:
+                try:
+                    if not self._read_head():
+                        return NEED_DATA
+                except ProtocolError as exc:
+                    self._error = exc
+                    raise
+            assert self._pending is not None
+            buf, length = self._buf, self._length
+            if length < 0 or len(buf) < length:
+                if not self._eof:
+                    return NEED_DATA
+                if length >= 0:
+                    raise TransportError(f"unexpected EOF: got {len(buf)} of {length} body bytes")
+                length = len(buf)
+            body = bytes(buf[:length])
+            del buf[:length]
+            header, self._pending = self._pending, None
+            if self._status == 200:
+                return Message(header, body)
+            if self._status >= 200:
+                # The frame is consumed, so the stream stays usable; Go's client fails the same way.
+                raise ProtocolError(
+                    f"unexpected HTTP status {self._status}: {_show(body)}", code=self._status
+                )
+            # 1xx informational responses precede the real one: skip them.
+
+    def _read_head(self) -> bool:
+        """Parse one start line + headers into ``_pending``; False if incomplete."""
+        buf = self._buf
+        if not buf:
+            if self._eof:
+                raise EndOfStream()
+            return False
+        end = buf.find(b"\r\n\r\n", self._search_from)
+        if end < 0:
+            if buf[0] < 0x21:
+                raise ProtocolError(f"malformed start line: {_show(bytes(buf[:80]))}")
+            if len(buf) > self._max_header:
+                raise ProtocolError(f"headers exceed {self._max_header} bytes", code=431)
+            if _BARE_LF_RE.search(buf):
+                raise ProtocolError("bare LF line ending in headers (CRLF required)")
+            if self._eof:
+                raise TransportError(f"unexpected EOF in frame headers after {len(buf)} bytes")
+            self._search_from = max(0, len(buf) - 3)
+            return False
+        self._search_from = 0
+        if end + 4 > self._max_header:
+            raise ProtocolError(f"headers exceed {self._max_header} bytes", code=431)
+        head = buf[: end + 2].decode("utf-8", "surrogateescape")
+        nl = head.find("\r\n")
+        start, block = head[:nl], head[nl + 2 :]
+        if self._is_request:
+            m = _REQUEST_LINE_RE.fullmatch(start)
+            if m is None:
+                raise ProtocolError(f"malformed request line: {_show(start)}")
+            http11 = m.group(1) == "1"
+            self._status = 200
+        else:
+            m = _STATUS_LINE_RE.fullmatch(start)
+            if m is None:
+                raise ProtocolError(f"malformed status line: {_show(start)}")
+            self._status = int(m.group(1))
+            http11 = False
+        lines = block.split("\r\n")
+        lines.pop()  # the block ends with CRLF
+        n = len(lines)
+        if block.count("\r") != n or block.count("\n") != n or _has_ctl(block):
+            raise ProtocolError(f"malformed header block: {_show(block)}")
+
+        header: dict[str, str] = {}
+        clen: str | None = None
+        hosts = 0
+        xmicro = False
+        names = _NAMES
+        for line in lines:
+            name, colon, value = line.partition(":")
+            key = names.get(name)
+            if key is None:
+                if not colon or _TOKEN_RE.fullmatch(name) is None:
+                    raise ProtocolError(f"malformed header line: {_show(line)}")
+                key = _name(name)
+            value = value.strip(" \t")
+            if key in _FRAMING:
+                if key == "Content-Length":
+                    clen = _content_length(value, clen)
+                elif key == "Host":
+                    hosts += 1
+                elif value.lower() == "chunked":
+                    raise ProtocolError("chunked bodies are not supported; send Content-Length", code=411)
+                else:
+                    raise ProtocolError(f"unsupported Transfer-Encoding {_show(value)}", code=501)
+            elif key not in header:
+                header[key] = value
+                if key[0] == "X" and key.startswith("X-Micro-"):
+                    xmicro = True
+        if xmicro:
+            for key in [k for k in header if k.startswith("X-Micro-")]:
+                header.setdefault(key[2:], header[key])
+        if self._is_request and (hosts > 1 or (http11 and hosts == 0)):
+            raise ProtocolError("a request needs exactly one Host header")
+
+        status = self._status
+        if not self._is_request and (status < 200 or status in (204, 304)):
+            length = 0  # no body, whatever the headers say (RFC 7230 3.3.3)
+        elif clen is not None:
+            length = int(clen)
+        else:
+            length = 0 if self._is_request else -1  # a response without length runs to EOF
+        if length > self._max_body:
+            raise ProtocolError(f"body of {length} bytes exceeds {self._max_body}", code=413)
+        del buf[: end + 4]
+        self._pending = header
+        self._length = length
+        return True
+
+
+def _content_length(value: str, seen: str | None) -> str:
+    """Validate one Content-Length value (h11's rules: digits, equal repeats merge)."""
+    values = {v.strip() for v in value.split(",")} if "," in value else {value}
+    if len(values) != 1:
+        raise ProtocolError("conflicting Content-Length headers")
+    v = values.pop()
+    if not v.isdigit() or not v.isascii() or len(v) > _CL_MAX_DIGITS:
+        raise ProtocolError(f"bad Content-Length {_show(v)}")
+    if seen is not None and seen != v:
+        raise ProtocolError("conflicting Content-Length headers")
+    return v
+
+
+def _name(name: str) -> str:
+    """Canonical form of a header name, validated as an HTTP token (cached)."""
+    key = _NAMES.get(name)
+    if key is None:
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise ProtocolError(f"invalid header name {_show(name)}")
+        key = canonical(name)
+        if len(_NAMES) < 4096:
+            _NAMES[name] = key
+    return key
+
+
+def _encode(start: str, msg: Message) -> bytes:
+    """Start line (ending in ``Content-Length: ``) + length + headers + body."""
+    body = msg.body
+    fields = "".join([f"{key}: {v}\r\n" for k, v in msg.header.items() if (key := _name(k)) not in _SKIP_OUT])
+    n = fields.count("\r\n")
+    if fields.count("\r") != n or fields.count("\n") != n or _has_ctl(fields):
+        bad = [k for k, v in msg.header.items() if _BAD_VALUE_RE.search(v)]
+        raise ProtocolError(
+            f"cannot send header {_show(bad[0] if bad else fields)}: control character in value"
+        )
+    try:
+        head = f"{start}{len(body)}\r\n{fields}\r\n".encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"cannot encode header: {exc}") from None
+    return head + body if body else head
+
+
+class ServerConnection(_Connection):
+    """The server side: parses request frames, writes ``200 OK`` response frames."""
+
+    __slots__ = ()
+    _is_request = True
+
+    def send(self, msg: Message) -> bytes:
+        """Bytes of one response frame. Raises ProtocolError for header names/values HTTP cannot carry."""
+        return _encode("HTTP/1.1 200 OK\r\nContent-Length: ", msg)
+
+    def send_many(self, msgs: Iterable[Message]) -> bytes:
+        """Bytes of several response frames, for one coalesced write."""
+        return b"".join([_encode("HTTP/1.1 200 OK\r\nContent-Length: ", m) for m in msgs])
+
+
+class ClientConnection(_Connection):
+    """The client side: writes ``POST /`` request frames, parses response frames.
+
+    ``host`` is sent in the ``Host`` header (Go sends the dialled address). Non-200 responses are
+    consumed and raised as ProtocolError with ``code`` set to the status; parsing can continue after.
+    """
+
+    __slots__ = ("_start",)
+    _is_request = False
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        *,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        super().__init__(max_header_size=max_header_size, max_body_size=max_body_size)
+        if _HOST_RE.fullmatch(host) is None:
+            raise ValueError(f"invalid Host {host!r}")
+        self._start = f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: "
+
+    def send(self, msg: Message) -> bytes:
+        """Bytes of one request frame. Raises ProtocolError for header names/values HTTP cannot carry."""
+        return _encode(self._start, msg)
+
+    def send_many(self, msgs: Iterable[Message]) -> bytes:
+        """Bytes of several request frames, for one coalesced write."""
+        return b"".join([_encode(self._start, m) for m in msgs])
