@@ -19,11 +19,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -155,6 +152,11 @@ func (g *Greeter) Slow(ctx context.Context, req *greeter.SlowRequest, rsp *greet
 
 func (g *Greeter) Stream(ctx context.Context, req *greeter.StreamRequest, stream greeter.Greeter_StreamStream) error {
 	emit(map[string]interface{}{"event": "stream", "count": req.Count})
+	if req.Count < 0 {
+		// send one message, then fail: the error travels in the final frame
+		stream.Send(&greeter.StreamResponse{Count: -1, Message: "before error"})
+		return merrors.BadRequest(g.name, "negative count %d", req.Count)
+	}
 	for i := int64(0); i < req.Count; i++ {
 		if err := stream.Send(&greeter.StreamResponse{Count: i, Message: fmt.Sprintf("msg %d", i)}); err != nil {
 			emit(map[string]interface{}{"event": "stream_send_error", "error": err.Error()})
@@ -263,16 +265,16 @@ func runServer() {
 	svc.Init(micro.AfterStart(func() error {
 		o := svc.Server().Options()
 		emit(map[string]interface{}{
-			"event":    "started",
-			"name":     o.Name,
-			"id":       o.Id,
-			"address":  o.Address,
-			"registry": o.Registry.String(),
-			"broker":   o.Broker.String(),
+			"event":          "started",
+			"name":           o.Name,
+			"id":             o.Id,
+			"address":        o.Address,
+			"registry":       o.Registry.String(),
+			"broker":         o.Broker.String(),
 			"broker_address": o.Broker.Address(),
-			"transport": o.Transport.String(),
-			"topic":    topic,
-			"queue":    queue,
+			"transport":      o.Transport.String(),
+			"topic":          topic,
+			"queue":          queue,
 		})
 		return nil
 	}))
@@ -306,7 +308,8 @@ type clientArgs struct {
 	service, endpoint, request, contentType, stream, address, metadata string
 	timeout                                                            time.Duration
 	count                                                              int
-	raw                                                                bool
+	raw, recvReply                                                     bool
+	closeDelay                                                         time.Duration
 }
 
 func runClient() {
@@ -323,6 +326,8 @@ func runClient() {
 			&cli.IntFlag{Name: "count", Value: 3, Usage: "messages to send for client/bidi streams"},
 			&cli.StringFlag{Name: "address", Usage: "call this host:port directly (client.WithAddress), skipping the registry"},
 			&cli.StringFlag{Name: "metadata", Usage: "extra request metadata k=v,k2=v2"},
+			&cli.BoolFlag{Name: "recv_reply", Usage: "client stream: read one reply before closing (waits for a server that replies without EOS)"},
+			&cli.DurationFlag{Name: "close_delay", Value: 200 * time.Millisecond, Usage: "client/bidi stream: pause before Close() (Close sends EOS then drops the connection)"},
 			&cli.BoolFlag{Name: "raw", Usage: "send --request bytes verbatim as the body (raw Frame) and print the raw reply"},
 		),
 		micro.Action(func(c *cli.Context) error {
@@ -330,6 +335,7 @@ func runClient() {
 				service: c.String("service"), endpoint: c.String("endpoint"), request: c.String("request"),
 				contentType: c.String("content_type"), timeout: c.Duration("timeout"), stream: c.String("stream"),
 				count: c.Int("count"), address: c.String("address"), metadata: c.String("metadata"), raw: c.Bool("raw"),
+				recvReply: c.Bool("recv_reply"), closeDelay: c.Duration("close_delay"),
 			}
 			return nil
 		}),
@@ -438,28 +444,34 @@ func runStream(ctx context.Context, cl client.Client, a clientArgs, reqOpt clien
 			emit(map[string]interface{}{"event": "recv", "message": pbJSON(m)})
 		}
 	case "client":
+		// go-micro v5's client stream has no half-close: CloseSend() returns
+		// "streamer not implemented" and Close() sends the Micro-Error: EOS
+		// frame and then closes the TCP connection, so the Total reply can
+		// never be read by a Go client. We send --count Nums (1..count),
+		// optionally try to read a reply (--recv_reply, for servers that
+		// answer without waiting for EOS), then Close().
 		st, err := gs.Sum(ctx, copts...)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
 		for i := 1; i <= a.count; i++ {
 			if err := st.Send(&greeter.Num{Value: int64(i)}); err != nil {
+				st.Close()
 				return err
 			}
+			emit(map[string]interface{}{"event": "sent", "message": pbJSON(&greeter.Num{Value: int64(i)})})
 		}
-		if err := st.CloseSend(); err != nil {
-			return err
+		if a.recvReply {
+			t := &greeter.Total{}
+			if err := st.RecvMsg(t); err != nil {
+				st.Close()
+				return err
+			}
+			emit(map[string]interface{}{"event": "recv", "message": pbJSON(t)})
 		}
-		t := &greeter.Total{}
-		if err := st.RecvMsg(t); err != nil {
-			return err
-		}
-		emit(map[string]interface{}{"event": "recv", "message": pbJSON(t)})
-		// drain to EOS
-		if err := st.RecvMsg(&greeter.Total{}); err != nil && err != io.EOF {
-			return err
-		}
+		time.Sleep(a.closeDelay)
+		err = st.Close()
+		emit(map[string]interface{}{"event": "closed", "close_error": fmt.Sprint(err)})
 		return nil
 	case "bidi":
 		st, err := gs.Echo(ctx, copts...)
@@ -477,12 +489,11 @@ func runStream(ctx context.Context, cl client.Client, a clientArgs, reqOpt clien
 			}
 			emit(map[string]interface{}{"event": "recv", "message": pbJSON(m)})
 		}
-		if err := st.CloseSend(); err != nil {
-			return err
-		}
-		if _, err := st.Recv(); err != nil && err != io.EOF {
-			return err
-		}
+		// no half-close in go-micro v5 (see above): Close() sends EOS and
+		// closes the connection.
+		time.Sleep(a.closeDelay)
+		err = st.Close()
+		emit(map[string]interface{}{"event": "closed", "close_error": fmt.Sprint(err)})
 		return nil
 	}
 	return merrors.BadRequest("interop.client", "unknown --stream %q", a.stream)
@@ -504,7 +515,7 @@ func (c *ctOverride) NewRequest(service, endpoint string, req interface{}, opts 
 func runPublisher() {
 	var topic, contentType, message string
 	var count int
-	var interval time.Duration
+	var interval, linger time.Duration
 	svc := micro.NewService(
 		micro.Name("interop-publisher"),
 		micro.Flags(
@@ -513,10 +524,11 @@ func runPublisher() {
 			&cli.StringFlag{Name: "content_type", Value: "application/json", Usage: "application/json | application/protobuf"},
 			&cli.StringFlag{Name: "message", Value: "hello", Usage: "Event.message text"},
 			&cli.DurationFlag{Name: "interval", Value: 0, Usage: "pause between messages"},
+			&cli.DurationFlag{Name: "linger", Value: time.Second, Usage: "wait before exiting (the http broker delivers asynchronously)"},
 		),
 		micro.Action(func(c *cli.Context) error {
 			topic, contentType, message = c.String("topic"), c.String("content_type"), c.String("message")
-			count, interval = c.Int("count"), c.Duration("interval")
+			count, interval, linger = c.Int("count"), c.Duration("interval"), c.Duration("linger")
 			return nil
 		}),
 	)
@@ -537,14 +549,12 @@ func runPublisher() {
 			time.Sleep(interval)
 		}
 	}
+	// go-micro's http broker Publish returns before the POST is made (it
+	// delivers from a goroutine), so give it time before disconnecting.
+	time.Sleep(linger)
 	_ = svc.Options().Broker.Disconnect()
 	emit(map[string]interface{}{"event": "done", "published": count - failed, "failed": failed})
 	if failed > 0 {
 		os.Exit(3)
 	}
 }
-
-// keep imports used in all build configurations
-var _ = sort.Strings
-var _ = signal.Notify
-var _ = syscall.SIGTERM
