@@ -222,7 +222,7 @@ def test_raw_bytes_in_and_out() -> None:
 
 
 def test_unencodable_values() -> None:
-    with pytest.raises(CodecError, match="set|object"):
+    with pytest.raises(CodecError, match=r"object"):
         codec.encode(object())
     with pytest.raises(CodecError, match="nan"):
         codec.encode({"x": float("nan")})
