@@ -1,0 +1,20 @@
+"""Fixtures for registry tests: a real etcd on a free loopback port, one per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from trimicro.testing.etcd import EtcdNotFound, EtcdProcess, find_etcd, open_etcd
+
+
+@pytest.fixture
+async def etcd() -> AsyncIterator[EtcdProcess]:
+    """A fresh single-member etcd (about 0.1 s to start); skips when the binary is missing."""
+    try:
+        find_etcd()
+    except EtcdNotFound as exc:
+        pytest.skip(str(exc))
+    async with open_etcd() as process:
+        yield process
