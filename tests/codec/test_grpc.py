@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import pytest
@@ -50,7 +51,7 @@ def test_any_chunking(messages: list[bytes], cuts: list[int]) -> None:
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     dec = GrpcFrameDecoder()
     got: list[bytes] = []
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         got += dec.feed(memoryview(stream)[a:b])
     assert got == messages
     dec.close()

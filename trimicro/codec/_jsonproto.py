@@ -148,7 +148,7 @@ def _compile_to_obj(cls: type[Message]) -> _ToObj:
         return _fallback_to_obj
     table: dict[int, tuple[str, _Conv]] = {fd.number: (fd.name, _field_conv(fd)) for fd in desc.fields}
 
-    def to_obj(msg: Message) -> dict[str, Any]:
+    def to_obj(msg: Message) -> Any:
         out: dict[str, Any] = {}
         for fd, value in msg.ListFields():
             entry = table.get(fd.number)
