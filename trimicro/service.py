@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from . import _plugins
+from ._util import collapse_excgroups
 from .client import Client, ClientWrapper
 from .config import Options, load_options
 from .debug import Debug
@@ -208,30 +209,37 @@ class Service:
                 self.router.handle(Debug(server.stats), name="Debug", internal=True)
             broker = await self._open_broker(stack)
             client.broker = broker
-            async with trio.open_nursery() as nursery:
-                bound = await nursery.start(server.serve)
-                self.address = _advertise(bound, opts.server_advertise)
-                await self._start_subscribers(nursery, broker)
-                self._record = ServiceRecord(
-                    name=self.name,
-                    version=opts.server_version,
-                    metadata={},
-                    endpoints=tuple(self.router.endpoints()) + tuple(self._subscriber_endpoints()),
-                    nodes=(Node(self.id, self.address, _node_metadata(opts)),),
-                )
-                await registry.register(self._record, ttl=opts.register_ttl)
-                log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
-                try:
-                    nursery.start_soon(self._registrar, registry)
-                    if self.handle_signals:
-                        nursery.start_soon(self._signals)
-                    task_status.started(self)
-                    await self._stop.wait()
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await self._deregister(registry)
-                        await server.drain(opts.server_grace_period)
-                    nursery.cancel_scope.cancel()
+            with collapse_excgroups():
+                await self._serve(server, registry, broker, task_status)
+
+    async def _serve(
+        self, server: Server, registry: Registry, broker: Any, task_status: trio.TaskStatus[Service]
+    ) -> None:
+        opts = self.options
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(server.serve)
+            self.address = _advertise(bound, opts.server_advertise)
+            await self._start_subscribers(nursery, broker)
+            self._record = ServiceRecord(
+                name=self.name,
+                version=opts.server_version,
+                metadata={},
+                endpoints=tuple(self.router.endpoints()) + tuple(self._subscriber_endpoints()),
+                nodes=(Node(self.id, self.address, _node_metadata(opts)),),
+            )
+            await registry.register(self._record, ttl=opts.register_ttl)
+            log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+            try:
+                nursery.start_soon(self._registrar, registry)
+                if self.handle_signals:
+                    nursery.start_soon(self._signals)
+                task_status.started(self)
+                await self._stop.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._deregister(registry)
+                    await server.drain(opts.server_grace_period)
+                nursery.cancel_scope.cancel()
 
     async def _deregister(self, registry: Registry) -> None:
         if self._record is None:
@@ -305,12 +313,13 @@ async def open_service(
 ) -> AsyncIterator[Service]:
     """Run a :class:`Service` for the duration of the block; it is ready when the block starts."""
     service = kw.pop("service", None) or Service(name, argv=argv, handle_signals=handle_signals, **kw)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
-        try:
-            yield service
-        finally:
-            service.stop()
+    with collapse_excgroups():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            try:
+                yield service
+            finally:
+                service.stop()
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ from ..context import current_metadata, encode_timeout, remaining
 from ..errors import MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
 from ..selector import Filter, Next, Selector, Strategy
+from .._util import collapse_excgroups
 from ..stream import ClientStream, _Core
 from ..transport._base import Message, Transport, canonical
 from ._pool import Pool
@@ -301,17 +302,18 @@ class Client:
         header["Micro-Stream"] = header["Micro-Id"]
         core: _Core[Any, Any] = _Core(sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(core.reader)
-                nursery.start_soon(core.writer)
-                # The first frame routes the stream; Go Micro's server discards its body.
-                await sock.send(Message(dict(header), _empty_body(codec, request_type)))
-                stream: ClientStream[Any, Any] = ClientStream(core)
-                if request is not None:
-                    await stream.send(request)
-                with trio.move_on_after(deadline - trio.current_time()) as scope:
-                    yield stream
-                nursery.cancel_scope.cancel()
+            with collapse_excgroups():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(core.reader)
+                    nursery.start_soon(core.writer)
+                    # The first frame routes the stream; Go Micro's server discards its body.
+                    await sock.send(Message(dict(header), _empty_body(codec, request_type)))
+                    stream: ClientStream[Any, Any] = ClientStream(core)
+                    if request is not None:
+                        await stream.send(request)
+                    with trio.move_on_after(deadline - trio.current_time()) as scope:
+                        yield stream
+                    nursery.cancel_scope.cancel()
             if scope.cancelled_caught:
                 raise errors.timeout(CLIENT_ID, "stream %s.%s: deadline exceeded", service, endpoint)
         finally:

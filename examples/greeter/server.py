@@ -1,0 +1,21 @@
+"""The greeter service: `python examples/greeter/server.py` (honours --flags and MICRO_* env)."""
+
+import trio
+
+import trimicro
+from examples.greeter.proto.greeter_pb2 import HelloRequest, HelloResponse
+
+
+class Greeter:
+    async def Hello(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
+        return HelloResponse(greeting=f"Hello {req.name}")
+
+
+def main() -> None:
+    service = trimicro.Service("greeter", version="latest")
+    service.handle(Greeter())
+    trio.run(service.run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One script for developers and CI: install what the tests need, then lint, type-check and test.
+#   bash scripts/test.sh            everything
+#   bash scripts/test.sh tests/x    extra args go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nats-server >/dev/null || need_apt+=(nats-server)
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+fi
+export PATH="$PATH:/usr/sbin:/usr/local/go/bin"
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+# Go Micro interop peers (tests skip with a reason only when Go is absent).
+if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
+  bash tests/interop/go/build.sh >/dev/null
+fi
+
+echo "== ruff"; python3 -m ruff check trimicro codegen tests examples bench
+echo "== mypy"; python3 -m mypy trimicro
+echo "== pytest"; python3 -m pytest -q -p no:cacheprovider "$@"
+if [ -f bench/run.py ] && [ $# -eq 0 ]; then
+  echo "== bench smoke"; python3 -m bench.run --smoke
+fi
