@@ -233,3 +233,20 @@ async def test_rejects_non_ipv4_interfaces_and_use_when_closed() -> None:
             pass
     with pytest.raises(RegistryError, match="not open"):
         await MdnsRegistry().get_service("x")
+
+
+@pytest.mark.loopback
+async def test_caching_selector_over_mdns(port: int) -> None:
+    from trimicro.selector import CachingSelector
+
+    async with MdnsRegistry(port=port) as server_side, MdnsRegistry(port=port) as client_side:
+        await server_side.register(svc(node="n1", port=1))
+        async with CachingSelector(client_side) as selector:
+            with trio.fail_after(3):
+                assert (await selector.select("greeter"))().id == "n1"
+            await server_side.register(svc(node="n2", port=2))  # arrives through the watch
+            await wait_for(lambda: len((selector.cached("greeter") or [Service("x")])[0].nodes) == 2)
+            await server_side.deregister(svc(node="n1", port=1))
+            await wait_for(
+                lambda: [n.id for s in selector.cached("greeter") or [] for n in s.nodes] == ["n2"]
+            )
