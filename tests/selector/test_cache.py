@@ -11,6 +11,8 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimicro.config import Options
 from trimicro.errors import RegistryError, ServiceNotFound, TransportError
@@ -23,6 +25,7 @@ from trimicro.selector import (
     filter_version,
     from_options,
 )
+from trimicro.selector.cache import apply_event
 
 
 def svc(node: str, version: str = "1", name: str = "greeter") -> Service:
@@ -303,3 +306,26 @@ async def test_from_options_owns_its_registry() -> None:
     ) == Counter({"function": 1, "RoundRobin": 1})
     with pytest.raises(ValueError):
         from_options(Options(registry="memory", selector="fastest"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["create", "update", "delete"]), st.sampled_from("abcd"), st.sampled_from("12")
+        )
+    )
+)
+def test_apply_event_matches_a_model(events: list[tuple[str, str, str]]) -> None:
+    services: list[Service] = []
+    model: set[tuple[str, str]] = set()  # (node id, version)
+    for action, node, version in events:
+        services = apply_event(services, Result(action, svc(node, version)))  # type: ignore[arg-type]
+        if action == "delete":
+            model.discard((node, version))
+        else:
+            model.add((node, version))
+    assert all(s.nodes for s in services)  # no empty versions linger
+    assert len({s.version for s in services}) == len(services)
+    got = [(n.id, s.version) for s in services for n in s.nodes]
+    assert len(got) == len(set(got)) and set(got) == model

@@ -260,7 +260,7 @@ class CachingSelector:
                     async for result in watcher:
                         self._apply(result)
                 log.info("registry watch ended; re-watching")
-            except RegistryError as exc:
+            except (RegistryError, OSError) as exc:
                 log.warning("registry watch failed (%s); re-watching in %.1fs", exc, backoff)
             self._invalidate()
             if not started:  # do not hold up the caller: lookups work without the watch
