@@ -1,0 +1,445 @@
+"""The gRPC side of the server's one port: HTTP/2 streams -> the same Router, wrappers and deadlines.
+
+``GrpcServer(server).handle_connection`` is the transport's ``h2_handler``: it runs one reader task
+per connection (feeding h2, hypercorn-style) and one task per stream, all in the connection's nursery,
+so nothing outlives the connection. A peer's RST_STREAM cancels that stream's handler; a lost
+connection cancels them all.
+
+Mapping (docs/grpc.md): path ``/<pkg>.<Service>/<Method>`` -> ``router.grpc_paths`` or endpoint
+``<Service>.<Method>``; ``grpc-timeout`` -> the handler's deadline; non-reserved headers -> metadata;
+a MicroError -> ``grpc-status`` (``to_grpc_status``) with its JSON percent-encoded in ``grpc-message``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+import h2.events
+import trio
+
+from .. import errors
+from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
+from ..context import encode_timeout
+from ..debug._grpc_health import CHECK_PATH, NOT_SERVING, GrpcHealth
+from ..errors import CodecError, MicroError, ProtocolError, TransportError
+from ..stream import Stream
+from ..transport._h2conn import H2Conn, StreamReset, StreamState, decode_headers
+from ..transport._h2grpc import (
+    GRPC_CONTENT_TYPES,
+    Status,
+    decode_grpc_timeout,
+    endpoint_for_path,
+    incoming_metadata,
+    status_for_error,
+)
+from ._router import SERVER_ID, Request, Route
+from ._server import Server
+
+__all__ = ["GrpcServer", "response_metadata"]
+
+log = logging.getLogger("trimicro.server.grpc")
+
+_SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
+_RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "trimicro_grpc_response_metadata", default=None
+)
+
+RawUnary = Callable[[bytes], Awaitable[bytes]]
+
+
+def response_metadata() -> dict[str, str]:
+    """Metadata to send back with the current gRPC call; a handler adds keys to it.
+
+    Keys set before the first response message go out as headers, later ones as trailers. Outside a
+    gRPC call it is a throwaway dict, so handlers can use it unconditionally."""
+    md = _RESPONSE_MD.get()
+    return {} if md is None else md
+
+
+class _Failed(Exception):
+    """End the stream with this gRPC status (and reset it if the peer is still sending)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ServerConn(H2Conn):
+    """One accepted HTTP/2 connection: a reader task, plus one task per stream."""
+
+    def __init__(self, owner: GrpcServer, sock: trio.abc.Stream, nursery: trio.Nursery, remote: str) -> None:
+        super().__init__(sock, client_side=False, max_header_list_size=owner.max_header_size)
+        self.owner = owner
+        self.nursery = nursery
+        self.remote = remote
+
+    async def wait(self, ev: trio.Event) -> None:
+        # The reader task fires every notifier, including when the connection dies.
+        await ev.wait()
+
+    def on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            st = StreamState(event.stream_id, decode_headers(event.headers))
+            self.streams[st.id] = st
+            if event.stream_ended is not None:
+                st.ended = True
+            if self.owner.draining:
+                self.reset_stream(st, 7)  # REFUSED_STREAM: safe for the client to retry elsewhere
+                self.release(st)
+                return
+            self.nursery.start_soon(self.owner._serve_stream, self, st)
+        elif isinstance(event, h2.events.TrailersReceived):
+            st = self.streams.get(event.stream_id)
+            if st is not None:
+                st.trailers = decode_headers(event.headers)
+
+    def on_reset(self, st: StreamState) -> None:
+        if st.scope is not None:
+            st.scope.cancel()
+
+    async def run_reader(self) -> None:
+        while await self.read_once():
+            pass
+
+
+@attrs.define(eq=False)
+class GrpcServer:
+    """Serves a :class:`Server`'s router to gRPC clients over HTTP/2 (h2c or TLS with ALPN ``h2``)."""
+
+    server: Server
+    health: GrpcHealth = attrs.field(factory=GrpcHealth)
+    #: path -> raw unary handler on protobuf bytes (the health check lives here)
+    unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
+    max_message_size: int = 4 * 1024 * 1024
+    max_header_size: int = 64 * 1024
+    #: live counters, for leak tests and Debug.Stats-style reporting
+    open_connections: int = attrs.field(default=0, init=False)
+    open_streams: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
+        self.health.statuses.setdefault(self.server.name, 1)
+
+    @classmethod
+    def from_server(cls, server: Server, options: Any = None) -> GrpcServer:
+        """Take the message and header limits from ``options`` (``server_max_body_size`` etc.)."""
+        if options is None:
+            return cls(server)
+        return cls(
+            server,
+            max_message_size=options.server_max_body_size,
+            max_header_size=options.server_max_header_size,
+        )
+
+    @property
+    def draining(self) -> bool:
+        return bool(getattr(self.server, "_draining", False))
+
+    async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
+        """Serve one connection whose first bytes (the HTTP/2 preface, maybe more) were already read."""
+        self.open_connections += 1
+        remote = _remote(stream)
+        try:
+            async with trio.open_nursery() as nursery:
+                conn = _ServerConn(self, stream, nursery, remote)
+                conn.start()
+                try:
+                    await conn.flush()
+                    if initial_bytes:
+                        await conn.feed(initial_bytes)
+                    if conn.closed is None:
+                        await conn.run_reader()
+                except TransportError:
+                    pass
+                # The peer is gone (or broke the protocol): every stream handler is cancelled.
+                conn.lose(conn.closed or TransportError("HTTP/2 connection ended"))
+                nursery.cancel_scope.cancel()
+        finally:
+            self.open_connections -= 1
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+
+    # -- one stream --
+    async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
+        self.open_streams += 1
+        self.server.stats.in_flight += 1
+        token = _RESPONSE_MD.set({})
+        call = _Call(self, conn, st)
+        try:
+            with trio.CancelScope() as st.scope:
+                if st.reset is not None:
+                    return
+                try:
+                    await call.run()
+                except _Failed as failed:
+                    await call.finish(failed.status, failed.message)
+                except (StreamReset, TransportError):
+                    pass
+        finally:
+            _RESPONSE_MD.reset(token)
+            if conn.closed is None and conn.stream_open_remote(st) and st.reset is None:
+                # We are done but the client still sends: stop it (gRPC servers reset with NO_ERROR).
+                conn.reset_stream(st, 0)
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    try:
+                        await conn.flush()
+                    except TransportError:
+                        pass
+            conn.release(st)
+            self.open_streams -= 1
+            self.server._done_one()
+
+
+def _remote(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        inner = getattr(stream, "transport_stream", None)
+        sock = getattr(inner, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2]  # type: ignore[union-attr]
+    except Exception:
+        return ""
+    return f"{host}:{port}"
+
+
+class _Call:
+    """One gRPC call on one stream: parse the request headers, route, run, answer."""
+
+    def __init__(self, owner: GrpcServer, conn: _ServerConn, st: StreamState) -> None:
+        self.owner = owner
+        self.conn = conn
+        self.st = st
+        self.content_type = "application/grpc"
+        self.headers_sent = False
+        self.done = False
+
+    # -- responding --
+    def _initial_headers(self) -> list[tuple[str, str]]:
+        out = [(":status", "200"), ("content-type", self.content_type)]
+        md = _RESPONSE_MD.get()
+        if md:
+            out.extend((k.lower(), v) for k, v in md.items())
+            md.clear()
+        return out
+
+    async def send_message(self, payload: bytes) -> None:
+        if self.done:
+            raise trio.ClosedResourceError("the gRPC response is already finished")
+        if not self.headers_sent:
+            self.conn.send_headers(self.st, self._initial_headers())
+            self.headers_sent = True
+        await self.conn.send_data(self.st, encode_frame(payload))
+
+    async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
+        """Trailers (and, for unary replies, headers + the message first), in one write."""
+        if self.done:
+            return
+        self.done = True
+        trailers: list[tuple[str, str]] = []
+        if not self.headers_sent:
+            if payload is None:
+                trailers = self._initial_headers()  # trailers-only response
+            else:
+                self.conn.send_headers(self.st, self._initial_headers())
+            self.headers_sent = True
+        if payload is not None:
+            await self.conn.send_data(self.st, encode_frame(payload), flush=False)
+        trailers.append(("grpc-status", str(status)))
+        if message:
+            trailers.append(("grpc-message", message))
+        md = _RESPONSE_MD.get()
+        if md:
+            trailers.extend((k.lower(), v) for k, v in md.items())
+        self.conn.send_headers(self.st, trailers, end_stream=True)
+        await self.conn.flush()
+
+    async def finish_error(self, err: MicroError) -> None:
+        status, message = status_for_error(err)
+        await self.finish(status, message)
+
+    # -- request side --
+    async def read_messages(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bool:
+        """Fill ``pending`` with at least one message; False at a clean end of the request stream."""
+        while not pending:
+            chunk = await self.conn.receive_chunk(self.st)
+            try:
+                if chunk is None:
+                    decoder.close()
+                    return False
+                pending.extend(decoder.feed(chunk))
+            except ProtocolError as exc:
+                status = Status.RESOURCE_EXHAUSTED if exc.code == 413 else Status.INTERNAL
+                raise _Failed(status, f"grpc: {exc}") from None
+        return True
+
+    async def run(self) -> None:
+        owner, server = self.owner, self.owner.server
+        headers = self.st.headers or []
+        hmap = dict(headers)
+        path = hmap.get(":path", "")
+        if hmap.get(":method") != "POST":
+            raise _Failed(Status.UNIMPLEMENTED, f"grpc: method {hmap.get(':method')} not allowed; use POST")
+        ct = hmap.get("content-type", "")
+        ct_key = ct.partition(";")[0].strip().lower()
+        if ct_key not in GRPC_CONTENT_TYPES:
+            if not ct_key.startswith("application/grpc"):
+                # Not gRPC at all: plain HTTP 415, as the gRPC spec asks.
+                self.done = True
+                self.conn.send_headers(self.st, [(":status", "415")], end_stream=True)
+                await self.conn.flush()
+                return
+            raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported content-type {ct!r}")
+        self.content_type = ct_key
+        encoding = hmap.get("grpc-encoding")
+        if encoding and encoding not in _SUPPORTED_ENCODINGS:
+            raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported grpc-encoding {encoding!r}")
+        decoder = GrpcFrameDecoder(owner.max_message_size, encoding)
+        pending: deque[bytes] = deque()
+
+        raw = owner.unary_handlers.get(path)
+        endpoint = endpoint_for_path(path, server.router.grpc_paths)
+        route = server.router.routes.get(endpoint) if endpoint else None
+        if raw is None and route is None:
+            server.stats.requests += 1
+            server.stats.errors += 1
+            raise _Failed(Status.UNIMPLEMENTED, f"grpc: unknown method {path} (endpoint {endpoint})")
+
+        header = incoming_metadata(headers)
+        timeout = decode_grpc_timeout(hmap.get("grpc-timeout"))
+        header.pop("Timeout", None)
+        if timeout is not None:
+            header["Timeout"] = encode_timeout(timeout)
+        if endpoint:
+            header["Micro-Endpoint"] = header["Micro-Method"] = endpoint
+        header["Content-Type"] = ct_key
+
+        if raw is not None:
+            body = await self._unary_request(decoder, pending)
+            try:
+                with trio.fail_after(timeout if timeout else float("inf")):
+                    out = await raw(body)
+            except MicroError as err:
+                await self.finish_error(err)
+                return
+            except trio.TooSlowError:
+                await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+                return
+            await self.finish(Status.OK, payload=out)
+            return
+        assert route is not None
+        if not route.streaming:
+            body = await self._unary_request(decoder, pending)
+            reply = await server.handle_unary(header, body, remote=self.conn.remote)
+            err_text = reply.header.get("Micro-Error")
+            if err_text:
+                await self.finish_error(errors.parse(err_text, default_id=SERVER_ID))
+            else:
+                await self.finish(Status.OK, payload=reply.body)
+            return
+        await self._stream(route, header, decoder, pending)
+
+    async def _unary_request(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bytes:
+        if not await self.read_messages(decoder, pending):
+            raise _Failed(Status.INTERNAL, "grpc: unary request carries no message")
+        # Read to END_STREAM: a unary request has exactly one message.
+        body = pending.popleft()
+        if await self.read_messages(decoder, pending):
+            raise _Failed(Status.INTERNAL, "grpc: unary request carries more than one message")
+        return body
+
+    async def _stream(self, route: Route, header: dict[str, str], decoder: GrpcFrameDecoder, pending: deque[bytes]) -> None:
+        server = self.owner.server
+        server.stats.requests += 1
+        server.stats.streams += 1
+        try:
+            codec = get_codec(self.content_type)
+        except CodecError as exc:  # pragma: no cover - GRPC_CONTENT_TYPES are all registered
+            raise _Failed(Status.UNIMPLEMENTED, str(exc)) from None
+        ctx, timeout = server.context_for(header, self.content_type, self.conn.remote)
+        core = _StreamCore(self, codec, route.spec.request, decoder, pending)
+        stream: Stream[Any, Any] = Stream(core)
+        endpoint = route.name
+        error: MicroError | None = None
+        try:
+            if route.spec.client_streaming:
+                body: Any = stream
+            else:
+                body = (await stream.receive(), stream)
+            await server.invoke(route, Request(ctx.service, endpoint, self.content_type, header, body, True), ctx, timeout)
+        except trio.EndOfChannel:
+            error = errors.bad_request(SERVER_ID, "stream %s ended before its request", endpoint)
+        except MicroError as err:
+            error = err
+        if core.failure is not None:
+            server.stats.errors += 1
+            raise core.failure
+        if error is not None:
+            server.stats.errors += 1
+            await self.finish_error(error)
+        else:
+            await self.finish(Status.OK)
+
+
+class _StreamCore:
+    """The "core" :class:`trimicro.stream.Stream` drives: messages over one HTTP/2 stream."""
+
+    def __init__(
+        self, call: _Call, codec: Codec, recv_type: Any, decoder: GrpcFrameDecoder, pending: deque[bytes]
+    ) -> None:
+        self._call = call
+        self._codec = codec
+        self._recv_type = recv_type
+        self._decoder = decoder
+        self._pending = pending
+        self._eof = False
+        self.failure: _Failed | None = None
+        self.sent = 0
+        self.received = 0
+
+    async def send(self, msg: Any) -> None:
+        body = self._codec.encode(msg)
+        try:
+            await self._call.send_message(body)
+        except StreamReset:
+            raise TransportError("gRPC stream reset by the client") from None
+        self.sent += 1
+
+    async def receive(self) -> Any:
+        if self.failure is not None:
+            raise errors.bad_request(SERVER_ID, "%s", self.failure.message)
+        if not self._pending:
+            if self._eof:
+                raise trio.EndOfChannel
+            try:
+                more = await self._call.read_messages(self._decoder, self._pending)
+            except _Failed as failed:
+                self.failure = failed
+                raise errors.bad_request(SERVER_ID, "%s", failed.message) from None
+            except StreamReset:
+                raise TransportError("gRPC stream reset by the client") from None
+            if not more:
+                self._eof = True
+                raise trio.EndOfChannel
+        data = self._pending.popleft()
+        try:
+            value = self._codec.decode(data, self._recv_type)
+        except CodecError as exc:
+            raise errors.bad_request(SERVER_ID, str(exc)) from None
+        self.received += 1
+        return value
+
+    async def close_send(self, error: MicroError | None = None) -> None:
+        if error is not None:
+            await self._call.finish_error(error)
+        else:
+            await self._call.finish(Status.OK)

@@ -1,0 +1,361 @@
+"""One HTTP/2 connection driven by trio: the machinery both gRPC ends share.
+
+h2 is the sans-IO state machine; this adapter adds exactly three things:
+
+- **Serialised writes.** Any task may change h2's state (``send_headers``, ``send_data``, ...) — those
+  calls are synchronous — and then ``await flush()``, which takes one lock and writes whatever h2 has
+  queued, so concurrent writers coalesce into one ``send_all``.
+- **Per-stream inboxes bounded by flow control.** DATA is queued per stream and *acknowledged only when
+  the stream's consumer takes it* (``receive_chunk``), so a slow handler or a client that never reads
+  stops the peer at its stream window instead of growing memory. The connection window is opened wide
+  once, so one stalled stream never starves the others.
+- **Waiting for windows.** ``send_data`` writes at most what the peer's windows allow and otherwise
+  waits for WINDOW_UPDATE, never buffering without bound.
+
+Who reads the socket differs: the server runs one reader task per connection (``run_reader``); the
+client has no background task at all — whichever caller is waiting takes the read lock and reads
+(:meth:`H2Conn.wait`), as httpcore does, so every task lives in its caller's nursery.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Final
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+
+from ..errors import TransportError
+
+__all__ = ["H2Conn", "StreamReset", "StreamState", "decode_headers", "encode_headers"]
+
+#: Receive window per stream: the most a stalled stream can hold in memory.
+STREAM_WINDOW: Final = 1024 * 1024
+#: Connection receive window, opened once at start (stream windows do the bounding).
+CONNECTION_WINDOW: Final = 2**31 - 1
+_READ_SIZE: Final = 256 * 1024
+# Stop filling h2's outgoing buffer and write once this much is queued.
+_FLUSH_AT: Final = 256 * 1024
+
+
+class StreamReset(TransportError):
+    """The peer reset the stream (RST_STREAM); ``code`` is the HTTP/2 error code."""
+
+    def __init__(self, stream_id: int, code: int) -> None:
+        super().__init__(f"HTTP/2 stream {stream_id} reset by peer (error code {code})")
+        self.code = code
+
+
+def decode_headers(raw: Any) -> list[tuple[str, str]]:
+    return [
+        (
+            k.decode("ascii", "replace") if isinstance(k, bytes) else k,
+            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v,
+        )
+        for k, v in raw
+    ]
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape")) for k, v in headers]
+
+
+class _Notifier:
+    """An edge-triggered wakeup: capture ``event``, re-check your condition, then wait on it."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def fire(self) -> None:
+        ev, self.event = self.event, trio.Event()
+        ev.set()
+
+
+class StreamState:
+    """What arrived on one stream, and how far its consumer got."""
+
+    __slots__ = (
+        "changed",
+        "chunks",
+        "ended",
+        "headers",
+        "id",
+        "lost",
+        "reset",
+        "scope",
+        "trailers",
+    )
+
+    def __init__(self, stream_id: int, headers: list[tuple[str, str]] | None = None) -> None:
+        self.id = stream_id
+        self.headers = headers
+        self.trailers: list[tuple[str, str]] | None = None
+        self.chunks: collections.deque[tuple[bytes, int]] = collections.deque()
+        self.ended = False
+        self.reset: int | None = None
+        self.lost: TransportError | None = None
+        self.changed = _Notifier()
+        #: the server cancels this scope (the handler) when the peer resets the stream
+        self.scope: trio.CancelScope | None = None
+
+    @property
+    def buffered(self) -> int:
+        return sum(n for _, n in self.chunks)
+
+
+class H2Conn:
+    """An h2 connection over a trio stream; subclasses decide who reads (see the module docstring)."""
+
+    def __init__(self, sock: trio.abc.Stream, *, client_side: bool, max_header_list_size: int) -> None:
+        self.sock = sock
+        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config=config)
+        settings = {
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        }
+        if client_side:
+            settings[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+        else:
+            settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 256
+        self.h2.local_settings = h2.settings.Settings(client=client_side, initial_values=settings)
+        self.streams: dict[int, StreamState] = {}
+        self.closed: TransportError | None = None
+        self.goaway = False
+        self._write_lock = trio.Lock()
+        self._read_lock = trio.Lock()
+        self._window = _Notifier()
+        self._slots = _Notifier()
+
+    # -- lifecycle --
+    def start(self) -> None:
+        """Queue our preface/SETTINGS and open the connection window (written by the next flush)."""
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+
+    def lose(self, error: TransportError) -> None:
+        """The connection is gone: every stream learns it and every waiter wakes."""
+        if self.closed is None:
+            self.closed = error
+        for st in self.streams.values():
+            if st.lost is None:
+                st.lost = error
+            st.changed.fire()
+        self._window.fire()
+        self._slots.fire()
+
+    async def aclose(self) -> None:
+        """Send GOAWAY (best effort, bounded) and close the socket."""
+        with trio.CancelScope(shield=True):
+            if self.closed is None:
+                with trio.move_on_after(1):
+                    try:
+                        self.h2.close_connection()
+                        await self.flush()
+                    except (TransportError, h2.exceptions.H2Error):
+                        pass
+            self.lose(TransportError("HTTP/2 connection closed"))
+            try:
+                await self.sock.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    # -- writing --
+    async def flush(self) -> None:
+        async with self._write_lock:
+            data = self.h2.data_to_send()
+            if not data:
+                return
+            try:
+                await self.sock.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                err = TransportError(f"HTTP/2 connection lost: {exc}")
+                self.lose(err)
+                raise err from None
+
+    def _check(self, st: StreamState) -> None:
+        if st.reset is not None:
+            raise StreamReset(st.id, st.reset)
+        if st.lost is not None:
+            raise st.lost
+        if self.closed is not None:
+            raise self.closed
+
+    async def send_data(self, st: StreamState, data: bytes, *, end_stream: bool = False, flush: bool = True) -> None:
+        """Write ``data`` as the peer's windows allow, waiting for WINDOW_UPDATE when they are shut."""
+        view = memoryview(data)
+        while True:
+            self._check(st)
+            if not view:
+                if end_stream:
+                    self._call(self.h2.end_stream, st)
+                break
+            try:
+                window = min(self.h2.local_flow_control_window(st.id), self.h2.max_outbound_frame_size)
+            except h2.exceptions.StreamClosedError:
+                raise StreamReset(st.id, st.reset or 0) from None
+            if window <= 0:
+                ev = self._window.event
+                await self.flush()
+                await self.wait(ev)
+                continue
+            chunk, view = view[:window], view[window:]
+            self._call(self.h2.send_data, st, bytes(chunk), end_stream=end_stream and not view)
+            if not view:
+                break
+            if len(self.h2._data_to_send) >= _FLUSH_AT:
+                await self.flush()
+        if flush:
+            await self.flush()
+
+    def _call(self, fn: Any, st: StreamState, *args: Any, **kw: Any) -> None:
+        try:
+            fn(st.id, *args, **kw)
+        except h2.exceptions.StreamClosedError:
+            raise StreamReset(st.id, st.reset or 0) from None
+        except h2.exceptions.ProtocolError as exc:
+            if self.closed is not None:
+                raise self.closed from None
+            raise StreamReset(st.id, st.reset or 0) from exc
+
+    def send_headers(self, st: StreamState, headers: list[tuple[str, str]], *, end_stream: bool = False) -> None:
+        """Queue HEADERS (call :meth:`flush` after)."""
+        self._check(st)
+        self._call(self.h2.send_headers, st, encode_headers(headers), end_stream=end_stream)
+
+    def reset_stream(self, st: StreamState, code: int = 8) -> None:
+        """Queue RST_STREAM (default CANCEL) unless the stream is already closed."""
+        if self.closed is not None:
+            return
+        try:
+            self.h2.reset_stream(st.id, code)
+        except h2.exceptions.H2Error:
+            pass
+        self._slots.fire()
+
+    def stream_open_remote(self, st: StreamState) -> bool:
+        """Whether the peer may still send on ``st`` (we would need to reset to stop it)."""
+        return not st.ended and st.reset is None and st.lost is None
+
+    # -- reading --
+    async def receive_chunk(self, st: StreamState) -> bytes | None:
+        """The next DATA of ``st`` (acknowledged to the peer now), ``None`` at END_STREAM."""
+        while True:
+            if st.chunks:
+                data, n = st.chunks.popleft()
+                if n and self.closed is None:
+                    try:
+                        self.h2.acknowledge_received_data(n, st.id)
+                    except h2.exceptions.H2Error:
+                        pass
+                    await self.flush()
+                return data
+            if st.reset is not None:
+                raise StreamReset(st.id, st.reset)
+            if st.ended:
+                return None
+            if st.lost is not None:
+                raise st.lost
+            await self.wait(st.changed.event)
+
+    def release(self, st: StreamState) -> None:
+        """Forget ``st``: hand back the connection window its unread DATA still holds."""
+        self.streams.pop(st.id, None)
+        left = st.buffered
+        st.chunks.clear()
+        if left and self.closed is None:
+            try:
+                self.h2.acknowledge_received_data(left, st.id)
+            except h2.exceptions.H2Error:
+                pass
+        self._slots.fire()
+
+    async def wait(self, ev: trio.Event) -> None:
+        """Wait until ``ev`` fires. The default reads the socket ourselves (client side)."""
+        while not ev.is_set():
+            async with self._read_lock:
+                if ev.is_set():
+                    return
+                await self.read_once()
+
+    async def read_once(self) -> bool:
+        """Read and dispatch one batch of bytes; False at EOF or on a connection error."""
+        if self.closed is not None:
+            raise self.closed
+        try:
+            data = await self.sock.receive_some(_READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            return False
+        if not data:
+            self.lose(TransportError("HTTP/2 connection closed by peer"))
+            return False
+        return await self.feed(data)
+
+    async def feed(self, data: bytes) -> bool:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 queued a GOAWAY; send it, then the connection is over.
+            try:
+                await self.flush()
+            except TransportError:
+                pass
+            self.lose(TransportError(f"HTTP/2 protocol error from peer: {exc}"))
+            return False
+        for event in events:
+            self.dispatch(event)
+        await self.flush()
+        return self.closed is None
+
+    def dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            st = self.streams.get(event.stream_id)
+            if st is not None and st.reset is None:
+                st.chunks.append((event.data, event.flow_controlled_length))
+                st.changed.fire()
+            elif event.flow_controlled_length:
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            st = self.streams.get(event.stream_id)
+            if st is not None:
+                st.ended = True
+                st.changed.fire()
+            self._slots.fire()
+        elif isinstance(event, h2.events.StreamReset):
+            st = self.streams.get(event.stream_id)
+            if st is not None:
+                st.reset = event.error_code if event.error_code is not None else 0
+                st.changed.fire()
+                self.on_reset(st)
+            self._window.fire()
+            self._slots.fire()
+        elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self._window.fire()
+            self._slots.fire()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = True
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            err = TransportError(f"HTTP/2 GOAWAY from peer (error code {event.error_code})")
+            for st in self.streams.values():
+                if st.id > last and st.lost is None:
+                    st.lost = err
+                    st.changed.fire()
+            if event.error_code:
+                self.lose(err)
+            self._slots.fire()
+        else:
+            self.on_event(event)
+
+    # -- hooks --
+    def on_event(self, event: h2.events.Event) -> None:
+        """Request/response/trailer events: the subclass decides."""
+
+    def on_reset(self, st: StreamState) -> None:
+        """The peer reset ``st``."""

@@ -1,0 +1,247 @@
+"""gRPC-over-HTTP/2 header rules, sans-IO: paths, content types, ``grpc-timeout``, ``grpc-message``.
+
+One place owns every translation between Go Micro's mucp vocabulary (``Micro-Endpoint``, ``Timeout``
+in nanoseconds, ``Micro-Error`` JSON) and gRPC's (``/pkg.Service/Method``, ``grpc-timeout``,
+``grpc-status``/``grpc-message``), so the server and the client transport agree by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from ..errors import MicroError, from_grpc_status, parse, to_grpc_status
+from ._base import canonical
+
+__all__ = [
+    "GRPC_CONTENT_TYPES",
+    "RESERVED",
+    "Status",
+    "decode_grpc_message",
+    "decode_grpc_timeout",
+    "encode_grpc_message",
+    "encode_grpc_timeout",
+    "endpoint_for_path",
+    "error_from_status",
+    "grpc_content_type",
+    "incoming_metadata",
+    "mucp_content_type",
+    "outgoing_metadata",
+    "path_for_endpoint",
+    "status_for_error",
+]
+
+
+class Status:
+    """gRPC status codes used by trimicro (the full list is in grpc/doc/statuscodes.md)."""
+
+    OK: Final = 0
+    CANCELLED: Final = 1
+    UNKNOWN: Final = 2
+    INVALID_ARGUMENT: Final = 3
+    DEADLINE_EXCEEDED: Final = 4
+    NOT_FOUND: Final = 5
+    RESOURCE_EXHAUSTED: Final = 8
+    UNIMPLEMENTED: Final = 12
+    INTERNAL: Final = 13
+    UNAVAILABLE: Final = 14
+
+
+# -- grpc-timeout: TimeoutValue (at most 8 digits) + unit --
+_UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_ENCODE_ORDER: Final = (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0), ("H", 3600.0))
+_MAX_VALUE: Final = 99_999_999
+
+
+def encode_grpc_timeout(seconds: float) -> str:
+    """Seconds -> ``grpc-timeout``: the finest unit whose value fits 8 digits, rounded up (as grpc-go)."""
+    if seconds <= 0:
+        return "1n"
+    for unit, size in _ENCODE_ORDER:
+        value = math.ceil(seconds / size - 1e-9)
+        if value <= _MAX_VALUE:
+            return f"{max(value, 1)}{unit}"
+    return f"{_MAX_VALUE}H"
+
+
+def decode_grpc_timeout(value: str | None) -> float | None:
+    """``grpc-timeout`` -> seconds; ``None`` for a missing or malformed value (no deadline)."""
+    if not value or len(value) < 2 or len(value) > 9:
+        return None
+    digits, unit = value[:-1], value[-1]
+    size = _UNITS.get(unit)
+    if size is None or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits) * size
+
+
+# -- grpc-message: percent-encoded UTF-8 --
+_SAFE: Final = frozenset(range(0x20, 0x7F)) - {ord("%")}
+
+
+def encode_grpc_message(text: str) -> str:
+    """Percent-encode as the gRPC spec says: bytes outside printable ASCII, and ``%`` itself."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if all(b in _SAFE for b in raw):
+        return text
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
+
+
+def decode_grpc_message(value: str) -> str:
+    """Undo :func:`encode_grpc_message`; malformed escapes are kept literally (the spec says so)."""
+    if "%" not in value:
+        return value
+    out = bytearray()
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch == "%" and i + 2 < n and _is_hex(value[i + 1 : i + 3]):
+            out.append(int(value[i + 1 : i + 3], 16))
+            i += 3
+            continue
+        out += ch.encode("utf-8", "surrogateescape")
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) == 2 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+# -- errors <-> status --
+def status_for_error(err: MicroError) -> tuple[int, str]:
+    """``(grpc-status, grpc-message)`` for a MicroError: the message carries its JSON (wire/mucp.md)."""
+    return to_grpc_status(err.code), encode_grpc_message(err.to_json())
+
+
+def error_from_status(status: int, message: str, *, default_id: str) -> MicroError:
+    """A MicroError from trailers: Go Micro's JSON when ``grpc-message`` is one, else built from the code."""
+    text = decode_grpc_message(message)
+    if text.lstrip().startswith("{"):
+        err = parse(text, default_id=default_id)
+        if err.detail or err.id != default_id:
+            return err
+    return MicroError(default_id, from_grpc_status(status), text or f"grpc status {status}")
+
+
+# -- paths --
+def path_for_endpoint(service: str, endpoint: str) -> str:
+    """Go Micro's ``methodToGRPC``: ``(greeter, Greeter.Hello)`` -> ``/greeter.Greeter/Hello``.
+
+    An endpoint that already starts with ``/`` is a full gRPC path and is used as is."""
+    if not endpoint or endpoint.startswith("/"):
+        return endpoint
+    parts = endpoint.split(".")
+    if len(parts) != 2:
+        return endpoint
+    if not service:
+        return f"/{parts[0]}/{parts[1]}"
+    return f"/{service}.{parts[0]}/{parts[1]}"
+
+
+def endpoint_for_path(path: str, grpc_paths: Mapping[str, str]) -> str | None:
+    """``/greeter.Greeter/Hello`` -> ``Greeter.Hello``; explicit registrations win (Go Micro's server)."""
+    found = grpc_paths.get(path)
+    if found is not None:
+        return found
+    if not path.startswith("/"):
+        return None
+    service, sep, method = path[1:].partition("/")
+    if not sep or not service or not method or "/" in method:
+        return None
+    return f"{service.rpartition('.')[2]}.{method}"
+
+
+# -- content types --
+_TO_GRPC_CT: Final = {
+    "application/protobuf": "application/grpc+proto",
+    "application/proto": "application/grpc+proto",
+    "application/x-protobuf": "application/grpc+proto",
+    "application/octet-stream": "application/grpc+proto",
+    "application/proto-rpc": "application/grpc+proto",
+    "application/json": "application/grpc+json",
+    "application/json-rpc": "application/grpc+json",
+}
+GRPC_CONTENT_TYPES: Final = frozenset({"application/grpc", "application/grpc+proto", "application/grpc+json"})
+
+
+def grpc_content_type(content_type: str | None) -> str:
+    """mucp Content-Type -> the gRPC one; gRPC types pass through; unknown -> ``application/grpc``."""
+    key = (content_type or "").partition(";")[0].strip().lower()
+    if key in GRPC_CONTENT_TYPES:
+        return key
+    return _TO_GRPC_CT.get(key, "application/grpc")
+
+
+def mucp_content_type(grpc_ct: str) -> str:
+    """``application/grpc+json`` -> ``application/json``; every protobuf flavour -> ``application/protobuf``."""
+    return "application/json" if grpc_ct.endswith("+json") else "application/protobuf"
+
+
+# -- metadata --
+#: Request/response headers that are HTTP/2 or gRPC machinery, never application metadata.
+RESERVED: Final = frozenset(
+    {
+        "content-type",
+        "te",
+        "user-agent",
+        "host",
+        "connection",
+        "content-length",
+        "accept-encoding",
+        "grpc-timeout",
+        "grpc-encoding",
+        "grpc-accept-encoding",
+        "grpc-message-type",
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+    }
+)
+
+#: mucp headers that the gRPC path, content type and deadline already carry.
+_MUCP_ROUTING: Final = frozenset(
+    {
+        "Micro-Service",
+        "Micro-Endpoint",
+        "Micro-Method",
+        "Micro-Stream",
+        "Micro-Error",
+        "Micro-Grpc-Path",
+        "Content-Type",
+        "Accept",
+        "Timeout",
+        "Content-Length",
+        "Host",
+        "Connection",
+        "Transfer-Encoding",
+        "User-Agent",
+    }
+)
+
+
+def incoming_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Application metadata from HTTP/2 headers, canonical names (``x-user`` -> ``X-User``).
+
+    Binary (``-bin``) values stay base64 text; repeated keys are joined with ``,`` as HTTP allows."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name.startswith(":") or name in RESERVED:
+            continue
+        key = canonical(name)
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def outgoing_metadata(header: Mapping[str, str]) -> list[tuple[str, str]]:
+    """mucp headers -> lower-case gRPC metadata, dropping what the path/content type/deadline carry."""
+    out = []
+    for name, value in header.items():
+        if name in _MUCP_ROUTING:
+            continue
+        lname = name.lower()
+        if lname in RESERVED or lname.startswith(":") or lname.startswith("grpc-"):
+            continue
+        out.append((lname, value))
+    return out

@@ -1,0 +1,400 @@
+"""The gRPC client transport: Go Micro's Socket contract on multiplexed HTTP/2 connections.
+
+The core :class:`~trimicro.client.Client` sees an ordinary transport: ``dial`` returns a
+:class:`GrpcSocket`, it ``send``s mucp-style :class:`Message` frames and ``receive``s replies. Under
+that, every socket to one address shares ONE HTTP/2 connection (h2c prior knowledge, or TLS with ALPN
+``h2`` when an ``ssl_context`` is given) and each call is one HTTP/2 stream, so pooled "connections"
+are just cheap stream slots. The connection closes when its last socket does.
+
+Mapping (Go Micro's grpc client): ``Micro-Endpoint: Greeter.Hello`` + ``Micro-Service: greeter`` ->
+``:path /greeter.Greeter/Hello`` (an endpoint starting with ``/`` is a full gRPC path; header
+``Micro-Grpc-Path`` overrides both); ``Content-Type`` -> ``application/grpc+proto``/``+json``;
+``Timeout`` -> ``grpc-timeout``; other headers -> metadata. Replies: each message is a frame; a
+non-zero ``grpc-status`` becomes a frame carrying ``Micro-Error``; for streams a clean end is a frame
+with ``Micro-Error: EOS``.
+
+No background task exists: a caller waiting for its reply reads the shared socket for everyone (see
+:mod:`trimicro.transport._h2conn`), so structured concurrency holds without a transport nursery.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+from typing import Any
+
+import attrs
+import h2.events
+import trio
+
+from ..codec import GrpcFrameDecoder
+from ..codec.grpc import encode_frame
+from ..context import decode_timeout
+from ..errors import MicroError, ProtocolError, TransportError
+from ._base import Listener, Message
+from ._h2conn import H2Conn, StreamReset, StreamState, decode_headers
+from ._h2grpc import (
+    Status,
+    encode_grpc_message,
+    encode_grpc_timeout,
+    error_from_status,
+    grpc_content_type,
+    incoming_metadata,
+    mucp_content_type,
+    outgoing_metadata,
+    path_for_endpoint,
+)
+
+__all__ = ["GrpcSocket", "GrpcTransport", "client_ssl_context", "from_options"]
+
+CLIENT_ID = "go.micro.client"
+EOS = "EOS"
+_USER_AGENT = "trimicro-grpc/0.1"
+# HTTP status -> gRPC status when a reply is not gRPC at all (grpc/doc/http-grpc-status-mapping.md).
+_HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+# RST_STREAM error codes -> gRPC status (REFUSED_STREAM is retryable: UNAVAILABLE).
+_RST_TO_GRPC = {7: 14, 8: 1, 11: 8, 12: 7}
+
+
+class _ClientConn(H2Conn):
+    """One pooled HTTP/2 connection to an address; sockets (calls) share it."""
+
+    def __init__(self, sock: trio.abc.Stream, address: str, authority: str, scheme: str) -> None:
+        super().__init__(sock, client_side=True, max_header_list_size=64 * 1024)
+        self.address = address
+        self.authority = authority
+        self.scheme = scheme
+        self.refs = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.closed is None and not self.goaway
+
+    def on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+            st = self.streams.get(event.stream_id)
+            if st is None:
+                return
+            headers = decode_headers(event.headers)
+            if isinstance(event, h2.events.ResponseReceived):
+                st.headers = headers
+            else:
+                st.trailers = headers
+            st.changed.fire()
+
+    async def open_stream(self, headers: list[tuple[str, str]]) -> StreamState:
+        """Start a request stream, waiting while the peer's MAX_CONCURRENT_STREAMS is reached."""
+        while True:
+            if self.closed is not None:
+                raise self.closed
+            if self.goaway:
+                raise TransportError(f"{self.address}: HTTP/2 connection is going away")
+            limit = self.h2.remote_settings.max_concurrent_streams
+            if self.h2.open_outbound_streams < limit:
+                break
+            await self.wait(self._slots.event)
+        stream_id = self.h2.get_next_available_stream_id()
+        st = StreamState(stream_id)
+        self.streams[stream_id] = st
+        self.send_headers(st, headers)
+        return st
+
+
+@attrs.define(eq=False)
+class GrpcSocket:
+    """One call slot on a shared HTTP/2 connection (see the module docstring for the frame mapping)."""
+
+    _transport: GrpcTransport
+    _conn: _ClientConn
+    local_address: str = ""
+    remote_address: str = ""
+    _st: StreamState | None = attrs.field(default=None, init=False)
+    _streaming: bool = attrs.field(default=False, init=False)
+    _finished: bool = attrs.field(default=True, init=False)
+    _sent_end: bool = attrs.field(default=False, init=False)
+    _reply_header: dict[str, str] = attrs.field(factory=dict, init=False)
+    _decoder: GrpcFrameDecoder | None = attrs.field(default=None, init=False)
+    _pending: deque[bytes] = attrs.field(factory=deque, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    # -- sending --
+    async def send(self, msg: Message) -> None:
+        if self._closed:
+            raise TransportError("socket is closed")
+        if self._st is None or self._finished:
+            await self._start(msg)
+            return
+        st = self._st
+        err = msg.header.get("Micro-Error")
+        try:
+            if err == EOS:
+                if not self._sent_end:
+                    self._sent_end = True
+                    await self._conn.send_data(st, b"", end_stream=True)
+            elif err:
+                self._abort()
+                await self._conn.flush()
+            else:
+                if self._sent_end:
+                    raise TransportError("send after the request stream was closed")
+                await self._conn.send_data(st, encode_frame(msg.body))
+        except StreamReset:
+            raise TransportError("gRPC stream was reset by the server") from None
+
+    async def _start(self, msg: Message) -> None:
+        header = msg.header
+        conn = self._conn
+        if not conn.usable:
+            raise conn.closed or TransportError(f"{conn.address}: HTTP/2 connection is going away")
+        self._release_stream()
+        service = header.get("Micro-Service", "")
+        endpoint = header.get("Micro-Endpoint") or header.get("Micro-Method", "")
+        path = header.get("Micro-Grpc-Path") or path_for_endpoint(service, endpoint)
+        if not path.startswith("/"):
+            raise MicroError(CLIENT_ID, 400, f"cannot map endpoint {endpoint!r} to a gRPC path")
+        mucp_ct = header.get("Content-Type", "application/protobuf")
+        grpc_ct = grpc_content_type(mucp_ct)
+        headers = [
+            (":method", "POST"),
+            (":scheme", conn.scheme),
+            (":path", path),
+            (":authority", conn.authority),
+            ("content-type", grpc_ct),
+            ("te", "trailers"),
+            ("user-agent", _USER_AGENT),
+        ]
+        timeout = decode_timeout(header.get("Timeout"))
+        if timeout is not None:
+            headers.append(("grpc-timeout", encode_grpc_timeout(timeout)))
+        headers.extend(outgoing_metadata(header))
+        self._streaming = "Micro-Stream" in header
+        self._reply_header = {
+            k: header[k] for k in ("Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Stream") if k in header
+        }
+        self._reply_header["Content-Type"] = mucp_ct if not mucp_ct.startswith("application/grpc") else mucp_content_type(mucp_ct)
+        self._decoder = GrpcFrameDecoder(self._transport.max_message_size)
+        self._pending.clear()
+        self._finished = False
+        self._sent_end = False
+        st = await conn.open_stream(headers)
+        self._st = st
+        try:
+            if self._streaming:
+                # mucp's first stream frame only routes; its body is discarded (wire/mucp.md).
+                await conn.flush()
+            else:
+                self._sent_end = True
+                await conn.send_data(st, encode_frame(msg.body), end_stream=True)
+        except StreamReset:
+            raise TransportError("gRPC stream was reset by the server") from None
+
+    # -- receiving --
+    async def receive(self) -> Message:
+        if self._closed:
+            raise TransportError("socket is closed")
+        if self._st is None or self._finished:
+            raise trio.EndOfChannel
+        try:
+            if self._streaming:
+                payload = await self._next_message()
+                if payload is not None:
+                    return Message(self._header(), payload)
+                return self._final(None)
+            first = await self._next_message()
+            if first is not None and await self._next_message() is not None:
+                return self._error(Status.INTERNAL, "grpc: unary reply carries more than one message")
+            return self._final(first)
+        except StreamReset as exc:
+            code = _RST_TO_GRPC.get(exc.code, Status.INTERNAL)
+            return self._error(code, f"grpc: stream reset by server (HTTP/2 error code {exc.code})")
+        except ProtocolError as exc:
+            status = Status.RESOURCE_EXHAUSTED if exc.code == 413 else Status.INTERNAL
+            self._abort()
+            return self._error(status, f"grpc: bad reply: {exc}")
+
+    async def _next_message(self) -> bytes | None:
+        st, decoder = self._st, self._decoder
+        assert st is not None and decoder is not None
+        while not self._pending:
+            chunk = await self._conn.receive_chunk(st)
+            if chunk is None:
+                decoder.close()
+                return None
+            self._pending.extend(decoder.feed(chunk))
+        return self._pending.popleft()
+
+    def _header(self) -> dict[str, str]:
+        out = dict(self._reply_header)
+        st = self._st
+        if st is not None and st.headers:
+            for k, v in incoming_metadata(st.headers).items():
+                out.setdefault(k, v)
+        return out
+
+    def _final(self, payload: bytes | None) -> Message:
+        """The reply (unary) or the terminal frame (streams), from the response status and trailers."""
+        st = self._st
+        assert st is not None
+        trailers = st.trailers if st.trailers is not None else (st.headers or [])
+        tmap = dict(trailers)
+        http_status = dict(st.headers or []).get(":status", "200")
+        if http_status != "200":
+            code = _HTTP_TO_GRPC.get(int(http_status) if http_status.isdigit() else 0, Status.UNKNOWN)
+            return self._error(code, f"grpc: HTTP status {http_status} from server")
+        raw_status = tmap.get("grpc-status")
+        if raw_status is None:
+            return self._error(Status.INTERNAL, "grpc: reply ended without grpc-status")
+        status = int(raw_status) if raw_status.isdigit() else Status.UNKNOWN
+        if status != Status.OK:
+            err = error_from_status(status, tmap.get("grpc-message", ""), default_id=CLIENT_ID)
+            return self._done(Message({**self._header(), "Micro-Error": err.to_json()}, b""))
+        header = self._header()
+        if st.trailers:
+            for k, v in incoming_metadata(st.trailers).items():
+                header.setdefault(k, v)
+        if self._streaming:
+            header["Micro-Error"] = EOS
+            return self._done(Message(header, b""))
+        if payload is None:
+            return self._error(Status.INTERNAL, "grpc: unary reply carries no message")
+        return self._done(Message(header, payload))
+
+    def _error(self, status: int, text: str) -> Message:
+        err = error_from_status(status, encode_grpc_message(text), default_id=CLIENT_ID)
+        return self._done(Message({**self._header(), "Micro-Error": err.to_json()}, b""))
+
+    def _done(self, msg: Message) -> Message:
+        self._finished = True
+        st = self._st
+        if st is not None and not st.ended and st.reset is None:
+            self._abort()
+        self._release_stream()
+        return msg
+
+    # -- closing --
+    def _abort(self) -> None:
+        st = self._st
+        if st is not None and (st.reset is None and st.lost is None):
+            self._conn.reset_stream(st, 8)  # CANCEL: the server's handler is cancelled
+            st.reset = 8
+
+    def _release_stream(self) -> None:
+        if self._st is not None:
+            self._conn.release(self._st)
+            self._st = None
+
+    async def aclose(self) -> None:
+        """Cancel an unfinished call (RST_STREAM CANCEL) and drop this slot; the last one closes the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._st is not None and not self._finished:
+            self._abort()
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await self._conn.flush()
+                except TransportError:
+                    pass
+        self._release_stream()
+        await self._transport._unref(self._conn)
+
+
+@attrs.define(eq=False)
+class GrpcTransport:
+    """Client side of gRPC over HTTP/2; ``listen`` serves the one port via the HTTP transport."""
+
+    ssl_context: ssl.SSLContext | None = None
+    max_message_size: int = 4 * 1024 * 1024
+    name: str = "grpc"
+    options: Any = None
+    _conns: dict[str, _ClientConn] = attrs.field(factory=dict, init=False)
+    _dialing: dict[str, trio.Lock] = attrs.field(factory=dict, init=False)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._conns)
+
+    async def listen(self, address: str, **kw: Any) -> Listener:
+        """The server's one port speaks both protocols; the HTTP transport sniffs for HTTP/2."""
+        from . import http  # type: ignore[attr-defined]  # written alongside; see docs/grpc.md
+
+        inner = http.from_options(self.options) if self.options is not None else http.HttpTransport()
+        listener: Listener = await inner.listen(address, **kw)
+        return listener
+
+    async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:
+        conn = self._conns.get(address)
+        if conn is None or not conn.usable:
+            lock = self._dialing.setdefault(address, trio.Lock())
+            async with lock:
+                conn = self._conns.get(address)
+                if conn is None or not conn.usable:
+                    conn = await self._connect(address, timeout)
+                    self._conns[address] = conn
+        conn.refs += 1
+        return GrpcSocket(self, conn, remote_address=address)
+
+    async def _connect(self, address: str, timeout: float | None) -> _ClientConn:
+        host, _, port_s = address.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            port = int(port_s)
+        except ValueError:
+            raise TransportError(f"bad address {address!r}: want host:port") from None
+        try:
+            with trio.fail_after(timeout if timeout is not None else 30.0):
+                tcp: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                stream = tcp
+                if self.ssl_context is not None:
+                    tls = trio.SSLStream(tcp, self.ssl_context, server_hostname=host)
+                    await tls.do_handshake()
+                    if tls.selected_alpn_protocol() != "h2":
+                        await tls.aclose()
+                        raise TransportError(f"{address}: server did not negotiate h2 via ALPN")
+                    stream = tls
+        except trio.TooSlowError:
+            raise TransportError(f"{address}: connect timed out") from None
+        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            raise TransportError(f"{address}: {exc}") from None
+        conn = _ClientConn(stream, address, address, "https" if self.ssl_context is not None else "http")
+        conn.start()
+        await conn.flush()
+        return conn
+
+    async def _unref(self, conn: _ClientConn) -> None:
+        conn.refs -= 1
+        if conn.refs <= 0:
+            if self._conns.get(conn.address) is conn:
+                del self._conns[conn.address]
+            await conn.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection (sockets still out fail with TransportError)."""
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            await conn.aclose()
+
+    async def __aenter__(self) -> GrpcTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def client_ssl_context(ca_file: str = "", *, context: ssl.SSLContext | None = None) -> ssl.SSLContext:
+    """A TLS client context offering ALPN ``h2`` (trusting ``ca_file`` when given)."""
+    ctx = context or ssl.create_default_context(cafile=ca_file or None)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def from_options(options: Any) -> GrpcTransport:
+    """The ``grpc`` transport plugin: TLS when ``client_tls_ca`` is set (ALPN ``h2``)."""
+    ctx = client_ssl_context(options.client_tls_ca) if getattr(options, "client_tls_ca", "") else None
+    return GrpcTransport(
+        ssl_context=ctx,
+        max_message_size=getattr(options, "server_max_body_size", 4 * 1024 * 1024),
+        options=options,
+    )
+
