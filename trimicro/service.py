@@ -326,7 +326,7 @@ async def open_service(
 async def open_client(
     *,
     registry: str | Registry | None = None,
-    selector: Selector | None = None,
+    selector: str | Selector | None = None,
     transport: str | Transport | None = None,
     wrappers: Sequence[ClientWrapper] = (),
     argv: Sequence[str] = (),
@@ -334,6 +334,9 @@ async def open_client(
 ) -> AsyncIterator[Client]:
     """A standalone client with its registry/selector/transport from options, closed on exit."""
     overrides = dict(options)
+    if isinstance(selector, str):
+        overrides["selector"] = selector
+        selector = None
     if isinstance(registry, str):
         overrides["registry"] = registry
     if isinstance(transport, str):

@@ -69,7 +69,11 @@ def _normalise(header: dict[str, str]) -> dict[str, str]:
 
 
 def _metadata(header: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in header.items() if k not in ROUTING_HEADERS}
+    return {
+        k: v
+        for k, v in header.items()
+        if k not in ROUTING_HEADERS and not (k.startswith("X-Micro-") and k[2:] in ROUTING_HEADERS)
+    }
 
 
 @attrs.define(eq=False)
