@@ -117,6 +117,7 @@ class EtcdWatcher:
     _client: EtcdClient
     _prefix: str
     _watch: EtcdWatch | None
+    _just_resumed: bool = False  # a resumed stream that fails before any event is not resumed again
 
     def __aiter__(self) -> AsyncIterator[Result]:
         return self
@@ -131,9 +132,15 @@ class EtcdWatcher:
                 await self.aclose()
                 raise StopAsyncIteration from None
             except RegistryError as exc:
+                if self._just_resumed:
+                    log.info("etcd watch on %s failed again (%s); ending it", self._prefix, exc)
+                    await self.aclose()
+                    raise StopAsyncIteration from None
                 log.info("etcd watch on %s broke (%s); resuming", self._prefix, exc)
+                self._just_resumed = True
                 await self._resume()
                 continue
+            self._just_resumed = False
             result = _to_result(event)
             if result is not None:
                 return result
