@@ -12,7 +12,7 @@ other ``Micro-Error`` ends it with that error; a connection that ends before EOS
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -61,6 +61,14 @@ class _Core(Generic[SendT, RecvT]):
         self.connection_lost = trio.Event()
         self.sent = 0
         self.received = 0
+        #: called (synchronously) when the connection dies, e.g. to cancel the server handler
+        self.on_connection_lost: Callable[[], None] | None = None
+
+    def _lost(self) -> None:
+        if not self.connection_lost.is_set():
+            self._lost()
+            if self.on_connection_lost is not None:
+                self.on_connection_lost()
 
     # -- tasks (started by the owner in its nursery) --
     async def reader(self) -> None:
@@ -69,11 +77,11 @@ class _Core(Generic[SendT, RecvT]):
                 try:
                     msg = await self._sock.receive()
                 except trio.EndOfChannel:
-                    self.connection_lost.set()
+                    self._lost()
                     await self._in_send.send(TransportError("stream ended before EOS (unexpected EOF)"))
                     return
                 except (TransportError, errors.ProtocolError) as exc:
-                    self.connection_lost.set()
+                    self._lost()
                     await self._in_send.send(TransportError(f"stream connection lost: {exc}"))
                     return
                 err = msg.header.get("Micro-Error")
@@ -111,7 +119,7 @@ class _Core(Generic[SendT, RecvT]):
                         for m in batch:
                             await self._sock.send(m)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.connection_lost.set()
+            self._lost()
         finally:
             self._writer_done.set()
 
@@ -120,6 +128,7 @@ class _Core(Generic[SendT, RecvT]):
         if self._send_closed:
             raise trio.ClosedResourceError("send side of the stream is closed")
         if self.connection_lost.is_set():
+            await trio.lowlevel.checkpoint()  # a cancelled owner sees Cancelled, not this error
             raise TransportError("stream connection lost")
         body = self._codec.encode(msg)
         self.sent += 1
@@ -134,9 +143,7 @@ class _Core(Generic[SendT, RecvT]):
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
         if isinstance(item, BaseException):
-            # Keep raising the same error on later receives.
             self._in_recv.close()
-            self._terminal = item
             raise item
         return item  # type: ignore[no-any-return]
 

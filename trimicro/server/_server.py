@@ -241,7 +241,7 @@ class Server:
             with trio.move_on_after(timeout if timeout else math.inf) as scope:
                 try:
                     return await route.call(req, ctx)
-                except MicroError:
+                except (MicroError, TransportError):
                     raise
                 except (trio.Cancelled, KeyboardInterrupt):
                     raise
@@ -286,12 +286,8 @@ class Server:
                 nursery.start_soon(core.writer)
                 error: MicroError | None = None
                 with trio.CancelScope() as handler_scope:
-
-                    async def watch_peer() -> None:
-                        await core.connection_lost.wait()
-                        handler_scope.cancel()
-
-                    nursery.start_soon(watch_peer)
+                    # The peer is gone: nobody can receive what the handler makes, so cancel it.
+                    core.on_connection_lost = handler_scope.cancel
                     try:
                         if route.spec.client_streaming:
                             body: Any = stream
