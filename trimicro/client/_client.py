@@ -259,6 +259,21 @@ class Client:
                     await self.pool.discard(sock)
         raise TransportError(f"{address}: connection lost")
 
+    # -- pub/sub --
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Publish ``message`` on ``topic`` through the broker (headers Content-Type, Micro-Topic,
+        Micro-Id and the caller's metadata; body encoded by the codec for ``content_type``)."""
+        from ._publish import publish
+
+        await publish(self, topic, message, metadata=metadata, content_type=content_type)
+
     # -- streams --
     @asynccontextmanager
     async def stream(
