@@ -65,7 +65,8 @@ class Greeter:
         try:
             for i in range(req.count):
                 await stream.send(StreamResponse(count=i, message="x" * (1024 if req.count > 1000 else 8)))
-            if req.count < 0:
+            if req.count < 0:  # one message, then hang until cancelled
+                await stream.send(StreamResponse(count=0, message="hang"))
                 await trio.sleep_forever()
         except trio.Cancelled:
             self.cancelled += 1

@@ -121,6 +121,7 @@ class GrpcServer:
     #: live counters, for leak tests and Debug.Stats-style reporting
     open_connections: int = attrs.field(default=0, init=False)
     open_streams: int = attrs.field(default=0, init=False)
+    _quiet: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
@@ -136,6 +137,16 @@ class GrpcServer:
             max_message_size=options.server_max_body_size,
             max_header_size=options.server_max_header_size,
         )
+
+    async def wait_idle(self) -> None:
+        """Return once no connection or stream is open (leak tests; graceful shutdown)."""
+        while self.open_connections or self.open_streams:
+            self._quiet = trio.Event()
+            await self._quiet.wait()
+
+    def _check_quiet(self) -> None:
+        if not (self.open_connections or self.open_streams):
+            self._quiet.set()
 
     @property
     def draining(self) -> bool:
@@ -161,12 +172,13 @@ class GrpcServer:
                 conn.lose(conn.closed or TransportError("HTTP/2 connection ended"))
                 nursery.cancel_scope.cancel()
         finally:
-            self.open_connections -= 1
             with trio.CancelScope(shield=True):
                 try:
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
+            self.open_connections -= 1
+            self._check_quiet()
 
     # -- one stream --
     async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
@@ -197,6 +209,7 @@ class GrpcServer:
                         pass
             conn.release(st)
             self.open_streams -= 1
+            self._check_quiet()
             self.server._done_one()
 
 
