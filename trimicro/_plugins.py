@@ -27,6 +27,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "random": "trimicro.selector.cache:from_options",
         "roundrobin": "trimicro.selector.cache:from_options",
         "round_robin": "trimicro.selector.cache:from_options",
+        "p2c": "trimicro.selector.cache:from_options",
     },
     "broker": {
         "http": "trimicro.broker.http:from_options",

@@ -290,7 +290,7 @@ class Service:
             return []
         from .server._subscriber import subscriber_endpoints
 
-        return subscriber_endpoints(self._subscriptions)
+        return list(subscriber_endpoints(self._subscriptions))
 
 
 @attrs.define(eq=False)
@@ -345,8 +345,11 @@ async def open_client(
     async with AsyncExitStack() as stack:
         sel = selector
         if sel is None:
-            reg = registry if registry is not None and not isinstance(registry, str) else None
-            reg = reg or _plugins.create("registry", opts.registry, opts)
+            reg: Registry = (
+                registry
+                if registry is not None and not isinstance(registry, str)
+                else _plugins.create("registry", opts.registry, opts)
+            )
             reg = await stack.enter_async_context(reg)
             from .selector.cache import CachingSelector
 

@@ -13,7 +13,7 @@ other ``Micro-Error`` ends it with that error; a connection that ends before EOS
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -22,7 +22,7 @@ from .codec import Codec
 from .errors import MicroError, TransportError
 from .transport._base import Message, Socket
 
-__all__ = ["ClientStream", "Stream"]
+__all__ = ["ClientStream", "Stream", "StreamCore"]
 
 ReqT = TypeVar("ReqT")
 RspT = TypeVar("RspT")
@@ -167,8 +167,25 @@ class _Core(Generic[SendT, RecvT]):
         self._in_recv.close()
 
 
+SendT_contra = TypeVar("SendT_contra", contravariant=True)
+RecvT_co = TypeVar("RecvT_co", covariant=True)
+
+
+class StreamCore(Protocol[SendT_contra, RecvT_co]):
+    """What a stream needs from its transport: mucp's :class:`_Core`, or the gRPC/h2 one."""
+
+    sent: int
+    received: int
+
+    async def send(self, msg: SendT_contra) -> None: ...
+
+    async def receive(self) -> RecvT_co: ...
+
+    async def close_send(self, error: MicroError | None = None) -> None: ...
+
+
 class _Base(Generic[SendT, RecvT]):
-    def __init__(self, core: _Core[SendT, RecvT]) -> None:
+    def __init__(self, core: StreamCore[SendT, RecvT]) -> None:
         self._core = core
         self._terminal: BaseException | None = None
 

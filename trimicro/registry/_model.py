@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -15,13 +15,25 @@ def _frozen_dict(value: Mapping[str, str] | None) -> dict[str, str]:
     return dict(value or {})
 
 
+def _values(value: Iterable[Value]) -> tuple[Value, ...]:
+    return tuple(value)
+
+
+def _endpoints(value: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    return tuple(value)
+
+
+def _nodes(value: Iterable[Node]) -> tuple[Node, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Value:
     """A field of a request/response type: Go Micro's ``registry.Value`` tree."""
 
     name: str
     type: str
-    values: tuple[Value, ...] = attrs.field(default=(), converter=tuple)
+    values: tuple[Value, ...] = attrs.field(default=(), converter=_values)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,8 +111,8 @@ class Service:
     name: str
     version: str = ""
     metadata: dict[str, str] = attrs.field(factory=dict, converter=_frozen_dict, hash=False)
-    endpoints: tuple[Endpoint, ...] = attrs.field(default=(), converter=tuple)
-    nodes: tuple[Node, ...] = attrs.field(default=(), converter=tuple)
+    endpoints: tuple[Endpoint, ...] = attrs.field(default=(), converter=_endpoints)
+    nodes: tuple[Node, ...] = attrs.field(default=(), converter=_nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -144,16 +144,20 @@ class Router:
         return added
 
     def _wrap(self, fn: Callable[..., Awaitable[Any]], spec: MethodSpec) -> HandlerFunc:
+        call: HandlerFunc
         if spec.server_streaming and not spec.client_streaming:
 
-            async def call(req: Request, ctx: Any) -> Any:
+            async def server_stream(req: Request, ctx: Any) -> Any:
                 first, stream = req.body
                 return await fn(first, stream, ctx)
 
+            call = server_stream
         else:
 
-            async def call(req: Request, ctx: Any) -> Any:
+            async def unary(req: Request, ctx: Any) -> Any:
                 return await fn(req.body, ctx)
+
+            call = unary
 
         for wrapper in reversed(self.wrappers):
             call = wrapper(call)

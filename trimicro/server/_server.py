@@ -219,8 +219,8 @@ class Server:
             return self._encode_error(header, content_type, codec, endpoint, seq, err)
         except CodecError as exc:
             self.stats.errors += 1
-            err = errors.internal_server_error(SERVER_ID, "cannot encode response: %s", exc)
-            return self._encode_error(header, content_type, codec, endpoint, seq, err)
+            bad = errors.internal_server_error(SERVER_ID, "cannot encode response: %s", exc)
+            return self._encode_error(header, content_type, codec, endpoint, seq, bad)
         return Message(_reply_header(header, content_type), body_out)
 
     def _encode_error(
@@ -270,9 +270,9 @@ class Server:
                 raise errors.bad_request(SERVER_ID, "endpoint %s is not streaming", endpoint)
         except (MicroError, CodecError) as exc:
             self.stats.errors += 1
-            err = exc if isinstance(exc, MicroError) else errors.bad_request(SERVER_ID, str(exc))
+            failure = exc if isinstance(exc, MicroError) else errors.bad_request(SERVER_ID, str(exc))
             try:
-                await sock.send(_error_reply(header, content_type, err))
+                await sock.send(_error_reply(header, content_type, failure))
             except TransportError:
                 pass
             return
