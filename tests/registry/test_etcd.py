@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -26,7 +29,7 @@ from trimicro.registry._etcd_proto import (
     prefix_end,
 )
 from trimicro.registry.etcd import EtcdRegistry, from_options, node_path, service_path
-from trimicro.testing.etcd import EtcdProcess, free_port
+from trimicro.testing.etcd import EtcdProcess, free_port, open_etcd
 
 loopback = pytest.mark.loopback
 
@@ -327,6 +330,30 @@ async def test_auth_and_token_renewal(etcd: EtcdProcess) -> None:
             await registry.get_service("greeter")
 
 
+@loopback
+async def test_tls(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(cert))
+    async with open_etcd(cert_file=str(cert), key_file=str(key)) as etcd:
+        assert etcd.url.startswith("https://")
+        async with EtcdRegistry([etcd.url], timeout=2.0, ssl_context=ctx) as registry:
+            await registry.register(make_service("g-tls"), ttl=30)
+            async with registry.watch("greeter") as watcher:
+                await registry.deregister(make_service("g-tls"))
+                assert (await next_result(watcher)).action == "delete"
+        # Without trusting the certificate the handshake fails: a clear RegistryError, no hang.
+        async with EtcdRegistry([etcd.url], timeout=2.0) as untrusting:
+            with pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.get_service("greeter")
+
+
 async def test_from_options_and_plugin() -> None:
     options = load_options(
         {"registry": "etcd", "registry_address": "10.0.0.1:2379,https://h:1", "registry_timeout": "3s"},
@@ -406,3 +433,10 @@ def test_json_lines_rejects_junk_and_oversize() -> None:
     with pytest.raises(RegistryError, match="exceeds"):
         JsonLines(max_line=10).feed(b"x" * 11)
     assert JsonLines().close() == []
+
+
+@loopback
+async def test_errors_in_the_block_propagate_unwrapped(etcd: EtcdProcess) -> None:
+    with pytest.raises(KeyError):
+        async with EtcdRegistry([etcd.endpoint], timeout=2.0):
+            raise KeyError("mine")

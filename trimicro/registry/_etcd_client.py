@@ -401,7 +401,7 @@ class EtcdClient:
         except trio.TooSlowError:
             raise _Unreachable(f"connect timed out after {share:g}s") from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise _Unreachable(f"connect failed: {exc}") from None
+            raise _Unreachable(f"connect failed: {_describe(exc)}") from None
         return _Connection(endpoint, stream)
 
     def _checkout(self, endpoint: Endpoint) -> _Connection | None:
@@ -519,6 +519,13 @@ class EtcdClient:
                     raise RegistryError("etcd authenticate returned no token (is auth enabled?)")
                 self._token = str(token)
             return self._token
+
+
+def _describe(exc: BaseException) -> str:
+    """The most useful text for an error (trio wraps TLS failures without a message of their own)."""
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__
 
 
 def _check_available(result: tuple[int, bytes]) -> tuple[int, bytes]:

@@ -204,7 +204,9 @@ class EtcdRegistry:
             return
         nursery.cancel_scope.cancel()
         try:
-            await manager.__aexit__(*exc)
+            # The body's own exception is not handed to the nursery, so it propagates as raised rather
+            # than wrapped in an ExceptionGroup; a crash of the keep-alive task still surfaces here.
+            await manager.__aexit__(None, None, None)
         finally:
             self._client = None
             self._registrations.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -50,19 +51,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _healthy(port: int) -> bool:
+async def _healthy(port: int, ssl_context: ssl.SSLContext | None) -> bool:
     """One ``GET /health`` over a fresh connection: True iff etcd answers ``"health":"true"``."""
     try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
     except OSError:
         return False
+    if ssl_context is not None:
+        stream = trio.SSLStream(stream, ssl_context, server_hostname="127.0.0.1")
     async with stream:
         try:
             await stream.send_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             data = b""
             while chunk := await stream.receive_some(4096):
                 data += chunk
-        except (OSError, trio.BrokenResourceError):
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
             return False
     return b'"health":"true"' in data
 
@@ -77,6 +80,8 @@ class EtcdProcess:
     peer_port: int
     _nursery: trio.Nursery
     name: str = "t"
+    cert_file: str | None = None  # serve clients over TLS with this certificate (and key_file)
+    key_file: str | None = None
     _scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _done: trio.Event | None = attrs.field(default=None, init=False)
     _log: bytearray = attrs.field(factory=bytearray, init=False)
@@ -88,7 +93,8 @@ class EtcdProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.endpoint}"
+        scheme = "https" if self.cert_file else "http"
+        return f"{scheme}://{self.endpoint}"
 
     @property
     def running(self) -> bool:
@@ -115,7 +121,11 @@ class EtcdProcess:
             "--election-timeout", "100",
             "--logger", "zap",
             "--log-level", "warn",
-        ]  # fmt: skip
+        ] + (
+            ["--cert-file", self.cert_file, "--key-file", self.key_file or self.cert_file]
+            if self.cert_file
+            else []
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Start etcd (again) and return once it answers ``/health``; EtcdStartError if it cannot."""
@@ -123,9 +133,10 @@ class EtcdProcess:
             return
         self._log.clear()
         await self._nursery.start(self._run)
+        ctx = ssl.create_default_context(cafile=self.cert_file) if self.cert_file else None
         with trio.move_on_after(_START_TIMEOUT):
             while self.running:
-                if await _healthy(self.client_port):
+                if await _healthy(self.client_port, ctx):
                     return
                 await trio.sleep(0.02)  # polling an external process: nothing to wait on instead
         await self.stop()
@@ -187,8 +198,12 @@ async def _terminate(proc: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def open_etcd(*, attempts: int = 3) -> AsyncIterator[EtcdProcess]:
+async def open_etcd(
+    *, attempts: int = 3, cert_file: str | None = None, key_file: str | None = None
+) -> AsyncIterator[EtcdProcess]:
     """Start a fresh etcd on free loopback ports; stop it and remove its data dir on exit.
+
+    With ``cert_file``/``key_file`` (PEM) etcd serves clients over TLS (``url`` is ``https://...``).
 
     Ports are picked by binding port 0 and releasing it, so another process can grab one first; a failed
     start is retried on new ports up to ``attempts`` times. EtcdNotFound if there is no binary.
@@ -198,7 +213,15 @@ async def open_etcd(*, attempts: int = 3) -> AsyncIterator[EtcdProcess]:
     try:
         async with trio.open_nursery() as nursery:
             for attempt in range(attempts):
-                etcd = EtcdProcess(binary, data_dir / "data", free_port(), free_port(), nursery)
+                etcd = EtcdProcess(
+                    binary,
+                    data_dir / "data",
+                    free_port(),
+                    free_port(),
+                    nursery,
+                    cert_file=cert_file,
+                    key_file=key_file,
+                )
                 etcd.wipe()
                 try:
                     await etcd.start()
