@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ._model import FileModel, MessageRef, MethodModel, ServiceModel
+from ._model import FileModel, GenerationError, MessageRef, MethodModel, ServiceModel
 from ._names import module_name, snake_case
 
 __all__ = ["RESERVED", "render"]
@@ -263,7 +263,15 @@ def render(model: FileModel, *, relative_imports: bool = False) -> str:
     methods = [m for svc in model.services for m in svc.methods]
     streaming = any(m.kind != "unary" for m in methods)
     names = [_Names(svc) for svc in model.services]
-    exported = sorted((n for ns in names for n in ns.all()), key=_all_order)
+    owners: dict[str, str] = {}
+    for svc, ns in zip(model.services, names, strict=True):
+        for n in ns.all():
+            if n in owners:
+                raise GenerationError(
+                    model.proto_file, f"services {owners[n]} and {svc.name} would both define {n}; rename one"
+                )
+            owners[n] = svc.name
+    exported = sorted(owners, key=_all_order)
     pkg = f" (package {model.package})" if model.package else ""
 
     texts = [svc.doc for svc in model.services] + [m.doc for m in methods]
