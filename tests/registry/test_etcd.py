@@ -29,7 +29,7 @@ from trimicro.registry._etcd_proto import (
     prefix_end,
 )
 from trimicro.registry.etcd import EtcdRegistry, from_options, node_path, service_path
-from trimicro.testing.etcd import EtcdProcess, free_port, open_etcd
+from trimicro.testing.etcd import EtcdProcess, free_port, open_etcd, run_etcd
 
 loopback = pytest.mark.loopback
 
@@ -440,3 +440,15 @@ async def test_errors_in_the_block_propagate_unwrapped(etcd: EtcdProcess) -> Non
     with pytest.raises(KeyError):
         async with EtcdRegistry([etcd.endpoint], timeout=2.0):
             raise KeyError("mine")
+
+
+@loopback
+async def test_run_etcd_form() -> None:
+    async with trio.open_nursery() as nursery:
+        etcd = await nursery.start(run_etcd)
+        async with EtcdClient([etcd.endpoint], timeout=2.0) as client:
+            await client.put("k", "v")
+            assert [kv.value for kv in (await client.range("k")).kvs] == [b"v"]
+        nursery.cancel_scope.cancel()
+    assert not etcd.running
+    assert not etcd.data_dir.exists()

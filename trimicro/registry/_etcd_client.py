@@ -200,14 +200,22 @@ class EtcdClient:
 
     # ---- KV -------------------------------------------------------------------------------------
 
-    async def range(self, key: bytes | str, *, prefix: bool = False, keys_only: bool = False) -> RangeResult:
-        """Keys equal to ``key`` (or starting with it when ``prefix``), sorted by key."""
+    async def range(
+        self, key: bytes | str, *, prefix: bool = False, keys_only: bool = False, serializable: bool = False
+    ) -> RangeResult:
+        """Keys equal to ``key`` (or starting with it when ``prefix``), sorted by key.
+
+        ``serializable`` reads the answering member's local state without a consensus round (faster,
+        possibly a little stale), as Go Micro's registry lookups do.
+        """
         k = to_bytes(key)
         body: dict[str, Any] = {"key": b64(k)}
         if prefix:
             body["range_end"] = b64(prefix_end(k))
         if keys_only:
             body["keys_only"] = True
+        if serializable:
+            body["serializable"] = True
         rsp = await self.call("/v3/kv/range", body)
         kvs = tuple(KeyValue.from_json(kv) for kv in rsp.get("kvs") or ())
         return RangeResult(kvs, _revision(rsp))

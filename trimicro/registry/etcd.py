@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import posixpath
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -175,7 +176,7 @@ class EtcdRegistry:
     timeout: float = 10.0
     username: str = ""
     password: str = ""
-    ssl_context: Any = None
+    ssl_context: ssl.SSLContext | None = None
     name: str = "etcd"
     _client: EtcdClient | None = attrs.field(default=None, init=False)
     _nursery_manager: Any = attrs.field(default=None, init=False)
@@ -258,11 +259,11 @@ class EtcdRegistry:
         self._wake()
 
     async def get_service(self, name: str) -> list[Service]:
-        rsp = await self.client.range(service_path(name) + "/", prefix=True)
+        rsp = await self.client.range(service_path(name) + "/", prefix=True, serializable=True)
         return _group(rsp.kvs)
 
     async def list_services(self) -> list[Service]:
-        rsp = await self.client.range(PREFIX, prefix=True)
+        rsp = await self.client.range(PREFIX, prefix=True, serializable=True)
         return sorted(_group(rsp.kvs), key=lambda s: s.name)
 
     def watch(self, service: str | None = None) -> AbstractAsyncContextManager[Watcher]:
