@@ -38,6 +38,7 @@ class Greeter:
         self.cancelled = 0
         self.started = trio.Event()
         self.last_metadata: dict[str, str] = {}
+        self.streamed = 0
 
     async def Hello(self, req: HelloRequest, ctx: Context) -> HelloResponse:
         self.last_metadata = dict(ctx.metadata)
@@ -65,6 +66,7 @@ class Greeter:
         try:
             for i in range(req.count):
                 await stream.send(StreamResponse(count=i, message="x" * (1024 if req.count > 1000 else 8)))
+                self.streamed += 1
             if req.count < 0:  # one message, then hang until cancelled
                 await stream.send(StreamResponse(count=0, message="hang"))
                 await trio.sleep_forever()

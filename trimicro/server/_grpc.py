@@ -199,8 +199,9 @@ class GrpcServer:
         finally:
             _RESPONSE_MD.reset(token)
             if conn.closed is None and conn.stream_open_remote(st) and st.reset is None:
-                # We are done but the client still sends: stop it (gRPC servers reset with NO_ERROR).
-                conn.reset_stream(st, 0)
+                # Finished while the client still sends: stop it with NO_ERROR, as gRPC servers do;
+                # unfinished (cancelled, e.g. shutdown): CANCEL, so the client sees an error.
+                conn.reset_stream(st, 0 if call.done else 8)
                 with trio.move_on_after(1) as cleanup:
                     cleanup.shield = True
                     try:

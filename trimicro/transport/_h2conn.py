@@ -332,8 +332,9 @@ class H2Conn:
             st = self.streams.get(event.stream_id)
             if st is not None:
                 st.reset = event.error_code if event.error_code is not None else 0
-                st.changed.fire()
+                # Cancel first: a handler blocked on this stream then sees trio.Cancelled, not an error.
                 self.on_reset(st)
+                st.changed.fire()
             self._window.fire()
             self._slots.fire()
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):

@@ -1,0 +1,248 @@
+"""trimicro's Client over GrpcTransport against trimicro's GrpcServer: all call kinds, cancellation,
+server loss, multiplexing, TLS with ALPN h2, and no leaked connection or stream afterwards."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from tests.interop import serve_grpc
+from tests.protos import greeter_pb2 as pb
+from trimicro.client import Client
+from trimicro.errors import MicroError, TransportError
+from trimicro.transport.grpc import GrpcTransport, client_ssl_context
+
+pytestmark = pytest.mark.loopback
+
+
+@asynccontextmanager
+async def grpc_client(**kw: object) -> AsyncIterator[tuple[Client, GrpcTransport]]:
+    transport = GrpcTransport(**kw)  # type: ignore[arg-type]
+    client = Client(None, transport)
+    try:
+        yield client, transport
+    finally:
+        await client.aclose()
+        assert transport.open_connections == 0
+
+
+async def test_unary_server_client_bidi() -> None:
+    async with serve_grpc() as (address, server, _), grpc_client() as (client, transport):
+        rsp = await client.call(
+            "greeter",
+            "Greeter.Hello",
+            pb.HelloRequest(name="a"),
+            response_type=pb.HelloResponse,
+            address=address,
+        )
+        assert rsp.greeting == "Hello a"
+        async with client.stream(
+            "greeter",
+            "Greeter.Stream",
+            request=pb.StreamRequest(count=50),
+            response_type=pb.StreamResponse,
+            address=address,
+        ) as s:
+            await s.close_send()
+            assert [m.count async for m in s] == list(range(50))
+        async with client.stream("greeter", "Greeter.Sum", response_type=pb.Total, address=address) as s:
+            for i in range(100):
+                await s.send(pb.Num(value=i))
+            await s.close_send()
+            assert [(t.sum, t.count) async for t in s] == [(4950, 100)]
+        async with client.stream(
+            "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+        ) as s:
+            for i in range(20):
+                await s.send(pb.EchoMessage(text="hi", seq=i))
+                assert (await s.receive()).seq == i
+            await s.close_send()
+            assert [m async for m in s] == []
+        assert transport.open_connections == 1
+    assert server.open_streams == 0
+
+
+async def test_json_content_type_and_metadata() -> None:
+    async with serve_grpc() as (address, _server, greeter), grpc_client() as (client, _):
+        rsp = await client.call(
+            "greeter", "Greeter.Hello", {"name": "j"}, content_type="application/json",
+            metadata={"X-User": "zed"}, address=address,
+        )  # fmt: skip
+        assert rsp == {"greeting": "Hello j"}
+        assert greeter.last_metadata["X-User"] == "zed"
+
+
+async def test_errors_deadline_and_handler_error_ends_stream() -> None:
+    async with serve_grpc() as (address, server, greeter), grpc_client() as (client, _):
+        with pytest.raises(MicroError) as info:
+            await client.call("greeter", "Greeter.Fail", pb.HelloRequest(name="q"), address=address)
+        assert (info.value.id, info.value.code, info.value.detail) == ("greeter", 400, "bad name: q")
+        with pytest.raises(MicroError) as info:
+            await client.call("greeter", "Greeter.Missing", pb.HelloRequest(), address=address)
+        assert info.value.code == 501
+        with pytest.raises(MicroError) as info:
+            await client.call(
+                "greeter",
+                "Greeter.Slow",
+                pb.SlowRequest(sleep_ms=10_000),
+                address=address,
+                timeout=0.2,
+                retries=0,
+            )
+        assert info.value.code == 408
+        with pytest.raises(MicroError) as info:
+            async with client.stream(
+                "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+            ) as s:
+                await s.send(pb.EchoMessage(text="ok", seq=1))
+                await s.send(pb.EchoMessage(text="fail", seq=2))
+                async for _ in s:
+                    pass
+        assert (info.value.code, info.value.detail) == (409, "echo refused 2")
+        with trio.fail_after(5):
+            while server.open_streams:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+        assert greeter.cancelled >= 1  # the slow handler
+
+
+async def test_cancelling_client_scope_cancels_handler() -> None:
+    async with serve_grpc() as (address, server, greeter), grpc_client() as (client, _):
+        with trio.CancelScope() as scope:
+            async with client.stream(
+                "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+            ) as s:
+                await s.send(pb.EchoMessage(text="x", seq=1))
+                await s.receive()  # the handler is running
+                scope.cancel()
+                await trio.sleep_forever()
+        with trio.fail_after(5):
+            while greeter.cancelled == 0:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+        assert greeter.cancelled == 1
+        # The connection survives for other calls.
+        rsp = await client.call(
+            "greeter",
+            "Greeter.Hello",
+            pb.HelloRequest(name="b"),
+            response_type=pb.HelloResponse,
+            address=address,
+        )
+        assert rsp.greeting == "Hello b"
+        with trio.fail_after(5):
+            while server.open_streams:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+
+
+async def test_server_disappears_mid_stream() -> None:
+    async with grpc_client() as (client, transport), trio.open_nursery() as nursery:
+        ready: list[str] = []
+
+        async def run_server(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            async with serve_grpc() as (address, _, _):
+                ready.append(address)
+                task_status.started()
+                await trio.sleep_forever()
+
+        server_scope = trio.CancelScope()
+
+        async def scoped(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with server_scope:
+                await run_server(task_status=task_status)
+
+        await nursery.start(scoped)
+        # A cancelled server resets its streams (CANCEL) and closes: either way a clear error.
+        with pytest.raises((TransportError, MicroError)) as info:
+            async with client.stream(
+                "greeter", "Greeter.Stream", request=pb.StreamRequest(count=-1), response_type=pb.StreamResponse,
+                address=ready[0],
+            ) as s:  # fmt: skip
+                assert (await s.receive()).message == "hang"
+                server_scope.cancel()
+                with trio.fail_after(5):
+                    await s.receive()
+        if isinstance(info.value, MicroError):
+            assert info.value.code == 499 and "reset by server" in info.value.detail
+        assert transport.open_connections == 0
+
+
+async def test_hundred_concurrent_streams_one_connection() -> None:
+    async with serve_grpc() as (address, server, _), grpc_client() as (client, transport):
+        totals: list[int] = []
+
+        async def one(n: int) -> None:
+            async with client.stream(
+                "greeter", "Greeter.Stream", request=pb.StreamRequest(count=30), response_type=pb.StreamResponse,
+                address=address, timeout=10,
+            ) as s:  # fmt: skip
+                await s.close_send()
+                totals.append(sum([m.count async for m in s]) + n)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(one, i)
+            with trio.fail_after(10):
+                while server.open_streams < 100 and len(totals) < 100:
+                    await trio.testing.wait_all_tasks_blocked(0.001)
+        assert sorted(totals) == [435 + i for i in range(100)]
+        assert transport.open_connections == 0  # streams-only: the last one closed it
+
+
+async def test_large_messages_both_ways() -> None:
+    big = "m" * (1024 * 1024)
+    async with serve_grpc() as (address, _, _), grpc_client() as (client, _):
+        async with client.stream(
+            "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+        ) as s:
+            async with trio.open_nursery() as nursery:
+
+                async def send() -> None:
+                    for i in range(3):
+                        await s.send(pb.EchoMessage(text=big, seq=i))
+                    await s.close_send()
+
+                nursery.start_soon(send)
+                got = [(m.seq, len(m.text)) async for m in s]
+        assert got == [(i, len(big)) for i in range(3)]
+
+
+def _make_cert(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_alpn_h2(tmp_path: Path) -> None:
+    cert, key = _make_cert(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.set_alpn_protocols(["h2"])
+    async with serve_grpc(ssl_context=server_ctx) as (address, server, _):
+        async with grpc_client(ssl_context=client_ssl_context(str(cert))) as (client, _):
+            rsp = await client.call(
+                "greeter",
+                "Greeter.Hello",
+                pb.HelloRequest(name="tls"),
+                response_type=pb.HelloResponse,
+                address=address,
+            )
+            assert rsp.greeting == "Hello tls"
+        # A client that does not offer h2 is refused with a clear error.
+        plain = ssl.create_default_context(cafile=str(cert))
+        plain.set_alpn_protocols(["http/1.1"])
+        async with grpc_client(ssl_context=plain) as (client, _):
+            with pytest.raises(MicroError) as info:
+                await client.call("greeter", "Greeter.Hello", pb.HelloRequest(), address=address, retries=0)
+            assert "h2" in info.value.detail
+        with trio.fail_after(5):
+            await server.wait_idle()
