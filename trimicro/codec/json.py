@@ -8,10 +8,15 @@ ends with ``\\n`` as Go's ``json.Encoder`` writes it.
 from __future__ import annotations
 
 import json
+from json import encoder as _jencoder
+from json import scanner as _jscanner
 from typing import Any
+
+from google.protobuf.message import Message
 
 from ..errors import CodecError
 from ._base import Codec
+from ._jsonproto import message_to_obj
 from ._jsontypes import decoder_for, to_obj
 from ._util import is_message_class, preview, type_name
 from .bytes import Frame, raw_bytes
@@ -23,29 +28,63 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unserializable(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_WS = " \t\n\r"
+
+# JSONEncoder.encode builds a new C encoder on every call; on the hot path we build it once.
+# Values come from to_obj (acyclic, JSON types only), so no circular-reference markers are needed.
+_c_make_encoder = getattr(_jencoder, "c_make_encoder", None)
+if _c_make_encoder is not None:  # pragma: no branch - CPython
+    _iterencode = _c_make_encoder(
+        None, _unserializable, _jencoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def _encode(obj: Any) -> str:
+        return "".join(_iterencode(obj, 0))
+
+else:  # pragma: no cover - interpreters without the C accelerator
+    _encode = _ENCODER.encode
+
+_scan = _jscanner.make_scanner(_DECODER)
 
 
 def dumps(msg: Any) -> str:
     """JSON text of ``msg`` (no trailing newline); raises CodecError for what JSON can't hold."""
     try:
-        return _ENCODER.encode(to_obj(msg))
+        return _encode(to_obj(msg))
     except CodecError:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise CodecError(f"cannot encode {type_name(type(msg))} as JSON: {exc}") from exc
 
 
+def _parse(text: str) -> Any:
+    start = 0
+    if text[0] in _WS:
+        start = len(text) - len(text.lstrip(_WS))
+    try:
+        obj, end = _scan(text, start)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+    if end != len(text) and text[end:].strip(_WS):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return obj
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse one JSON document (UTF-8); an empty or blank body parses as None."""
     try:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
-        if not text or text.isspace():
+        if not text.strip(_WS):
             return None
-        return _DECODER.decode(text)
+        return _parse(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        shown = preview(data.encode() if isinstance(data, str) else data)
+        shown = preview(data.encode("utf-8", "replace") if isinstance(data, str) else data)
         raise CodecError(f"invalid JSON body: {exc} ({shown})") from exc
 
 
@@ -69,10 +108,13 @@ class JsonCodec(Codec):
     newline: bool = True
 
     def encode(self, msg: Any) -> bytes:
-        data = raw_bytes(msg)
-        if data is not None:  # already-encoded JSON passes through untouched
-            return data
-        text = dumps(msg)
+        if isinstance(msg, Message):  # the RPC hot path: skip the generic dispatch
+            text = _encode(message_to_obj(msg))
+        else:
+            data = raw_bytes(msg)
+            if data is not None:  # already-encoded JSON passes through untouched
+                return data
+            text = dumps(msg)
         try:
             return (text + "\n").encode() if self.newline else text.encode()
         except UnicodeEncodeError as exc:
