@@ -312,8 +312,9 @@ def _name(name: str) -> str:
 def _encode(start: str, msg: Message) -> bytes:
     """Start line (ending in ``Content-Length: ``) + length + headers + body."""
     body = msg.body
-    fields = "".join([f"{key}: {v}\r\n" for k, v in msg.header.items() if (key := _name(k)) not in _SKIP_OUT])
-    n = fields.count("\r\n")
+    parts = [f"{key}: {v}\r\n" for k, v in msg.header.items() if (key := _name(k)) not in _SKIP_OUT]
+    fields = "".join(parts)
+    n = len(parts)
     if fields.count("\r") != n or fields.count("\n") != n or _has_ctl(fields):
         bad = [k for k, v in msg.header.items() if _BAD_VALUE_RE.search(v)]
         raise ProtocolError(
