@@ -132,9 +132,7 @@ class StoreHandler(Protocol):
     ) -> cgtest_dot_multi__pb2.Outer.Inner: ...
 
 
-def register_store_handler(
-    service_or_server: trimicro.Service | Router, impl: StoreHandler
-) -> list[str]:
+def register_store_handler(service_or_server: trimicro.Service | Router, impl: StoreHandler) -> list[str]:
     """Register ``impl`` as handler ``Store``: endpoints ``Store.<Method>``, gRPC ``/cgtest.multi.Store/<Method>``."""
     return service_or_server.handle(
         impl, name="Store", methods=STORE_METHODS, grpc_service="cgtest.multi.Store"
@@ -203,7 +201,7 @@ KEYWORDS_METHODS: list[trimicro.MethodSpec] = [
         client_streaming=False,
         server_streaming=False,
         attr=None,
-        doc="Says \"quotes\" and \\backslashes\\ and \"\"\"triples\"\"\" safely\"",
+        doc='Says "quotes" and \\backslashes\\ and """triples""" safely"',
     ),
 ]
 
@@ -297,7 +295,9 @@ class KeywordsClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[cgtest_dot_multi__pb2.Outer, cgtest_dot_multi__pb2.Reply]]:
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[cgtest_dot_multi__pb2.Outer, cgtest_dot_multi__pb2.Reply]
+    ]:
         """Open ``Keywords.str``, a bidirectional stream."""
         return self._client.stream(
             self._service_name,
@@ -531,9 +531,7 @@ class NothingHandler(Protocol):
     """What a ``Nothing`` implementation provides; register it with ``register_nothing_handler``."""
 
 
-def register_nothing_handler(
-    service_or_server: trimicro.Service | Router, impl: NothingHandler
-) -> list[str]:
+def register_nothing_handler(service_or_server: trimicro.Service | Router, impl: NothingHandler) -> list[str]:
     """Register ``impl`` as handler ``Nothing``: endpoints ``Nothing.<Method>``, gRPC ``/cgtest.multi.Nothing/<Method>``."""
     return service_or_server.handle(
         impl, name="Nothing", methods=NOTHING_METHODS, grpc_service="cgtest.multi.Nothing"

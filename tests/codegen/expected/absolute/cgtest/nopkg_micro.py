@@ -80,10 +80,6 @@ class PingerHandler(Protocol):
     ) -> cgtest_dot_nopkg__pb2.PingResponse: ...
 
 
-def register_pinger_handler(
-    service_or_server: trimicro.Service | Router, impl: PingerHandler
-) -> list[str]:
+def register_pinger_handler(service_or_server: trimicro.Service | Router, impl: PingerHandler) -> list[str]:
     """Register ``impl`` as handler ``Pinger``: endpoints ``Pinger.<Method>``, gRPC ``/Pinger/<Method>``."""
-    return service_or_server.handle(
-        impl, name="Pinger", methods=PINGER_METHODS, grpc_service="Pinger"
-    )
+    return service_or_server.handle(impl, name="Pinger", methods=PINGER_METHODS, grpc_service="Pinger")

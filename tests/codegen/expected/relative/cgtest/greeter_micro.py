@@ -55,7 +55,7 @@ GREETER_METHODS: list[trimicro.MethodSpec] = [
         client_streaming=True,
         server_streaming=True,
         attr=None,
-        doc="",
+        doc="Echo returns what it receives.",
     ),
 ]
 
@@ -106,7 +106,9 @@ class GreeterClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[cgtest_dot_greeter__pb2.StreamRequest, cgtest_dot_greeter__pb2.StreamResponse]]:
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[cgtest_dot_greeter__pb2.StreamRequest, cgtest_dot_greeter__pb2.StreamResponse]
+    ]:
         """Stream sends `count` greetings back.
 
         Open ``Greeter.Stream``, a server stream: ``req`` goes first, then receive the responses.
@@ -130,7 +132,9 @@ class GreeterClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[cgtest_dot_greeter__pb2.Num, cgtest_dot_greeter__pb2.Total]]:
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[cgtest_dot_greeter__pb2.Num, cgtest_dot_greeter__pb2.Total]
+    ]:
         """Sum adds up the numbers it is sent.
 
         Open ``Greeter.Sum``, a client stream: send requests, ``close_send()``, then receive the response.
@@ -154,8 +158,13 @@ class GreeterClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[cgtest_dot_greeter__pb2.EchoMessage, cgtest_dot_greeter__pb2.EchoMessage]]:
-        """Open ``Greeter.Echo``, a bidirectional stream."""
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[cgtest_dot_greeter__pb2.EchoMessage, cgtest_dot_greeter__pb2.EchoMessage]
+    ]:
+        """Echo returns what it receives.
+
+        Open ``Greeter.Echo``, a bidirectional stream.
+        """
         return self._client.stream(
             self._service_name,
             "Greeter.Echo",
@@ -188,7 +197,9 @@ class GreeterHandler(Protocol):
     async def Stream(
         self,
         req: cgtest_dot_greeter__pb2.StreamRequest,
-        stream: trimicro.Stream[cgtest_dot_greeter__pb2.StreamRequest, cgtest_dot_greeter__pb2.StreamResponse],
+        stream: trimicro.Stream[
+            cgtest_dot_greeter__pb2.StreamRequest, cgtest_dot_greeter__pb2.StreamResponse
+        ],
         ctx: trimicro.Context,
         /,
     ) -> None:
@@ -214,12 +225,13 @@ class GreeterHandler(Protocol):
         ctx: trimicro.Context,
         /,
     ) -> None:
-        """Receive requests and send responses on ``stream``; returning ends the stream."""
+        """Echo returns what it receives.
+
+        Receive requests and send responses on ``stream``; returning ends the stream.
+        """
 
 
-def register_greeter_handler(
-    service_or_server: trimicro.Service | Router, impl: GreeterHandler
-) -> list[str]:
+def register_greeter_handler(service_or_server: trimicro.Service | Router, impl: GreeterHandler) -> list[str]:
     """Register ``impl`` as handler ``Greeter``: endpoints ``Greeter.<Method>``, gRPC ``/cgtest.greeter.Greeter/<Method>``."""
     return service_or_server.handle(
         impl, name="Greeter", methods=GREETER_METHODS, grpc_service="cgtest.greeter.Greeter"

@@ -120,7 +120,11 @@ class ClockClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[google_dot_protobuf_dot_empty__pb2.Empty, google_dot_protobuf_dot_timestamp__pb2.Timestamp]]:
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[
+            google_dot_protobuf_dot_empty__pb2.Empty, google_dot_protobuf_dot_timestamp__pb2.Timestamp
+        ]
+    ]:
         """Open ``Clock.Ticks``, a server stream: ``req`` goes first, then receive the responses."""
         return self._client.stream(
             self._service_name,
@@ -159,16 +163,16 @@ class ClockHandler(Protocol):
     async def Ticks(
         self,
         req: google_dot_protobuf_dot_empty__pb2.Empty,
-        stream: trimicro.Stream[google_dot_protobuf_dot_empty__pb2.Empty, google_dot_protobuf_dot_timestamp__pb2.Timestamp],
+        stream: trimicro.Stream[
+            google_dot_protobuf_dot_empty__pb2.Empty, google_dot_protobuf_dot_timestamp__pb2.Timestamp
+        ],
         ctx: trimicro.Context,
         /,
     ) -> None:
         """Send each response with ``stream.send()``; returning ends the stream."""
 
 
-def register_clock_handler(
-    service_or_server: trimicro.Service | Router, impl: ClockHandler
-) -> list[str]:
+def register_clock_handler(service_or_server: trimicro.Service | Router, impl: ClockHandler) -> list[str]:
     """Register ``impl`` as handler ``Clock``: endpoints ``Clock.<Method>``, gRPC ``/cgtest.wkt.Clock/<Method>``."""
     return service_or_server.handle(
         impl, name="Clock", methods=CLOCK_METHODS, grpc_service="cgtest.wkt.Clock"

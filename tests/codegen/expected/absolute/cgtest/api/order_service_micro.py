@@ -117,7 +117,11 @@ class OrdersClient:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         content_type: str | None = None,
-    ) -> AbstractAsyncContextManager[trimicro.ClientStream[cgtest_dot_common_dot_types__pb2.Ack, cgtest_dot_api_dot_order__service__pb2.Order]]:
+    ) -> AbstractAsyncContextManager[
+        trimicro.ClientStream[
+            cgtest_dot_common_dot_types__pb2.Ack, cgtest_dot_api_dot_order__service__pb2.Order
+        ]
+    ]:
         """Open ``Orders.Watch``, a server stream: ``req`` goes first, then receive the responses."""
         return self._client.stream(
             self._service_name,
@@ -155,16 +159,16 @@ class OrdersHandler(Protocol):
     async def Watch(
         self,
         req: cgtest_dot_common_dot_types__pb2.Ack,
-        stream: trimicro.Stream[cgtest_dot_common_dot_types__pb2.Ack, cgtest_dot_api_dot_order__service__pb2.Order],
+        stream: trimicro.Stream[
+            cgtest_dot_common_dot_types__pb2.Ack, cgtest_dot_api_dot_order__service__pb2.Order
+        ],
         ctx: trimicro.Context,
         /,
     ) -> None:
         """Send each response with ``stream.send()``; returning ends the stream."""
 
 
-def register_orders_handler(
-    service_or_server: trimicro.Service | Router, impl: OrdersHandler
-) -> list[str]:
+def register_orders_handler(service_or_server: trimicro.Service | Router, impl: OrdersHandler) -> list[str]:
     """Register ``impl`` as handler ``Orders``: endpoints ``Orders.<Method>``, gRPC ``/cgtest.api.v1.Orders/<Method>``."""
     return service_or_server.handle(
         impl, name="Orders", methods=ORDERS_METHODS, grpc_service="cgtest.api.v1.Orders"
