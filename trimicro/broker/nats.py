@@ -161,7 +161,7 @@ class NatsBrokerSubscription:
             self._done.set()
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)  # hot counters: plain setattr
 class NatsBroker:
     """Broker over NATS; ``servers`` are tried in order (``host:port`` or ``nats://host:port``).
 
