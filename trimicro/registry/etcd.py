@@ -66,7 +66,7 @@ def _from_key(key: bytes) -> Service | None:
     if not text.startswith(PREFIX):
         return None
     name, _, node_id = text[len(PREFIX) :].partition("/")
-    return Service(name=name, nodes=(Node(id=node_id, address=""),)) if node_id else None  # type: ignore[arg-type]  # _model converter typing
+    return Service(name=name, nodes=(Node(id=node_id, address=""),)) if node_id else None
 
 
 def _to_result(event: WatchEvent) -> Result | None:
@@ -91,7 +91,7 @@ def _group(kvs: Sequence[KeyValue]) -> list[Service]:
         if key not in groups:
             groups[key] = (one, [])
         groups[key][1].extend(one.nodes)
-    return [attrs.evolve(first, nodes=tuple(nodes)) for first, nodes in groups.values()]  # type: ignore[arg-type]
+    return [attrs.evolve(first, nodes=tuple(nodes)) for first, nodes in groups.values()]
 
 
 @attrs.define(eq=False)
@@ -230,7 +230,7 @@ class EtcdRegistry:
         seconds = max(1, math.ceil(ttl)) if ttl and ttl > 0 else 0
         for node in service.nodes:
             key = node_path(service.name, node.id)
-            value = attrs.evolve(service, nodes=(node,)).to_json().encode()  # type: ignore[arg-type]
+            value = attrs.evolve(service, nodes=(node,)).to_json().encode()
             rec = self._registrations.get(key) or _Registration(key, value, seconds)
             async with rec.lock:
                 changed = key not in self._registrations or rec.value != value or rec.ttl != seconds
