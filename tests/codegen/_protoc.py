@@ -51,6 +51,9 @@ def has_system_protoc() -> bool:
     return shutil.which(SYSTEM_PROTOC) is not None
 
 
-def micro_outputs(root: Path) -> dict[str, str]:
-    """``relative path -> text`` of every ``*_micro.py`` under ``root``."""
-    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*_micro.py"))}
+def micro_outputs(root: Path, suffix: str = "") -> dict[str, str]:
+    """``relative path -> text`` of every ``*_micro.py`` (plus ``suffix``) under ``root``."""
+    return {
+        p.relative_to(root).as_posix().removesuffix(suffix): p.read_text()
+        for p in sorted(root.rglob("*_micro.py" + suffix))
+    }

@@ -22,6 +22,8 @@ from ._protoc import (
     system_protoc,
 )
 
+# Not ``.py``: the repo's ruff would reformat them; test_lint.py lints the real output instead.
+GOLDEN_SUFFIX = ".golden"
 EXPECTED_ABS = EXPECTED / "absolute"
 EXPECTED_REL = EXPECTED / "relative"
 
@@ -30,13 +32,14 @@ def _compare(actual: dict[str, str], expected_root: Path) -> None:
     if REGEN:
         shutil.rmtree(expected_root, ignore_errors=True)
         for rel, text in actual.items():
-            path = expected_root / rel
+            path = expected_root / (rel + GOLDEN_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    expected = micro_outputs(expected_root)
+    expected = micro_outputs(expected_root, GOLDEN_SUFFIX)
     assert sorted(actual) == sorted(expected), "set of generated files changed (TRIMICRO_REGEN_GOLDEN=1)"
     for rel, text in expected.items():
-        assert actual[rel] == text, f"{rel} differs from {expected_root / rel} (TRIMICRO_REGEN_GOLDEN=1)"
+        golden = expected_root / (rel + GOLDEN_SUFFIX)
+        assert actual[rel] == text, f"{rel} differs from {golden} (TRIMICRO_REGEN_GOLDEN=1)"
 
 
 def test_golden_grpc_tools(generated: Path) -> None:
