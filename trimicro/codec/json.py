@@ -48,9 +48,9 @@ if _c_make_encoder is not None:  # pragma: no branch - CPython
         return "".join(_iterencode(obj, 0))
 
 else:  # pragma: no cover - interpreters without the C accelerator
-    _encode = _ENCODER.encode
+    _encode = _ENCODER.encode  # type: ignore[assignment]
 
-_scan = _jscanner.make_scanner(_DECODER)
+_scan = _jscanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def dumps(msg: Any) -> str:
