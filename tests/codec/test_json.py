@@ -24,6 +24,13 @@ def test_hello_round_trip_and_trailing_newline() -> None:
     assert codec.decode(data, greeter_pb2.HelloRequest) == greeter_pb2.HelloRequest(name="John")
 
 
+def test_escapes_like_go_json_encoder() -> None:
+    data = codec.encode(greeter_pb2.HelloRequest(name="<b>&\u2028é"))
+    assert data == b'{"name":"\\u003cb\\u003e\\u0026\\u2028\xc3\xa9"}\n'
+    assert codec.decode(data, greeter_pb2.HelloRequest).name == "<b>&\u2028é"
+    assert codec.encode({"k": "<"}) == b'{"k":"\\u003c"}\n'
+
+
 def test_empty_message_is_empty_object() -> None:
     assert codec.encode(greeter_pb2.HelloRequest()) == b"{}\n"
     assert codec.encode(kitchen_pb2.Everything()) == b"{}\n"

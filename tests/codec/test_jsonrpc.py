@@ -108,3 +108,17 @@ def test_malformed_requests(data: bytes, match: str) -> None:
 def test_plain_encode_decode() -> None:
     assert codec.encode(greeter_pb2.HelloRequest(name="a")) == b'{"name":"a"}\n'
     assert codec.decode(b'{"name":"a"}', greeter_pb2.HelloRequest) == greeter_pb2.HelloRequest(name="a")
+
+
+def test_unencodable_envelope_fields() -> None:
+    with pytest.raises(CodecError, match="int"):
+        codec.encode_request("A.B", "1", None)  # type: ignore[arg-type]
+    with pytest.raises(CodecError):
+        codec.encode_request("\ud800", 1, None)
+    with pytest.raises(CodecError):
+        codec.encode_response("A.B", 1, None, "\udfff")
+
+
+def test_html_characters_escaped_like_go() -> None:
+    data = codec.encode_response("A.B", 1, greeter_pb2.HelloResponse(greeting="<&>"), None)
+    assert data == b'{"id":1,"result":{"greeting":"\\u003c\\u0026\\u003e"},"error":null}\n'

@@ -1,8 +1,8 @@
 """``application/json``: protobuf messages as ProtoJSON, plus attrs classes, dataclasses and plain values.
 
 Matches Go Micro's JSON codec: proto field names out (snake_case), both snake_case and lowerCamelCase
-in, unknown fields ignored, only populated fields emitted (an empty message is ``{}``), and the body
-ends with ``\\n`` as Go's ``json.Encoder`` writes it.
+in, unknown fields ignored, only populated fields emitted (an empty message is ``{}``), ``<>&`` escaped
+and a closing ``\\n``, byte for byte as Go's ``json.Encoder`` writes it.
 """
 
 from __future__ import annotations
@@ -50,13 +50,24 @@ if _c_make_encoder is not None:  # pragma: no branch - CPython
 else:  # pragma: no cover - interpreters without the C accelerator
     _encode = _ENCODER.encode  # type: ignore[assignment]
 
+# Go's json.Encoder escapes these inside strings (SetEscapeHTML defaults to true); they can only occur
+# inside JSON strings, so a translate over the whole text gives Go's exact bytes.
+_GO_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
+
+
+def _go_text(text: str) -> str:
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        return text.translate(_GO_ESCAPES)
+    return text
+
+
 _scan = _jscanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def dumps(msg: Any) -> str:
     """JSON text of ``msg`` (no trailing newline); raises CodecError for what JSON can't hold."""
     try:
-        return _encode(to_obj(msg))
+        return _go_text(_encode(to_obj(msg)))
     except CodecError:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
@@ -109,7 +120,7 @@ class JsonCodec(Codec):
 
     def encode(self, msg: Any) -> bytes:
         if isinstance(msg, Message):  # the RPC hot path: skip the generic dispatch
-            text = _encode(message_to_obj(msg))
+            text = _go_text(_encode(message_to_obj(msg)))
         else:
             data = raw_bytes(msg)
             if data is not None:  # already-encoded JSON passes through untouched

@@ -20,14 +20,24 @@ from .json import dumps, from_obj, loads
 __all__ = ["JsonRpcCodec"]
 
 
+def _json(value: Any) -> bytes:
+    try:
+        return dumps(value).encode()
+    except UnicodeEncodeError as exc:
+        raise CodecError(f"cannot encode {type_name(type(value))} as JSON: {exc}") from exc
+
+
 def _body(msg: Any) -> bytes:
     data = raw_bytes(msg)
     if data is not None:
         return data.strip() or b"null"
-    try:
-        return dumps(msg).encode()
-    except UnicodeEncodeError as exc:
-        raise CodecError(f"cannot encode {type_name(type(msg))} as JSON: {exc}") from exc
+    return _json(msg)
+
+
+def _id(seq: int) -> bytes:
+    if type(seq) is not int:
+        raise CodecError(f"json-rpc id must be an int, not {type_name(type(seq))}")
+    return b"%d" % seq
 
 
 def _seq(value: Any) -> int:
@@ -78,7 +88,7 @@ class JsonRpcCodec(Codec):
 
     def encode_request(self, endpoint: str, seq: int, msg: Any) -> bytes:
         return b"".join(
-            (b'{"method":', dumps(endpoint).encode(), b',"params":[', _body(msg), b'],"id":', b"%d}\n" % seq)
+            (b'{"method":', _json(endpoint), b',"params":[', _body(msg), b'],"id":', _id(seq), b"}\n")
         )
 
     def decode_request(self, data: bytes, into: Any = None) -> tuple[str | None, int, Any]:
@@ -96,8 +106,8 @@ class JsonRpcCodec(Codec):
         return method, _seq(obj.get("id")), _inner(value, into)
 
     def encode_response(self, endpoint: str, seq: int, msg: Any, error: str | None = None) -> bytes:
-        err = dumps(error).encode() if error else b"null"
-        return b"".join((b'{"id":%d,"result":' % seq, _body(msg), b',"error":', err, b"}\n"))
+        err = _json(error) if error else b"null"
+        return b"".join((b'{"id":', _id(seq), b',"result":', _body(msg), b',"error":', err, b"}\n"))
 
     def decode_response(self, data: bytes, into: Any = None) -> Any:
         obj = _object(data, "response")
