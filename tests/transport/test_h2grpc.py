@@ -1,0 +1,128 @@
+"""Sans-IO gRPC header rules: grpc-timeout, grpc-message, paths, metadata, status, health messages."""
+
+from __future__ import annotations
+
+import pytest
+from grpc_health.v1 import health_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trimicro.debug._grpc_health import decode_request, encode_response
+from trimicro.errors import MicroError
+from trimicro.transport._h2grpc import (
+    decode_grpc_message,
+    decode_grpc_timeout,
+    encode_grpc_message,
+    encode_grpc_timeout,
+    endpoint_for_path,
+    error_from_status,
+    grpc_content_type,
+    incoming_metadata,
+    outgoing_metadata,
+    path_for_endpoint,
+    status_for_error,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("1H", 3600.0), ("2M", 120.0), ("3S", 3.0), ("250m", 0.25), ("5u", 5e-6), ("7n", 7e-9), ("99999999S", 99999999.0)],
+)
+def test_decode_timeout_units(value: str, seconds: float) -> None:
+    assert decode_grpc_timeout(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", [None, "", "S", "10", "10x", "-1S", "123456789S", "1.5S", "١S"])
+def test_decode_timeout_rejects(value: str | None) -> None:
+    assert decode_grpc_timeout(value) is None
+
+
+@given(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False))
+def test_timeout_roundtrip_never_shortens(seconds: float) -> None:
+    encoded = encode_grpc_timeout(seconds)
+    assert 2 <= len(encoded) <= 9
+    decoded = decode_grpc_timeout(encoded)
+    assert decoded is not None
+    # Rounded up in the finest unit that fits: never shorter, at most one unit longer.
+    assert decoded >= seconds * (1 - 1e-9)
+    assert decoded <= seconds * 1.0001 + 1e-9
+
+
+@given(st.text())
+def test_grpc_message_roundtrip(text: str) -> None:
+    encoded = encode_grpc_message(text)
+    assert all(0x20 <= ord(c) < 0x7F for c in encoded)
+    assert decode_grpc_message(encoded) == text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def test_grpc_message_examples() -> None:
+    assert encode_grpc_message("100% sure") == "100%25 sure"
+    assert encode_grpc_message("é") == "%C3%A9"
+    assert decode_grpc_message("bad %zz and %4") == "bad %zz and %4"
+
+
+@given(st.text(max_size=30))
+def test_decode_grpc_message_never_raises(value: str) -> None:
+    decode_grpc_message(value)
+
+
+def test_paths() -> None:
+    assert path_for_endpoint("greeter", "Greeter.Hello") == "/greeter.Greeter/Hello"
+    assert path_for_endpoint("go.micro.srv.greeter", "Greeter.Hello") == "/go.micro.srv.greeter.Greeter/Hello"
+    assert path_for_endpoint("", "Greeter.Hello") == "/Greeter/Hello"
+    assert path_for_endpoint("x", "/helloworld.Greeter/SayHello") == "/helloworld.Greeter/SayHello"
+    assert endpoint_for_path("/greeter.Greeter/Hello", {}) == "Greeter.Hello"
+    assert endpoint_for_path("/Greeter/Hello", {}) == "Greeter.Hello"
+    assert endpoint_for_path("/pkg.v1.Svc/Do", {"/pkg.v1.Svc/Do": "Impl.Do"}) == "Impl.Do"
+    for bad in ("", "/", "Greeter/Hello", "/Greeter", "/Greeter/", "/a/b/c"):
+        assert endpoint_for_path(bad, {}) is None
+
+
+def test_content_types() -> None:
+    assert grpc_content_type("application/protobuf") == "application/grpc+proto"
+    assert grpc_content_type("application/json") == "application/grpc+json"
+    assert grpc_content_type("application/grpc") == "application/grpc"
+    assert grpc_content_type(None) == "application/grpc"
+
+
+def test_metadata_mapping() -> None:
+    md = incoming_metadata(
+        [(":path", "/a/b"), ("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", "1S"),
+         ("x-user", "bob"), ("x-tag", "a"), ("x-tag", "b"), ("trace-bin", "AAEC")]
+    )  # fmt: skip
+    assert md == {"X-User": "bob", "X-Tag": "a,b", "Trace-Bin": "AAEC"}
+    out = outgoing_metadata(
+        {"Micro-Service": "s", "Micro-Endpoint": "A.B", "Timeout": "5", "Content-Type": "x", "Micro-Id": "1", "X-User": "z"}
+    )
+    assert out == [("micro-id", "1"), ("x-user", "z")]
+
+
+def test_status_mapping() -> None:
+    err = MicroError("greeter", 404, "no such thing: 100%")
+    status, message = status_for_error(err)
+    assert status == 5
+    assert error_from_status(status, message, default_id="go.micro.client") == err
+    plain = error_from_status(7, "denied", default_id="go.micro.client")
+    assert (plain.id, plain.code, plain.detail) == ("go.micro.client", 403, "denied")
+    unknown = error_from_status(2, "", default_id="c")
+    assert unknown.code == 500 and "status 2" in unknown.detail
+
+
+@given(st.text(max_size=50))
+def test_health_request_matches_protobuf(service: str) -> None:
+    raw = health_pb2.HealthCheckRequest(service=service).SerializeToString()
+    assert decode_request(raw) == service
+
+
+@given(st.binary(max_size=40))
+def test_health_request_garbage_is_a_value_error(data: bytes) -> None:
+    try:
+        decode_request(data)
+    except (ValueError, UnicodeDecodeError):
+        pass
+
+
+@pytest.mark.parametrize("status", [0, 1, 2, 3, 300])
+def test_health_response_matches_protobuf(status: int) -> None:
+    msg = health_pb2.HealthCheckResponse.FromString(encode_response(status))
+    assert msg.status == status
