@@ -82,3 +82,20 @@ def test_console_script_on_path(tmp_path: Path, generated: Path) -> None:
     assert micro_outputs(tmp_path) == {
         "cgtest/greeter_micro.py": micro_outputs(generated)["cgtest/greeter_micro.py"]
     }
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['syntax = "proto2";', 'edition = "2023";'],
+)
+def test_proto2_and_editions(tmp_path: Path, plugin: Path, header: str) -> None:
+    """Only services matter to the plugin, so every syntax protoc accepts works."""
+    fields = "optional string x = 1;" if "proto2" in header else "string x = 1;"
+    (tmp_path / "syn.proto").write_text(
+        f"{header}\npackage syn;\nmessage A {{ {fields} }}\nservice S {{ rpc Do(A) returns (A); }}\n"
+    )
+    res = grpc_tools_protoc(
+        "-I.", "--python_out=.", "--trimicro_out=.", "syn.proto", cwd=tmp_path, plugin=plugin
+    )
+    assert res.returncode == 0, res.stderr
+    assert "register_s_handler" in (tmp_path / "syn_micro.py").read_text()
