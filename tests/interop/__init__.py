@@ -14,10 +14,6 @@ from typing import Any
 import trio
 
 import trimicro.errors as errors
-from trimicro.context import Context
-from trimicro.server import Router, Server
-from trimicro.server._grpc import GrpcServer, response_metadata
-from trimicro.stream import Stream
 from tests.protos.greeter_pb2 import (
     EchoMessage,
     HelloRequest,
@@ -29,6 +25,10 @@ from tests.protos.greeter_pb2 import (
     StreamResponse,
     Total,
 )
+from trimicro.context import Context
+from trimicro.server import Router, Server
+from trimicro.server._grpc import GrpcServer, response_metadata
+from trimicro.stream import Stream
 
 
 class Greeter:
@@ -61,7 +61,9 @@ class Greeter:
             raise
         return SlowResponse(slept_ms=req.sleep_ms)
 
-    async def Stream(self, req: StreamRequest, stream: Stream[StreamRequest, StreamResponse], ctx: Context) -> None:
+    async def Stream(
+        self, req: StreamRequest, stream: Stream[StreamRequest, StreamResponse], ctx: Context
+    ) -> None:
         self.started.set()
         try:
             for i in range(req.count):

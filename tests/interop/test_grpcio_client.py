@@ -67,7 +67,9 @@ async def test_four_kinds_sync() -> None:
             unary = stub.Hello(pb.HelloRequest(name="x"), timeout=5).greeting
             server_stream = [r.count for r in stub.Stream(pb.StreamRequest(count=5), timeout=5)]
             total = stub.Sum(iter([pb.Num(value=i) for i in range(10)]), timeout=5)
-            bidi = [m.seq for m in stub.Echo(iter([pb.EchoMessage(text="t", seq=i) for i in range(7)]), timeout=5)]
+            bidi = [
+                m.seq for m in stub.Echo(iter([pb.EchoMessage(text="t", seq=i) for i in range(7)]), timeout=5)
+            ]
             return unary, server_stream, (total.sum, total.count), bidi
 
         unary, server_stream, total, bidi = await in_thread(sync_session(address, calls))
@@ -130,7 +132,10 @@ async def test_one_mib_messages_and_limit() -> None:
         def calls(stub: pbg.GreeterStub) -> Any:
             big = "y" * MiB
             unary = stub.Hello(pb.HelloRequest(name=big), timeout=10).greeting
-            echoed = [len(m.text) for m in stub.Echo(iter([pb.EchoMessage(text=big, seq=i) for i in range(3)]), timeout=10)]
+            echoed = [
+                len(m.text)
+                for m in stub.Echo(iter([pb.EchoMessage(text=big, seq=i) for i in range(3)]), timeout=10)
+            ]
             try:
                 stub.Hello(pb.HelloRequest(name="z" * (5 * MiB)), timeout=10)
             except grpc.RpcError as exc:
@@ -197,7 +202,9 @@ async def test_aio_four_kinds_and_100_concurrent_streams() -> None:
                 return sum([r.count async for r in stub.Stream(pb.StreamRequest(count=20), timeout=10)]) + n
 
             many = await asyncio.gather(*(one_stream(i) for i in range(100)))
-            unaries = await asyncio.gather(*(stub.Hello(pb.HelloRequest(name=str(i)), timeout=10) for i in range(100)))
+            unaries = await asyncio.gather(
+                *(stub.Hello(pb.HelloRequest(name=str(i)), timeout=10) for i in range(100))
+            )
             return unary, total.sum, echoed, many, [u.greeting for u in unaries]
 
         unary, total, echoed, many, unaries = await in_thread(aio_session(address, calls))

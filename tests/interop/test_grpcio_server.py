@@ -56,7 +56,9 @@ class StockGreeter(pbg.GreeterServicer):
         values = [n.value for n in request_iterator]
         return pb.Total(sum=sum(values), count=len(values))
 
-    def Echo(self, request_iterator: Iterator[pb.EchoMessage], context: grpc.ServicerContext) -> Iterator[pb.EchoMessage]:
+    def Echo(
+        self, request_iterator: Iterator[pb.EchoMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.EchoMessage]:
         yield from request_iterator
 
 
@@ -87,7 +89,11 @@ async def test_four_kinds_against_grpcio() -> None:
             assert servicer.metadata["x-user"] == "ann"
             # A full gRPC path works too.
             rsp = await client.call(
-                "", "/greeter.Greeter/Hello", pb.HelloRequest(name="p"), response_type=pb.HelloResponse, address=address
+                "",
+                "/greeter.Greeter/Hello",
+                pb.HelloRequest(name="p"),
+                response_type=pb.HelloResponse,
+                address=address,
             )
             assert rsp.greeting == "Hi p"
 
@@ -105,7 +111,9 @@ async def test_four_kinds_against_grpcio() -> None:
                 totals = [m async for m in s]
             assert [(t.sum, t.count) for t in totals] == [(10, 5)]
 
-            async with client.stream("greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address) as s:
+            async with client.stream(
+                "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+            ) as s:
                 for i in range(3):
                     await s.send(pb.EchoMessage(text="e", seq=i))
                     assert (await s.receive()).seq == i
@@ -133,7 +141,12 @@ async def test_errors_against_grpcio() -> None:
 
             with pytest.raises(MicroError) as info:
                 await client.call(
-                    "greeter", "Greeter.Slow", pb.SlowRequest(sleep_ms=5000), address=address, timeout=0.3, retries=0
+                    "greeter",
+                    "Greeter.Slow",
+                    pb.SlowRequest(sleep_ms=5000),
+                    address=address,
+                    timeout=0.3,
+                    retries=0,
                 )
             assert info.value.code == 408
             with trio.fail_after(5):

@@ -25,7 +25,7 @@ import trio
 from .. import errors
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
 from ..context import encode_timeout
-from ..debug._grpc_health import CHECK_PATH, NOT_SERVING, GrpcHealth
+from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
 from ..transport._h2conn import H2Conn, StreamReset, StreamState, decode_headers
@@ -95,9 +95,9 @@ class _ServerConn(H2Conn):
                 return
             self.nursery.start_soon(self.owner._serve_stream, self, st)
         elif isinstance(event, h2.events.TrailersReceived):
-            st = self.streams.get(event.stream_id)
-            if st is not None:
-                st.trailers = decode_headers(event.headers)
+            known = self.streams.get(event.stream_id)
+            if known is not None:
+                known.trailers = decode_headers(event.headers)
 
     def on_reset(self, st: StreamState) -> None:
         if st.scope is not None:
@@ -371,7 +371,9 @@ class _Call:
             raise _Failed(Status.INTERNAL, "grpc: unary request carries more than one message")
         return body
 
-    async def _stream(self, route: Route, header: dict[str, str], decoder: GrpcFrameDecoder, pending: deque[bytes]) -> None:
+    async def _stream(
+        self, route: Route, header: dict[str, str], decoder: GrpcFrameDecoder, pending: deque[bytes]
+    ) -> None:
         server = self.owner.server
         server.stats.requests += 1
         server.stats.streams += 1
@@ -389,7 +391,9 @@ class _Call:
                 body: Any = stream
             else:
                 body = (await stream.receive(), stream)
-            await server.invoke(route, Request(ctx.service, endpoint, self.content_type, header, body, True), ctx, timeout)
+            await server.invoke(
+                route, Request(ctx.service, endpoint, self.content_type, header, body, True), ctx, timeout
+            )
         except trio.EndOfChannel:
             error = errors.bad_request(SERVER_ID, "stream %s ended before its request", endpoint)
         except MicroError as err:

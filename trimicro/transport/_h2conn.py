@@ -187,7 +187,9 @@ class H2Conn:
         if self.closed is not None:
             raise self.closed
 
-    async def send_data(self, st: StreamState, data: bytes, *, end_stream: bool = False, flush: bool = True) -> None:
+    async def send_data(
+        self, st: StreamState, data: bytes, *, end_stream: bool = False, flush: bool = True
+    ) -> None:
         """Write ``data`` as the peer's windows allow, waiting for WINDOW_UPDATE when they are shut."""
         view = memoryview(data)
         while True:
@@ -224,7 +226,9 @@ class H2Conn:
                 raise self.closed from None
             raise StreamReset(st.id, st.reset or 0) from exc
 
-    def send_headers(self, st: StreamState, headers: list[tuple[str, str]], *, end_stream: bool = False) -> None:
+    def send_headers(
+        self, st: StreamState, headers: list[tuple[str, str]], *, end_stream: bool = False
+    ) -> None:
         """Queue HEADERS (call :meth:`flush` after)."""
         self._check(st)
         self._call(self.h2.send_headers, st, encode_headers(headers), end_stream=end_stream)
@@ -298,7 +302,7 @@ class H2Conn:
             return False
         return await self.feed(data)
 
-    async def feed(self, data: bytes) -> bool:
+    async def feed(self, data: bytes | bytearray) -> bool:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:

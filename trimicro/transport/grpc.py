@@ -169,9 +169,13 @@ class GrpcSocket:
         headers.extend(outgoing_metadata(header))
         self._streaming = "Micro-Stream" in header
         self._reply_header = {
-            k: header[k] for k in ("Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Stream") if k in header
+            k: header[k]
+            for k in ("Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Stream")
+            if k in header
         }
-        self._reply_header["Content-Type"] = mucp_ct if not mucp_ct.startswith("application/grpc") else mucp_content_type(mucp_ct)
+        self._reply_header["Content-Type"] = (
+            mucp_ct if not mucp_ct.startswith("application/grpc") else mucp_content_type(mucp_ct)
+        )
         self._decoder = GrpcFrameDecoder(self._transport.max_message_size)
         self._pending.clear()
         self._finished = False
@@ -323,7 +327,7 @@ class GrpcTransport:
         listener: Listener = await inner.listen(address, **kw)
         return listener
 
-    async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:
+    async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:  # noqa: ASYNC109
         conn = self._conns.get(address)
         if conn is None or not conn.usable:
             lock = self._dialing.setdefault(address, trio.Lock())
@@ -335,7 +339,7 @@ class GrpcTransport:
         conn.refs += 1
         return GrpcSocket(self, conn, remote_address=address)
 
-    async def _connect(self, address: str, timeout: float | None) -> _ClientConn:
+    async def _connect(self, address: str, limit: float | None) -> _ClientConn:
         host, _, port_s = address.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         try:
@@ -343,7 +347,7 @@ class GrpcTransport:
         except ValueError:
             raise TransportError(f"bad address {address!r}: want host:port") from None
         try:
-            with trio.fail_after(timeout if timeout is not None else 30.0):
+            with trio.fail_after(limit if limit is not None else 30.0):
                 tcp: trio.abc.Stream = await trio.open_tcp_stream(host, port)
                 stream = tcp
                 if self.ssl_context is not None:
@@ -397,4 +401,3 @@ def from_options(options: Any) -> GrpcTransport:
         max_message_size=getattr(options, "server_max_body_size", 4 * 1024 * 1024),
         options=options,
     )
-
