@@ -341,6 +341,11 @@ class NatsClient:
             return
         self._closed = True
         self._connected = False
+        unsent = sum(1 for chunk in self._out if chunk is not _QUEUED_PING)
+        if unsent:
+            log.warning(
+                "NATS client closed with %d unsent operations (%d bytes) discarded", unsent, self._out_bytes
+            )
         for sink in list(self._subs.values()):
             sink._close()
         self._subs.clear()

@@ -11,7 +11,7 @@ is ever dropped for being slow; ``stats.dropped`` only counts messages whose sub
 mid-publish). A handler that raises is logged on ``trimicro.broker`` and counted in ``stats.errors``;
 delivery continues with the next message.
 
-Delivery tasks live in the nursery of the nearest enclosing ``async with broker:`` of the task that
+``publish`` works from any task; ``subscribe`` needs an open broker. Delivery tasks live in the nursery of the nearest enclosing ``async with broker:`` of the task that
 subscribes, so one shared broker (:func:`from_options`) can serve several services in one process,
 each owning its own subscribers' tasks.
 """
