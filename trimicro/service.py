@@ -27,7 +27,7 @@ from ._util import collapse_excgroups
 from .client import Client, ClientWrapper
 from .config import Options, load_options
 from .debug import Debug
-from .errors import RegistryError
+from .errors import BrokerError, RegistryError
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
@@ -272,13 +272,23 @@ class Service:
             return
 
     # -- pub/sub hooks (the broker package fills these in) --
+    def wrap_subscriber(self, wrapper: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a subscriber wrapper ``w(next) -> call(msg, ctx)`` (outermost first); usable as a decorator."""
+        from .server._subscriber import add_subscriber_wrapper
+
+        add_subscriber_wrapper(self, wrapper)
+        return wrapper
+
     async def _open_broker(self, stack: AsyncExitStack) -> Any:
         if not self._subscriptions and "broker" not in self._plugins:
             return _LazyBroker(self, stack)
         broker = self._plugin("broker")
+        _share_registry(broker, self._registry)
         return await stack.enter_async_context(broker)
 
     async def _start_subscribers(self, nursery: trio.Nursery, broker: Any) -> None:
+        if isinstance(broker, _LazyBroker):
+            broker.nursery = nursery  # opened on first publish, in a task of this nursery
         if not self._subscriptions:
             return
         from .server._subscriber import start_subscribers
@@ -293,18 +303,38 @@ class Service:
         return list(subscriber_endpoints(self._subscriptions))
 
 
+def _share_registry(broker: Any, registry: Registry | None) -> None:
+    """Brokers that register themselves (http) use the service's registry unless given their own."""
+    use_registry = getattr(broker, "use_registry", None)
+    if use_registry is not None and registry is not None:
+        use_registry(registry)
+
+
 @attrs.define(eq=False)
 class _LazyBroker:
-    """Opens the configured broker on first publish, inside the service's exit stack."""
+    """Opens the configured broker on first publish, in a task of the service nursery (so the task that
+    enters the broker also leaves it, when the service stops)."""
 
     service: Service
     stack: AsyncExitStack
     broker: Any = None
+    nursery: trio.Nursery | None = None
+    _lock: trio.Lock = attrs.field(factory=trio.Lock)
 
     async def get(self) -> Any:
-        if self.broker is None:
-            self.broker = await self.stack.enter_async_context(self.service._plugin("broker"))
+        async with self._lock:
+            if self.broker is None:
+                if self.nursery is None:
+                    raise BrokerError("the service is not running: cannot open its broker")
+                self.broker = await self.nursery.start(self._hold)
         return self.broker
+
+    async def _hold(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        broker = self.service._plugin("broker")
+        _share_registry(broker, self.service._registry)
+        async with broker:
+            task_status.started(broker)
+            await trio.sleep_forever()
 
 
 @asynccontextmanager
