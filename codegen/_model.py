@@ -153,6 +153,8 @@ def _service(
             raise GenerationError(fd.name, f"service {svc.name}: duplicate method {m.name}")
         seen.add(m.name)
         where = f"{svc.name}.{m.name}"
+        if m.name.startswith("__"):
+            raise GenerationError(fd.name, f"{where}: Python would mangle a method name starting with '__'")
         attr = safe_identifier(m.name, taken)
         taken.add(attr)
         methods.append(

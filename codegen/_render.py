@@ -16,6 +16,8 @@ __all__ = ["RESERVED", "render"]
 #: module-level names the generated code uses; proto methods are renamed around them.
 RESERVED = frozenset(
     {"AbstractAsyncContextManager", "Any", "Coroutine", "Mapping", "Protocol", "Router", "trimicro"}
+    # the generated client's own attributes
+    | {"_client", "_service_name"}
 )
 
 _KIND_DOC = {

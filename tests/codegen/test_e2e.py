@@ -226,6 +226,9 @@ async def test_keywords_nested_optional_several_services(mods: dict[str, ModuleT
         async def match_(self, req: Any, ctx: trimicro.Context) -> Any:
             return reply("match", req)
 
+        async def _client_(self, req: Any, ctx: trimicro.Context) -> Any:
+            return reply("_client", req)
+
         async def Quote(self, req: Any, ctx: trimicro.Context) -> Any:
             return reply("quote", req)
 
@@ -253,7 +256,8 @@ async def test_keywords_nested_optional_several_services(mods: dict[str, ModuleT
         outer = pb.Outer(inner=pb.Outer.Inner(label="L"))
         with trio.fail_after(10):
             for call, tag in ((kw.def_, "def"), (kw.print_, "print"), (kw.import_, "import"),
-                              (kw.trimicro_, "trimicro"), (kw.match_, "match"), (kw.Quote, "quote")):  # fmt: skip
+                              (kw.trimicro_, "trimicro"), (kw.match_, "match"), (kw._client_, "_client"),
+                              (kw.Quote, "quote")):  # fmt: skip
                 assert (await call(outer)).text == f"{tag}:L"
             assert (await kw.def_(pb.Outer())).text == "def:-"  # optional field unset stays unset
             async with kw.str_() as stream:

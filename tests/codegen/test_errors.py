@@ -123,3 +123,12 @@ def test_names() -> None:
     assert safe_identifier("Hello", set()) == "Hello"
     assert safe_identifier("def", {"def_"}) == "def__"
     assert safe_identifier("Mapping", set(_render.RESERVED)) == "Mapping_"
+
+
+def test_dunder_method_name() -> None:
+    fd = _greeter_fd()
+    fd.service[0].method[0].name = "__init__"
+    assert (
+        generate(_request(fd)).error
+        == "x/y.proto: S.__init__: Python would mangle a method name starting with '__'"
+    )
