@@ -288,7 +288,10 @@ class HttpListener:
             await handler(sock)
             if sock.errored and not sock.closed:
                 await _linger(tcp)
+        except (TransportError, trio.EndOfChannel) as exc:
+            log.debug("connection from %s ended: %r", _sockname(tcp, True), exc)  # the peer went away
         except Exception:
+            # One connection's failure must not stop the listener (the server keeps serving).
             log.exception("connection handler for %s failed", _sockname(tcp, True))
         finally:
             self.open_connections -= 1
@@ -351,9 +354,9 @@ async def _linger(tcp: trio.SocketStream) -> None:
 class HttpTransport:
     """The ``http`` transport: Go Micro's mucp framing over HTTP/1.1, optionally under TLS.
 
-    ``ssl_context`` makes listeners serve TLS; ``client_ssl_context`` is the default for ``dial``.
-    ALPN protocols are set on the contexts given (``http/1.1``, plus ``h2`` for listeners with an
-    ``h2_handler``).
+    ``ssl_context`` makes listeners serve TLS; ``listen`` sets its ALPN protocols (``http/1.1``, with
+    ``h2`` first when an ``h2_handler`` is given). ``client_ssl_context`` is the default for ``dial``
+    and is used as given (callers sharing one context with an h2 client set ALPN themselves).
     """
 
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
@@ -399,7 +402,6 @@ class HttpTransport:
                 tcp = await trio.open_tcp_stream(host, port)
                 stream = tcp
                 if ctx is not None:
-                    ctx.set_alpn_protocols(["http/1.1"])
                     stream = trio.SSLStream(tcp, ctx, server_hostname=host)
                     await stream.do_handshake()
         except trio.TooSlowError:
@@ -426,6 +428,7 @@ def from_options(options: Options) -> HttpTransport:
     client_ctx = None
     if options.client_tls_ca:
         client_ctx = ssl.create_default_context(cafile=options.client_tls_ca)
+        client_ctx.set_alpn_protocols(["http/1.1"])
     return HttpTransport(
         max_header_size=options.server_max_header_size,
         max_body_size=options.server_max_body_size,
