@@ -116,21 +116,22 @@ def _netstring(data: bytes) -> bytes:
 
 def read_netstrings(data: bytes) -> tuple[bytes, bytes]:
     """Split a proto-rpc body into its header and message netstrings."""
-    view = memoryview(data)
-    parts = []
-    pos = 0
-    for what in ("header", "body"):
-        if pos + 4 > len(view):
-            raise CodecError(f"proto-rpc: truncated {what} length ({preview(data)})")
-        (size,) = _U32.unpack_from(view, pos)
-        pos += 4
-        if pos + size > len(view):
-            raise CodecError(f"proto-rpc: {what} says {size} bytes, {len(view) - pos} left ({preview(data)})")
-        parts.append(bytes(view[pos : pos + size]))
-        pos += size
-    if pos != len(view):
-        raise CodecError(f"proto-rpc: {len(view) - pos} bytes after the body ({preview(data)})")
-    return parts[0], parts[1]
+    total = len(data)
+    if total < 4:
+        raise CodecError(f"proto-rpc: truncated header length ({preview(data)})")
+    (hsize,) = _U32.unpack_from(data, 0)
+    bpos = 4 + hsize
+    if bpos > total:
+        raise CodecError(f"proto-rpc: header says {hsize} bytes, {total - 4} left ({preview(data)})")
+    if bpos + 4 > total:
+        raise CodecError(f"proto-rpc: truncated body length ({preview(data)})")
+    (bsize,) = _U32.unpack_from(data, bpos)
+    end = bpos + 4 + bsize
+    if end > total:
+        raise CodecError(f"proto-rpc: body says {bsize} bytes, {total - bpos - 4} left ({preview(data)})")
+    if end != total:
+        raise CodecError(f"proto-rpc: {total - end} bytes after the body ({preview(data)})")
+    return bytes(data[4:bpos]), bytes(data[bpos + 4 : end])
 
 
 class ProtoRpcCodec(Codec):
