@@ -82,7 +82,9 @@ class RequestTimeout(BrokerError):
 
 
 def _str_list(value: Iterable[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
+    """Server addresses from a list or a comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item.strip()]
 
 
 def parse_server(address: str) -> tuple[str, int, str | None, str | None]:
