@@ -103,6 +103,11 @@ class _ServerConn(H2Conn):
         if st.scope is not None:
             st.scope.cancel()
 
+    def lose(self, error: TransportError) -> None:
+        # Cancel the handlers before waking them, so they see trio.Cancelled rather than an error.
+        self.nursery.cancel_scope.cancel()
+        super().lose(error)
+
     async def run_reader(self) -> None:
         while await self.read_once():
             pass
@@ -428,7 +433,9 @@ class _StreamCore:
         body = self._codec.encode(msg)
         try:
             await self._call.send_message(body)
-        except StreamReset:
+        except TransportError:
+            # A reset or lost connection has cancelled this handler: let it see trio.Cancelled.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise TransportError("gRPC stream reset by the client") from None
         self.sent += 1
 
@@ -443,7 +450,8 @@ class _StreamCore:
             except _Failed as failed:
                 self.failure = failed
                 raise errors.bad_request(SERVER_ID, "%s", failed.message) from None
-            except StreamReset:
+            except TransportError:
+                await trio.lowlevel.checkpoint_if_cancelled()
                 raise TransportError("gRPC stream reset by the client") from None
             if not more:
                 self._eof = True
