@@ -254,7 +254,8 @@ def test_header_limit_counts_only_headers() -> None:
         (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 2\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + b"9" * 21 + b"\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
     ],
@@ -335,7 +336,7 @@ def test_status_line_without_reason() -> None:
     [
         b"HTTP/1.1 20 OK\r\n\r\n",
         b"HTTP/2 200 OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnothex\r\n",
         b"POST / HTTP/1.1\r\nHost: h\r\n\r\n",
     ],
 )
@@ -343,4 +344,49 @@ def test_malformed_responses(data: bytes) -> None:
     conn = ClientConnection()
     conn.receive_data(data)
     with pytest.raises(ProtocolError):
+        conn.next_message()
+
+
+GO_EMPTY_CHUNKED = (
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUser-Agent: Go-http-client/1.1\r\n"
+    b"Transfer-Encoding: chunked\r\nContent-Type: application/protobuf\r\nMicro-Stream: 0\r\n"
+    b"Micro-Endpoint: Greeter.Stream\r\n\r\n0\r\n\r\n"
+)
+
+
+def test_go_clients_empty_chunked_frames_are_accepted() -> None:
+    """Go Micro's client sends empty stream frames (first frame, EOS) as chunked bodies."""
+    data = GO_EMPTY_CHUNKED + b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"
+    for cut in range(len(data)):
+        conn = ServerConnection()
+        msgs = []
+        for part in (data[:cut], data[cut:]):
+            if not part:
+                continue  # b"" would mean EOF
+            conn.receive_data(part)
+            while (m := conn.next_message()) is not NEED_DATA:
+                msgs.append(m)
+        assert [m.body for m in msgs] == [b"", b"ok"]
+        assert msgs[0].header["Micro-Stream"] == "0"
+
+
+def test_chunked_bodies_with_extensions_trailers_and_limits() -> None:
+    conn = ServerConnection(max_body_size=8)
+    conn.receive_data(
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n"
+    )
+    assert conn.next_message() == Message({}, b"abcde")
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n")
+    with pytest.raises(ProtocolError) as info:
+        conn.next_message()
+    assert info.value.code == 413
+
+
+def test_eof_inside_a_chunked_body_is_unexpected() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+    assert conn.next_message() is NEED_DATA
+    conn.receive_data(b"")
+    with pytest.raises(TransportError):
         conn.next_message()

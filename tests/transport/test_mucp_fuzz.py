@@ -254,7 +254,6 @@ def test_random_header_bytes_only_yield_messages_or_typed_errors(
     [
         b"POST / HTTP/1.1\nHost: h\n\n",  # bare LF
         b"POST / HTTP/1.1\r\nHost: h\r\nA: b\r\n c\r\n\r\n",  # obs-fold
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ],
 )
 def test_documented_divergences_from_h11(data: bytes) -> None:

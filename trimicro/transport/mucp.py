@@ -17,8 +17,10 @@ passes over the header block) rather than a general one, and it is differentiall
 (tests/transport): whenever it accepts input, h11 reads the same headers and body. It is stricter than
 h11 in a few documented places, each a clear :class:`~trimicro.errors.ProtocolError`:
 
-- chunked request bodies (411; Go's client always sends ``Content-Length``) and any other
-  ``Transfer-Encoding`` (501);
+- ``Transfer-Encoding`` other than ``chunked`` (501). Chunked bodies *are* accepted (Go Micro's
+  client sends its empty frames — a stream's first protobuf frame, every EOS — as ``0\r\n\r\n``
+  chunked bodies; docs/go-micro-facts.md), with the same body limit, chunk extensions ignored and
+  trailers discarded;
 - bare ``\\n`` line endings and obsolete header line folding (400);
 - HTTP versions other than 1.0 and 1.1 (400).
 
@@ -108,6 +110,7 @@ class _Connection:
 
     __slots__ = (
         "_buf",
+        "_chunked",
         "_eof",
         "_error",
         "_length",
@@ -129,7 +132,8 @@ class _Connection:
         self._eof = False
         self._error: ProtocolError | None = None
         self._pending: dict[str, str] | None = None  # headers of the frame whose body we await
-        self._length = 0  # its body length; -1 = until EOF (responses only)
+        self._length = 0  # its body length; -1 = until EOF (responses only); _CHUNKED = chunked
+        self._chunked = bytearray()  # chunked body collected so far
         self._status = 200
         self._search_from = 0
 
@@ -176,6 +180,18 @@ class _Connection:
                     raise
             assert self._pending is not None
             buf, length = self._buf, self._length
+            if length == _CHUNKED:
+                try:
+                    body_or_none = self._read_chunks()
+                except ProtocolError as exc:
+                    self._error = exc
+                    raise
+                if body_or_none is None:
+                    return NEED_DATA
+                header, self._pending = self._pending, None
+                if self._status == 200:
+                    return Message(header, body_or_none)
+                raise ProtocolError(f"unexpected HTTP status {self._status}", code=self._status)
             if length < 0 or len(buf) < length:
                 if not self._eof:
                     return NEED_DATA
@@ -239,6 +255,7 @@ class _Connection:
 
         header: dict[str, str] = {}
         clen: str | None = None
+        chunked = False
         hosts = 0
         xmicro = False
         names = _NAMES
@@ -256,7 +273,7 @@ class _Connection:
                 elif key == "Host":
                     hosts += 1
                 elif value.lower() == "chunked":
-                    raise ProtocolError("chunked bodies are not supported; send Content-Length", code=411)
+                    chunked = True
                 else:
                     raise ProtocolError(f"unsupported Transfer-Encoding {_show(value)}", code=501)
             elif key not in header:
@@ -272,6 +289,9 @@ class _Connection:
         status = self._status
         if not self._is_request and (status < 200 or status in (204, 304)):
             length = 0  # no body, whatever the headers say (RFC 7230 3.3.3)
+        elif chunked:
+            length = _CHUNKED  # Transfer-Encoding wins over Content-Length (RFC 7230 3.3.3)
+            self._chunked.clear()
         elif clen is not None:
             length = int(clen)
         else:
@@ -282,6 +302,52 @@ class _Connection:
         self._pending = header
         self._length = length
         return True
+
+
+    def _read_chunks(self) -> bytes | None:
+        """Consume complete chunks from the buffer; the body once the last chunk is in, else None."""
+        buf, out = self._buf, self._chunked
+        while True:
+            nl = buf.find(b"\r\n")
+            if nl < 0:
+                if len(buf) > 1024:
+                    raise ProtocolError("chunk size line too long")
+                return self._need_more("chunk size")
+            line = bytes(buf[:nl]).split(b";", 1)[0].strip()
+            if not line or len(line) > 16 or any(c not in _HEX for c in line):
+                raise ProtocolError(f"bad chunk size {_show(line)}")
+            size = int(line, 16)
+            if size == 0:
+                # Trailer section: header lines until an empty line; trailers are discarded.
+                if buf[nl + 2 : nl + 4] == b"\r\n":
+                    del buf[: nl + 4]
+                else:
+                    term = buf.find(b"\r\n\r\n", nl)
+                    if term < 0:
+                        if len(buf) > self._max_header:
+                            raise ProtocolError("chunked trailers too large", code=431)
+                        return self._need_more("chunked trailers")
+                    del buf[: term + 4]
+                body = bytes(out)
+                out.clear()
+                return body
+            if len(out) + size > self._max_body:
+                raise ProtocolError(f"chunked body exceeds {self._max_body} bytes", code=413)
+            if len(buf) < nl + 2 + size + 2:
+                return self._need_more("chunk data")
+            if buf[nl + 2 + size : nl + 4 + size] != b"\r\n":
+                raise ProtocolError("chunk data not followed by CRLF")
+            out += buf[nl + 2 : nl + 2 + size]
+            del buf[: nl + 4 + size]
+
+    def _need_more(self, what: str) -> None:
+        if self._eof:
+            raise TransportError(f"unexpected EOF in {what}")
+        return None
+
+
+_CHUNKED: Final = -2
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 
 
 def _content_length(value: str, seen: str | None) -> str:
