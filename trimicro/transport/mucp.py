@@ -312,7 +312,8 @@ class _Connection:
             if nl < 0:
                 if len(buf) > 1024:
                     raise ProtocolError("chunk size line too long")
-                return self._need_more("chunk size")
+                self._check_eof("chunk size")
+                return None
             line = bytes(buf[:nl]).split(b";", 1)[0].strip()
             if not line or len(line) > 16 or any(c not in _HEX for c in line):
                 raise ProtocolError(f"bad chunk size {_show(line)}")
@@ -326,7 +327,8 @@ class _Connection:
                     if term < 0:
                         if len(buf) > self._max_header:
                             raise ProtocolError("chunked trailers too large", code=431)
-                        return self._need_more("chunked trailers")
+                        self._check_eof("chunked trailers")
+                        return None
                     del buf[: term + 4]
                 body = bytes(out)
                 out.clear()
@@ -334,16 +336,16 @@ class _Connection:
             if len(out) + size > self._max_body:
                 raise ProtocolError(f"chunked body exceeds {self._max_body} bytes", code=413)
             if len(buf) < nl + 2 + size + 2:
-                return self._need_more("chunk data")
+                self._check_eof("chunk data")
+                return None
             if buf[nl + 2 + size : nl + 4 + size] != b"\r\n":
                 raise ProtocolError("chunk data not followed by CRLF")
             out += buf[nl + 2 : nl + 2 + size]
             del buf[: nl + 4 + size]
 
-    def _need_more(self, what: str) -> None:
+    def _check_eof(self, what: str) -> None:
         if self._eof:
             raise TransportError(f"unexpected EOF in {what}")
-        return None
 
 
 _CHUNKED: Final = -2
