@@ -48,17 +48,27 @@ class _TooLarge(Exception):
     pass
 
 
-async def serve_connection(stream: trio.abc.Stream, dispatch: Dispatch, limits: Limits = Limits()) -> None:
-    """Serve requests on ``stream`` until the peer closes, idles out or breaks the protocol."""
+async def serve_connection(
+    stream: trio.abc.Stream,
+    dispatch: Dispatch,
+    limits: Limits = Limits(),
+    on_reject: Callable[[int], None] | None = None,
+) -> None:
+    """Serve requests on ``stream`` until the peer closes, idles out or breaks the protocol;
+    ``on_reject(status)`` is told about requests refused before dispatch (400, 408, 413)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_size)
     try:
         while True:
             try:
                 request = await _read_request(stream, conn, limits)
             except _TooLarge:
+                if on_reject is not None:
+                    on_reject(413)
                 await _respond(stream, conn, 413, b"request body too large", close=True)
                 return
             except h11.RemoteProtocolError as exc:
+                if on_reject is not None:
+                    on_reject(exc.error_status_hint)
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await _respond(stream, conn, exc.error_status_hint, str(exc).encode(), close=True)
                 return

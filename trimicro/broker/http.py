@@ -131,6 +131,7 @@ class HttpBroker:
 
     ``registry``: where subscriptions are registered and looked up. If None, the service running this
     broker injects its own (``use_registry``), else one is created from ``options`` on entry.
+    ``rng`` picks queue-group members (seed it for reproducible tests).
     """
 
     registry: Registry | None = None
@@ -148,6 +149,7 @@ class HttpBroker:
     register_interval: float = REGISTER_INTERVAL
     registry_timeout: float = 10.0
     limits: Limits = attrs.field(factory=Limits)
+    rng: random.Random = attrs.field(factory=random.Random, repr=False)
     name: str = attrs.field(default="http", init=False)
 
     _bound: str = attrs.field(default="", init=False)
@@ -160,7 +162,6 @@ class HttpBroker:
     _blacklist: dict[str, float] = attrs.field(factory=dict, init=False, repr=False)
     _pending: int = attrs.field(default=0, init=False, repr=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
-    _random: random.Random = attrs.field(factory=random.Random, init=False, repr=False)
     _counts: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -321,7 +322,11 @@ class HttpBroker:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         async with stream:
-            await serve_connection(stream, self._dispatch, self.limits)
+            await serve_connection(stream, self._dispatch, self.limits, self._rejected)
+
+    def _rejected(self, status: int) -> None:
+        self._counts["rejected"] += 1
+        log.info("http broker: rejected a malformed request: %d", status)
 
     async def _dispatch(self, method: str, target: str, body: bytes) -> tuple[int, bytes]:
         decision = route_request(method, target, body)
@@ -369,7 +374,7 @@ class HttpBroker:
         out: list[Target] = []
         for name, legacy in ((SERVICE, False), (LEGACY_SERVICE, True)):
             services = await self._services(name)
-            out += select_targets(services, topic, shuffle=self._random, legacy=legacy)
+            out += select_targets(services, topic, shuffle=self.rng, legacy=legacy)
         return out
 
     async def _services(self, name: str) -> list[Service]:
@@ -486,7 +491,7 @@ class HttpBroker:
         services = await self._services(LEGACY_SERVICE if item.legacy else SERVICE)
         targets = [
             t
-            for t in select_targets(services, item.topic, shuffle=self._random, legacy=item.legacy)
+            for t in select_targets(services, item.topic, shuffle=self.rng, legacy=item.legacy)
             if t.group == item.group
         ]
         if item.node_id is not None:
