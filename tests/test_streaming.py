@@ -144,3 +144,17 @@ async def test_stream_to_unary_endpoint_is_an_error(registry, nursery):
         with pytest.raises(trimicro.MicroError) as info:
             await stream.receive()
     assert info.value.code == 400
+
+
+async def test_client_stream_handler_may_return_its_response(registry, nursery):
+    class Adder:
+        async def Sum(self, stream: trimicro.Stream[Num, Total], ctx: trimicro.Context) -> Total:
+            return Total(sum=sum([n.value async for n in stream]))
+
+    service = trimicro.Service("adder", registry=registry, handlers=[Adder()], argv=[], handle_signals=False)
+    await nursery.start(service.run)
+    async with service.client.stream("adder", "Adder.Sum", response_type=Total) as stream:
+        for i in range(4):
+            await stream.send(Num(value=i))
+        total = await stream.close_and_receive()
+    assert total.sum == 6

@@ -224,7 +224,7 @@ class _Base(Generic[SendT, RecvT]):
         return self._core.received
 
 
-class Stream(_Base[RspT, ReqT]):
+class Stream(_Base[RspT, ReqT], Generic[ReqT, RspT]):
     """The handler's end of a stream: ``receive()`` requests (``ReqT``), ``send()`` responses (``RspT``).
 
     Annotate a handler parameter as ``Stream[ChatIn, ChatOut]`` to make the endpoint streaming.
@@ -235,9 +235,14 @@ class Stream(_Base[RspT, ReqT]):
         await self._core.close_send()
 
 
-class ClientStream(_Base[ReqT, RspT]):
+class ClientStream(_Base[ReqT, RspT], Generic[ReqT, RspT]):
     """The caller's end: ``send()`` requests (``ReqT``), ``receive()``/``async for`` responses (``RspT``)."""
 
     async def close_send(self) -> None:
         """Tell the server no more requests will come (EOS); responses can still be received."""
         await self._core.close_send()
+
+    async def close_and_receive(self) -> RspT:
+        """Client streaming: end the requests and return the single response (gRPC's CloseAndRecv)."""
+        await self.close_send()
+        return await self.receive()

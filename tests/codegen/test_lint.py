@@ -14,10 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
-import trimicro
-
 from ._protoc import HERE, REPO
 
 _MYPY_INI = """\
@@ -84,12 +80,6 @@ def test_mypy_strict(generated: Path, tmp_path: Path) -> None:
     out = res.stdout + res.stderr
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert not [line for line in errors if "_micro.py:" in line], out
-    if [p.__name__ for p in trimicro.Stream.__parameters__] == ["RspT", "ReqT"]:
-        pytest.xfail(
-            "trimicro/stream.py: `class Stream(_Base[RspT, ReqT])` makes Stream's type parameters "
-            "[RspT, ReqT] (order of appearance), so Stream[Req, Rsp] types send() as Req; needs "
-            "`class Stream(_Base[RspT, ReqT], Generic[ReqT, RspT])`"
-        )
     assert all(line.startswith("misuse.py:") for line in errors), out
     lines = _MISUSE.splitlines()
     flagged = {int(m.group(1)) for line in errors if (m := re.match(r"misuse\.py:(\d+):", line))}

@@ -5,3 +5,6 @@ from ._base import BrokerMessage as BrokerMessage
 from ._base import Event as Event
 from ._base import Handler as Handler
 from ._base import Subscription as Subscription
+from .memory import BrokerStats as BrokerStats
+from .memory import MemoryBroker as MemoryBroker
+from .nats import NatsBroker as NatsBroker

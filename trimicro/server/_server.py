@@ -293,7 +293,12 @@ class Server:
                             body: Any = stream
                         else:
                             body = (await stream.receive(), stream)
-                        await self.invoke(route, Request(ctx.service, endpoint, content_type, header, body, True), ctx, timeout)
+                        result = await self.invoke(
+                            route, Request(ctx.service, endpoint, content_type, header, body, True), ctx, timeout
+                        )
+                        if result is not None:
+                            # A client-streaming handler may return its one response.
+                            await stream.send(result)
                     except trio.EndOfChannel:
                         error = errors.bad_request(SERVER_ID, "stream %s ended before its request", endpoint)
                     except MicroError as err:
