@@ -5,18 +5,18 @@ import sys
 import trio
 
 import trimicro
-from examples.greeter.proto.greeter_pb2 import HelloRequest, HelloResponse
+from examples.greeter.proto.greeter_micro import GreeterClient
+from examples.greeter.proto.greeter_pb2 import HelloRequest
 
 
 async def main(name: str) -> None:
     async with trimicro.open_client(argv=sys.argv[2:]) as client:
+        greeter = GreeterClient("greeter", client)
         # The server may still be announcing itself: retry discovery for a few seconds.
         with trio.fail_after(15):
             while True:
                 try:
-                    rsp = await client.call(
-                        "greeter", "Greeter.Hello", HelloRequest(name=name), response_type=HelloResponse
-                    )
+                    rsp = await greeter.Hello(HelloRequest(name=name), timeout=2.0)
                     break
                 except trimicro.MicroError as err:
                     if err.code != 404:

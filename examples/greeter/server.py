@@ -1,8 +1,13 @@
-"""The greeter service: `python examples/greeter/server.py` (honours --flags and MICRO_* env)."""
+"""The greeter service: `python examples/greeter/server.py` (honours --flags and MICRO_* env).
+
+The handler implements the generated ``GreeterHandler`` protocol (examples/greeter/proto, regenerate
+with ``bash examples/regen.sh``).
+"""
 
 import trio
 
 import trimicro
+from examples.greeter.proto.greeter_micro import register_greeter_handler
 from examples.greeter.proto.greeter_pb2 import HelloRequest, HelloResponse
 
 
@@ -13,7 +18,7 @@ class Greeter:
 
 def main() -> None:
     service = trimicro.Service("greeter", version="latest")
-    service.handle(Greeter())
+    register_greeter_handler(service, Greeter())
     trio.run(service.run)
 
 
