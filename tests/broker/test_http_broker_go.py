@@ -1,0 +1,175 @@
+"""Go Micro v5's http broker (the interop binary) and trimicro services on one etcd, both directions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import trimicro
+from tests.protos.greeter_pb2 import Event
+from trimicro.testing.etcd import EtcdNotFound, EtcdProcess, open_etcd
+
+pytestmark = pytest.mark.loopback
+
+INTEROP = Path(__file__).resolve().parents[1] / "interop" / "go" / "bin" / "interop"
+
+
+@pytest.fixture
+async def etcd() -> AsyncIterator[EtcdProcess]:
+    if not INTEROP.exists():
+        pytest.skip("Go interop binary not built (tests/interop/go/build.sh)")
+    try:
+        async with open_etcd() as proc:
+            yield proc
+    except EtcdNotFound as exc:
+        pytest.skip(str(exc))
+
+
+def go_flags(etcd: EtcdProcess) -> list[str]:
+    return ["--registry", "etcd", "--registry_address", etcd.endpoint, "--broker_address", "127.0.0.1:0"]
+
+
+@asynccontextmanager
+async def go_process(args: list[str]) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
+    """Run the interop binary; yield its JSON stdout lines; terminate it on exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
+    send, receive = trio.open_memory_channel[dict[str, Any]](1000)
+    async with trio.open_nursery() as nursery:
+        proc = await trio.lowlevel.open_process(
+            [str(INTEROP), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+        async def pump() -> None:
+            assert proc.stdout is not None
+            buf = b""
+            async with send, proc.stdout:
+                async for chunk in proc.stdout:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            await send.send(json.loads(line))
+
+        nursery.start_soon(pump)
+        try:
+            yield receive
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            with trio.move_on_after(5):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            nursery.cancel_scope.cancel()
+
+
+def service(name: str, etcd: EtcdProcess) -> trimicro.Service:
+    return trimicro.Service(
+        name,
+        registry="etcd",
+        registry_address=[etcd.endpoint],
+        broker="http",
+        argv=[],
+        handle_signals=False,
+    )
+
+
+async def test_go_publisher_to_trimicro_subscriber(etcd: EtcdProcess) -> None:
+    got: list[tuple[Event, trimicro.Context]] = []
+    done = trio.Event()
+
+    async def on_event(msg: Event, ctx: trimicro.Context) -> None:
+        got.append((msg, ctx))
+        if len(got) == 4:
+            done.set()
+
+    svc = service("py-sub", etcd)
+    svc.subscribe("interop.events", on_event)
+    async with trimicro.open_service(service=svc):
+        for ct in ("application/json", "application/protobuf"):
+            args = ["publisher", *go_flags(etcd), "--topic", "interop.events", "--count", "2"]
+            async with go_process(
+                [*args, "--content_type", ct, "--message", "from go", "--linger", "1s"]
+            ) as lines:
+                with trio.fail_after(20):
+                    async for line in lines:
+                        if line["event"] == "done":
+                            assert line["failed"] == 0
+                            break
+        with trio.fail_after(10):
+            await done.wait()
+    assert [m for m, _ in got] == [
+        Event(id="0", seq=0, message="from go"),
+        Event(id="1", seq=1, message="from go"),
+    ] * 2
+    assert [c.content_type for _, c in got] == ["application/json"] * 2 + ["application/protobuf"] * 2
+    assert all(len(c.id) == 36 for _, c in got)  # Go's Micro-ID: a UUID
+
+
+async def wait_for_go_subscriber(registry: Any, topic: str, count: int) -> None:
+    """Poll the registry until the Go process's broker nodes for ``topic`` are registered."""
+    with trio.fail_after(20):
+        while True:
+            services = await registry.get_service("micro.http.broker")
+            nodes = [n for s in services for n in s.nodes if n.metadata.get("topic") == topic]
+            if len(nodes) >= count:
+                return
+            await trio.sleep(0.05)  # an external process's readiness: nothing to wait on but the registry
+
+
+async def test_trimicro_publisher_to_go_subscribers(etcd: EtcdProcess) -> None:
+    base = ["server", *go_flags(etcd), "--server_address", "127.0.0.1:0", "--topic", "interop.in"]
+    pub = service("py-pub", etcd)
+    async with (
+        trimicro.open_service(service=pub),
+        go_process([*base, "--name", "go-a", "--queue", "q1"]) as a,
+        go_process([*base, "--name", "go-b", "--queue", "q1"]) as b,
+        go_process([*base, "--name", "go-c"]) as c,
+    ):
+        await wait_for_go_subscriber(pub.registry, "interop.in", 3)
+        n = 6
+        for i in range(n):
+            ct = "application/json" if i % 2 else "application/protobuf"
+            await pub.client.publish(
+                "interop.in", Event(id=str(i), seq=i, message="from py"), content_type=ct
+            )
+
+        seen: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+        complete = trio.Event()
+
+        async def collect(
+            lines: trio.MemoryReceiveChannel[dict[str, Any]], out: list[dict[str, Any]]
+        ) -> None:
+            async for line in lines:
+                if line["event"] == "message":
+                    out.append(line)
+                    if len(seen["a"]) + len(seen["b"]) >= n and len(seen["c"]) >= n:
+                        complete.set()
+
+        with trio.move_on_after(10):  # bounded: the counts are checked below
+            async with trio.open_nursery() as nursery:
+                for key, lines in (("a", a), ("b", b), ("c", c)):
+                    nursery.start_soon(collect, lines, seen[key])
+                await complete.wait()
+                await trio.sleep(0.2)  # room for an unwanted extra delivery to show up
+                nursery.cancel_scope.cancel()
+    assert len(seen["c"]) == n
+    assert len(seen["a"]) + len(seen["b"]) == n
+    for line in seen["c"]:
+        assert line["topic"] == "interop.in"
+        assert line["payload"]["message"] == "from py"
+        assert set(line["header"]) >= {"Content-Type", "Micro-Topic", "Micro-ID"}
+    assert sorted(int(line["payload"].get("seq", 0)) for line in seen["c"]) == list(range(n))
