@@ -21,7 +21,9 @@ EXAMPLES = {
 async def test_example_runs(path, expected):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), MICRO_REGISTRY="memory")
     with trio.fail_after(60):
-        result = await trio.run_process([sys.executable, path], capture_stdout=True, capture_stderr=True, env=env, check=False)
+        result = await trio.run_process(
+            [sys.executable, path], capture_stdout=True, capture_stderr=True, env=env, check=False
+        )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert expected in result.stdout.decode()
 
@@ -29,6 +31,8 @@ async def test_example_runs(path, expected):
 @pytest.mark.loopback
 async def test_greeter_demo_two_processes_over_mdns():
     with trio.fail_after(90):
-        result = await trio.run_process(["bash", "examples/greeter/demo.sh"], capture_stdout=True, capture_stderr=True, check=False)
+        result = await trio.run_process(
+            ["bash", "examples/greeter/demo.sh"], capture_stdout=True, capture_stderr=True, check=False
+        )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert result.stdout.decode().strip().splitlines()[-1] == "Hello John"

@@ -12,12 +12,13 @@ import pytest
 import trio
 
 import trimicro
-from tests.conftest import Greeter
 from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
 
 
 async def test_start_means_listening_and_registered(registry, greeter):
-    service = trimicro.Service("greeter", registry=registry, handlers=[greeter], argv=[], handle_signals=False)
+    service = trimicro.Service(
+        "greeter", registry=registry, handlers=[greeter], argv=[], handle_signals=False
+    )
     async with trio.open_nursery() as nursery:
         started = await nursery.start(service.run)
         assert started is service
@@ -49,7 +50,9 @@ async def test_options_from_env_and_flags(registry, monkeypatch):
     monkeypatch.setenv("MICRO_SERVER_VERSION", "2.0.0")
     monkeypatch.setenv("MICRO_SERVER_METADATA", "zone=a,tier=gold")
     monkeypatch.setenv("MICRO_CLIENT_REQUEST_TIMEOUT", "1500ms")
-    service = trimicro.Service(registry=registry, argv=["--server_name", "from-flag", "--client_retries", "4"])
+    service = trimicro.Service(
+        registry=registry, argv=["--server_name", "from-flag", "--client_retries", "4"]
+    )
     assert service.name == "from-flag"
     assert service.options.server_version == "2.0.0"
     assert service.options.server_metadata == {"zone": "a", "tier": "gold"}
@@ -66,7 +69,9 @@ async def test_unknown_plugin_is_a_clear_error(registry):
 
 async def test_graceful_stop_drains_in_flight_calls(registry, greeter):
     async with trimicro.open_client(registry=registry) as client:
-        service = trimicro.Service("greeter", registry=registry, handlers=[greeter], argv=[], handle_signals=False)
+        service = trimicro.Service(
+            "greeter", registry=registry, handlers=[greeter], argv=[], handle_signals=False
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             result = {}

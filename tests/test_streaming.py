@@ -14,7 +14,12 @@ class Streamer:
         self.cancelled = trio.Event()
         self.sent = 0
 
-    async def Stream(self, req: StreamRequest, stream: trimicro.Stream[StreamRequest, StreamResponse], ctx: trimicro.Context) -> None:
+    async def Stream(
+        self,
+        req: StreamRequest,
+        stream: trimicro.Stream[StreamRequest, StreamResponse],
+        ctx: trimicro.Context,
+    ) -> None:
         for i in range(req.count):
             await stream.send(StreamResponse(count=i, message=f"m{i}"))
             self.sent += 1
@@ -46,7 +51,9 @@ class Streamer:
 @pytest.fixture
 async def svc(registry, nursery):
     handler = Streamer()
-    service = trimicro.Service("streamer", registry=registry, handlers=[handler], argv=[], handle_signals=False)
+    service = trimicro.Service(
+        "streamer", registry=registry, handlers=[handler], argv=[], handle_signals=False
+    )
     await nursery.start(service.run)
     service.handler = handler
     yield service
@@ -123,7 +130,11 @@ async def test_cancelling_the_client_scope_cancels_the_handler(svc):
 async def test_slow_consumer_applies_backpressure(svc):
     """The server cannot run ahead of a client that does not read: buffers are bounded."""
     async with svc.client.stream(
-        "streamer", "Streamer.Stream", request=StreamRequest(count=100_000), response_type=StreamResponse, buffer=4
+        "streamer",
+        "Streamer.Stream",
+        request=StreamRequest(count=100_000),
+        response_type=StreamResponse,
+        buffer=4,
     ) as stream:
         await stream.receive()
         await trio.sleep(0.3)

@@ -123,7 +123,11 @@ class Options:
 
 _FIELDS = {f.name: f for f in attrs.fields(Options)}
 # Go Micro flag/env spellings that differ from the attribute name.
-_ALIASES = {"mdns_interfaces": "MICRO_MDNS_INTERFACES", "proxy": "MICRO_PROXY", "log_level": "MICRO_LOG_LEVEL"}
+_ALIASES = {
+    "mdns_interfaces": "MICRO_MDNS_INTERFACES",
+    "proxy": "MICRO_PROXY",
+    "log_level": "MICRO_LOG_LEVEL",
+}
 
 
 def _coerce(name: str, value: Any) -> Any:

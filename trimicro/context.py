@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -29,8 +30,9 @@ __all__ = [
     "remaining",
 ]
 
+_EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _OUTGOING: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "trimicro_outgoing_metadata", default={}
+    "trimicro_outgoing_metadata", default=_EMPTY
 )
 
 # Headers that route or frame a message: never forwarded as metadata to nested calls.

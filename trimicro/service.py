@@ -97,7 +97,12 @@ class Service:
         if address is not None:
             overrides["server_address"] = address
         plugins: dict[str, Any] = {}
-        for kind, value in (("registry", registry), ("broker", broker), ("transport", transport), ("selector", selector)):
+        for kind, value in (
+            ("registry", registry),
+            ("broker", broker),
+            ("transport", transport),
+            ("selector", selector),
+        ):
             if isinstance(value, str):
                 overrides[kind] = value
             elif value is not None:
@@ -147,7 +152,9 @@ class Service:
             self._client.wrap(wrapper)
         return wrapper
 
-    def subscribe(self, topic: str, handler: Callable[..., Any], *, queue: str | None = None, **kw: Any) -> None:
+    def subscribe(
+        self, topic: str, handler: Callable[..., Any], *, queue: str | None = None, **kw: Any
+    ) -> None:
         """Subscribe ``handler(msg, ctx)`` to ``topic`` when the service runs (see the pub/sub docs)."""
         self._subscriptions.append((topic, handler, queue, kw))
 

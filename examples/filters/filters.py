@@ -1,6 +1,6 @@
 """Selector filters: route calls to one version or to nodes with a metadata label.
 
-    python examples/filters/filters.py
+python examples/filters/filters.py
 """
 
 import collections
@@ -31,11 +31,16 @@ async def main() -> None:
         async with trimicro.open_client(registry=registry) as client:
             selector = client.selector
             assert selector is not None
-            for name, filters in (("version 2.0.0", [filter_version("2.0.0")]), ("zone b", [filter_label("zone", "b")])):
+            for name, filters in (
+                ("version 2.0.0", [filter_version("2.0.0")]),
+                ("zone b", [filter_label("zone", "b")]),
+            ):
                 seen: collections.Counter[str] = collections.Counter()
                 for _ in range(30):
                     node = (await selector.select("greeter", filters=filters))()
-                    rsp = await client.call("greeter", "Greeter.Hello", {}, content_type="application/json", address=node.address)
+                    rsp = await client.call(
+                        "greeter", "Greeter.Hello", {}, content_type="application/json", address=node.address
+                    )
                     seen[rsp["from"]] += 1
                 print(f"{name}: {dict(seen)}")
         nursery.cancel_scope.cancel()

@@ -1,6 +1,6 @@
 """A function: a service that handles one request and exits (Go Micro's micro.NewFunction).
 
-    python examples/function/function.py
+python examples/function/function.py
 """
 
 import trio
@@ -24,7 +24,9 @@ async def main() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(function.run)
         async with trimicro.open_client(registry=registry) as client:
-            print(await client.call("echo-fn", "Echo.Call", {"hello": "world"}, content_type="application/json"))
+            print(
+                await client.call("echo-fn", "Echo.Call", {"hello": "world"}, content_type="application/json")
+            )
     print("function exited after one call")
 
 

@@ -1,6 +1,6 @@
 """A bidirectional chat stream and a server-streaming feed, in one process (memory registry).
 
-    python examples/streaming/chat.py
+python examples/streaming/chat.py
 """
 
 import trio

@@ -1,6 +1,6 @@
 """Handler and client wrappers: logging and metadata injection by decoration.
 
-    python examples/wrappers/wrappers.py
+python examples/wrappers/wrappers.py
 """
 
 import time
@@ -46,7 +46,9 @@ async def main() -> None:
     service.wrap_handler(log_calls)
     service.wrap_client(add_trace)
     async with trimicro.open_service(service=service) as svc:
-        rsp = await svc.client.call("greeter", "Greeter.Hello", {"name": "John"}, content_type="application/json")
+        rsp = await svc.client.call(
+            "greeter", "Greeter.Hello", {"name": "John"}, content_type="application/json"
+        )
         print(rsp["greeting"])
 
 

@@ -14,13 +14,17 @@ from tests.protos.greeter_pb2 import HelloRequest, HelloResponse, SlowRequest, S
 
 async def _node(nursery, registry, tag, **kw):
     handler = Greeter(tag)
-    svc = trimicro.Service("greeter", registry=registry, handlers=[handler], argv=[], handle_signals=False, **kw)
+    svc = trimicro.Service(
+        "greeter", registry=registry, handlers=[handler], argv=[], handle_signals=False, **kw
+    )
     await nursery.start(svc.run)
     return svc, handler
 
 
 async def _hello(client, **kw):
-    rsp = await client.call("greeter", "Greeter.Hello", HelloRequest(name="x"), response_type=HelloResponse, **kw)
+    rsp = await client.call(
+        "greeter", "Greeter.Hello", HelloRequest(name="x"), response_type=HelloResponse, **kw
+    )
     return rsp.greeting.rsplit(" ", 1)[-1]
 
 
@@ -104,7 +108,9 @@ async def test_nested_calls_inherit_remaining_time(registry, nursery):
     await nursery.start(back.run)
     async with trimicro.open_client(registry=registry) as client:
         with trimicro.metadata(user="alice"):
-            rsp = await client.call("front", "Front.Call", HelloRequest(), response_type=HelloResponse, timeout=3)
+            rsp = await client.call(
+                "front", "Front.Call", HelloRequest(), response_type=HelloResponse, timeout=3
+            )
     assert rsp.greeting == "alice"  # metadata forwarded through the nested call
     assert 0 < seen["back"] <= seen["front"] <= 3
 

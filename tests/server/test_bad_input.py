@@ -37,7 +37,9 @@ async def _open(service):
 
 async def _still_serving(service):
     stream = await _open(service)
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b'{"name":"ok"}'))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b'{"name":"ok"}')
+    )
     _, _, body = await _read_response(stream, bytearray())
     assert json.loads(body) == {"greeting": "Hello ok"}
     await stream.aclose()
@@ -62,7 +64,9 @@ async def test_malformed_http(service):
 
 async def test_undecodable_body(service):
     stream = await _open(service)
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{not json"))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{not json")
+    )
     _, headers, _ = await _read_response(stream, bytearray())
     err = json.loads(headers["micro-error"])
     assert err["code"] == 400
@@ -75,11 +79,15 @@ async def test_undecodable_body(service):
 
 async def test_wrong_content_type_keeps_connection(service):
     stream = await _open(service)
-    await stream.send_all(_request({"Content-Type": "text/x-nonsense", "Micro-Endpoint": "Greeter.Hello"}, b"hi"))
+    await stream.send_all(
+        _request({"Content-Type": "text/x-nonsense", "Micro-Endpoint": "Greeter.Hello"}, b"hi")
+    )
     _, headers, _ = await _read_response(stream, bytearray())
     err = json.loads(headers["micro-error"])
     assert err["code"] == 400 and "text/x-nonsense" in err["detail"]
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{}"))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{}")
+    )
     _, _, body = await _read_response(stream, bytearray())
     assert json.loads(body) == {"greeting": "Hello "}
     await stream.aclose()
@@ -87,7 +95,9 @@ async def test_wrong_content_type_keeps_connection(service):
 
 async def test_oversized_body(service):
     stream = await _open(service)
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"x" * 5000))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"x" * 5000)
+    )
     err = await _error_then_closed(stream)
     assert err["code"] == 413
     await _still_serving(service)
@@ -95,7 +105,9 @@ async def test_oversized_body(service):
 
 async def test_connection_dropped_mid_body(service):
     stream = await _open(service)
-    await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nMicro-Endpoint: Greeter.Hello\r\n\r\n{")
+    await stream.send_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nMicro-Endpoint: Greeter.Hello\r\n\r\n{"
+    )
     await stream.aclose()
     await _still_serving(service)
 
@@ -110,7 +122,9 @@ async def test_slow_client_header_timeout(service):
 
 async def test_handler_exception_is_500_not_a_dead_server(service):
     stream = await _open(service)
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Crash"}, b"{}"))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Crash"}, b"{}")
+    )
     _, headers, _ = await _read_response(stream, bytearray())
     err = json.loads(headers["micro-error"])
     assert err["code"] == 500 and "ZeroDivisionError" in err["detail"]

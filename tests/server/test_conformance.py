@@ -83,7 +83,10 @@ async def test_protobuf_default_content_type_and_micro_method_only(service):
     stream = await _open(service)
     # No Content-Type (-> protobuf) and only Micro-Method (Micro-Endpoint is filled from it).
     await stream.send_all(
-        _request({"Micro-Service": "greeter", "Micro-Method": "Greeter.Hello"}, HelloRequest(name="Jo").SerializeToString())
+        _request(
+            {"Micro-Service": "greeter", "Micro-Method": "Greeter.Hello"},
+            HelloRequest(name="Jo").SerializeToString(),
+        )
     )
     _, headers, body = await _read_response(stream, bytearray())
     assert HelloResponse.FromString(body).greeting == "Hello Jo"
@@ -98,7 +101,7 @@ async def test_x_micro_headers_lowercase_names_and_metadata(service):
         b"x-micro-service: greeter\r\nx-micro-endpoint: Greeter.Meta\r\nx-user: alice\r\n\r\n{}"
     )
     await stream.send_all(raw)
-    _, headers, body = await _read_response(stream, bytearray())
+    _, _, body = await _read_response(stream, bytearray())
     assert json.loads(body) == {"greeting": "X-User=alice"}
     await stream.aclose()
 
@@ -153,7 +156,9 @@ async def test_unknown_endpoints(service, endpoint, code, detail):
     err = json.loads(headers["micro-error"])
     assert (err["id"], err["code"], err["detail"]) == ("go.micro.server", code, detail)
     # The connection keeps serving.
-    await stream.send_all(_request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{}"))
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b"{}")
+    )
     _, headers, body = await _read_response(stream, bytearray())
     assert json.loads(body) == {"greeting": "Hello "}
     await stream.aclose()
@@ -162,8 +167,10 @@ async def test_unknown_endpoints(service, endpoint, code, detail):
 async def test_json_rpc_and_proto_rpc_envelopes(service):
     stream = await _open(service)
     body = b'{"method":"Greeter.Hello","params":[{"name":"rpc"}],"id":7}'
-    await stream.send_all(_request({"Content-Type": "application/json-rpc", "Micro-Endpoint": "Greeter.Hello"}, body))
-    _, headers, rsp = await _read_response(stream, bytearray())
+    await stream.send_all(
+        _request({"Content-Type": "application/json-rpc", "Micro-Endpoint": "Greeter.Hello"}, body)
+    )
+    _, _, rsp = await _read_response(stream, bytearray())
     assert json.loads(rsp) == {"id": 7, "result": {"greeting": "Hello rpc"}, "error": None}
     await stream.aclose()
 
@@ -177,7 +184,9 @@ async def test_raw_bytes_server_called_by_trimicro_client(nursery):
         while b"\r\n\r\n" not in buf:
             buf += await stream.receive_some()
         head, _, body = buf.partition(b"\r\n\r\n")
-        length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+        )
         while len(body) < length:
             body += await stream.receive_some()
         seen.append(head)
@@ -194,20 +203,40 @@ async def test_raw_bytes_server_called_by_trimicro_client(nursery):
         buf = b""
         while b"\r\n\r\n" not in buf:
             buf += await stream.receive_some()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nMicro-Error: rpc: can't find service raw\r\nContent-Length: 0\r\n\r\n")
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nMicro-Error: rpc: can't find service raw\r\nContent-Length: 0\r\n\r\n"
+        )
 
     listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
     async with trimicro.open_client(registry=trimicro.registry.MemoryRegistry()) as client:
-        rsp = await client.call("raw", "Raw.Call", {"a": 1}, content_type="application/json", address=f"127.0.0.1:{port}", metadata={"user": "u"})
+        rsp = await client.call(
+            "raw",
+            "Raw.Call",
+            {"a": 1},
+            content_type="application/json",
+            address=f"127.0.0.1:{port}",
+            metadata={"user": "u"},
+        )
         assert rsp == {"greeting": "raw"}
         head = seen[0].decode()
         assert head.startswith("POST / HTTP/1.1\r\n")
-        for needed in ("Micro-Service: raw", "Micro-Endpoint: Raw.Call", "Micro-Method: Raw.Call", "Content-Type: application/json", "User: u", "Timeout: "):
+        for needed in (
+            "Micro-Service: raw",
+            "Micro-Endpoint: Raw.Call",
+            "Micro-Method: Raw.Call",
+            "Content-Type: application/json",
+            "User: u",
+            "Timeout: ",
+        ):
             assert needed in head
         with pytest.raises(trimicro.MicroError) as info:
-            await client.call("raw", "Raw.Call", {}, content_type="application/json", address=f"127.0.0.1:{port}", retries=0)
+            await client.call(
+                "raw", "Raw.Call", {}, content_type="application/json", address=f"127.0.0.1:{port}", retries=0
+            )
         assert info.value == trimicro.MicroError("raw", 409, "taken", "Conflict")
         with pytest.raises(trimicro.MicroError) as info:
-            await client.call("raw", "Raw.Call", {}, content_type="application/json", address=f"127.0.0.1:{port}", retries=0)
+            await client.call(
+                "raw", "Raw.Call", {}, content_type="application/json", address=f"127.0.0.1:{port}", retries=0
+            )
         assert info.value.code == 500 and info.value.detail == "rpc: can't find service raw"

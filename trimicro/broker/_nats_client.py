@@ -675,7 +675,7 @@ class NatsClient:
         self,
         subject: str,
         payload: bytes,
-        timeout: float = 5.0,  # noqa: ASYNC109 -- NATS's request API; a cancel scope works too
+        timeout: float = 5.0,
         headers: dict[str, str] | None = None,
     ) -> Msg:
         """Publish with a reply subject and return the first reply.

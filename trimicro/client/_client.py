@@ -20,13 +20,13 @@ import attrs
 import trio
 
 from .. import errors
+from .._util import collapse_excgroups
 from ..codec import Codec, get_codec
 from ..config import Options
 from ..context import current_metadata, encode_timeout, remaining
 from ..errors import MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
-from ..selector import Filter, Next, Selector, Strategy
-from .._util import collapse_excgroups
+from ..selector import Filter, Next, Selector
 from ..stream import ClientStream, _Core
 from ..transport._base import Message, Transport, canonical
 from ._pool import Pool

@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 import trio
 
-from ._model import Node, Result, Service
 from ._base import Watcher
+from ._model import Node, Result, Service
 
 __all__ = ["MemoryRegistry", "MemoryWatcher"]
 

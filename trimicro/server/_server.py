@@ -21,7 +21,7 @@ from .. import errors
 from ..codec import Codec, get_codec
 from ..context import ROUTING_HEADERS, Context, decode_timeout, reset_incoming, set_incoming
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
-from ..stream import _Core, Stream
+from ..stream import Stream, _Core
 from ..transport._base import Listener, Message, Socket, Transport
 from ._router import SERVER_ID, Request, Route, Router
 
@@ -167,7 +167,9 @@ class Server:
             finally:
                 self._done_one()
 
-    def context_for(self, header: dict[str, str], content_type: str, remote: str) -> tuple[Context, float | None]:
+    def context_for(
+        self, header: dict[str, str], content_type: str, remote: str
+    ) -> tuple[Context, float | None]:
         timeout = decode_timeout(header.get("Timeout"))
         deadline = trio.current_time() + timeout if timeout else math.inf
         ctx = Context(
@@ -194,7 +196,7 @@ class Server:
         endpoint = header.get("Micro-Endpoint", "")
         try:
             if codec.envelope:
-                env_endpoint, seq, raw = codec.decode_request(body, None)
+                env_endpoint, seq, _ = codec.decode_request(body, None)
                 if not endpoint and env_endpoint:
                     header["Micro-Endpoint"] = header["Micro-Method"] = endpoint = env_endpoint
             route = self.router.lookup(endpoint)
@@ -212,7 +214,9 @@ class Server:
             return self._encode_error(header, content_type, codec, endpoint, seq, err)
         ctx, timeout = self.context_for(header, content_type, remote)
         try:
-            rsp = await self.invoke(route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout)
+            rsp = await self.invoke(
+                route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout
+            )
             body_out = codec.encode_response(endpoint, seq, rsp, None)
         except MicroError as err:
             self.stats.errors += 1
@@ -247,9 +251,7 @@ class Server:
                     raise
                 except Exception as exc:
                     log.exception("handler %s raised", route.name)
-                    raise errors.internal_server_error(
-                        SERVER_ID, "%s: %s", type(exc).__name__, exc
-                    ) from exc
+                    raise errors.internal_server_error(SERVER_ID, "%s: %s", type(exc).__name__, exc) from exc
             assert scope.cancelled_caught
             raise errors.timeout(SERVER_ID, "%s: deadline exceeded after %.3fs", route.name, timeout or 0.0)
         finally:
@@ -294,7 +296,10 @@ class Server:
                         else:
                             body = (await stream.receive(), stream)
                         result = await self.invoke(
-                            route, Request(ctx.service, endpoint, content_type, header, body, True), ctx, timeout
+                            route,
+                            Request(ctx.service, endpoint, content_type, header, body, True),
+                            ctx,
+                            timeout,
                         )
                         if result is not None:
                             # A client-streaming handler may return its one response.

@@ -387,7 +387,7 @@ class HttpTransport:
         self,
         address: str,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (the Transport contract; Go's DialTimeout)
+        timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> HttpSocket:
         """Connect to ``address``; TransportError (naming it) if that fails or exceeds ``timeout``."""
