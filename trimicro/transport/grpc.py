@@ -122,6 +122,11 @@ class GrpcSocket:
         if self._closed:
             raise TransportError("socket is closed")
         if self._st is None or self._finished:
+            if self._streaming and self._finished:
+                # The server already ended this stream (its status is what receive() reports);
+                # late frames from the caller, including its EOS, have nowhere to go.
+                await trio.lowlevel.checkpoint()
+                return
             await self._start(msg)
             return
         st = self._st
@@ -327,7 +332,7 @@ class GrpcTransport:
         listener: Listener = await inner.listen(address, **kw)
         return listener
 
-    async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:  # noqa: ASYNC109
+    async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:
         conn = self._conns.get(address)
         if conn is None or not conn.usable:
             lock = self._dialing.setdefault(address, trio.Lock())
