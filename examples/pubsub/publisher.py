@@ -1,6 +1,6 @@
 """Publish events every ``--interval`` seconds (``--count`` of them, 0 = forever).
 
-    python examples/pubsub/publisher.py --count 10
+python examples/pubsub/publisher.py --count 10
 """
 
 import argparse

@@ -9,11 +9,13 @@ subscription starts with it and stops with it (Ctrl-C deregisters and unsubscrib
 
 import argparse
 import logging
+import os
 
 import trio
 
 import trimicro
 from examples.pubsub.events import Event
+from trimicro.server._subscriber import SubscriberCall, SubscriberMessage
 
 
 def main() -> None:
@@ -26,10 +28,13 @@ def main() -> None:
     service = trimicro.Service(name, argv=rest)
 
     async def on_event(msg: Event, ctx: trimicro.Context) -> None:
-        print(f"[{name}] {ctx.endpoint}: {msg} (id {ctx.id}, metadata {ctx.metadata})", flush=True)
+        print(
+            f"[{name} pid {os.getpid()}] {ctx.endpoint}: {msg} (id {ctx.id}, metadata {ctx.metadata})",
+            flush=True,
+        )
 
-    def log_topic(next_call):  # a subscriber wrapper: runs around every delivery
-        async def call(msg, ctx):
+    def log_topic(next_call: SubscriberCall) -> SubscriberCall:  # runs around every delivery
+        async def call(msg: SubscriberMessage, ctx: trimicro.Context) -> None:
             logging.getLogger("example").debug("delivery on %s (%s)", msg.topic, msg.content_type)
             await next_call(msg, ctx)
 
