@@ -66,7 +66,7 @@ class _Core(Generic[SendT, RecvT]):
 
     def _lost(self) -> None:
         if not self.connection_lost.is_set():
-            self._lost()
+            self.connection_lost.set()
             if self.on_connection_lost is not None:
                 self.on_connection_lost()
 
