@@ -396,9 +396,12 @@ class _Call:
                 body: Any = stream
             else:
                 body = (await stream.receive(), stream)
-            await server.invoke(
+            result = await server.invoke(
                 route, Request(ctx.service, endpoint, self.content_type, header, body, True), ctx, timeout
             )
+            if result is not None:
+                # A client-streaming handler may return its one response instead of sending it.
+                await stream.send(result)
         except trio.EndOfChannel:
             error = errors.bad_request(SERVER_ID, "stream %s ended before its request", endpoint)
         except MicroError as err:

@@ -326,7 +326,7 @@ class GrpcTransport:
 
     async def listen(self, address: str, **kw: Any) -> Listener:
         """The server's one port speaks both protocols; the HTTP transport sniffs for HTTP/2."""
-        from . import http  # type: ignore[attr-defined]  # written alongside; see docs/grpc.md
+        from . import http
 
         inner = http.from_options(self.options) if self.options is not None else http.HttpTransport()
         listener: Listener = await inner.listen(address, **kw)
