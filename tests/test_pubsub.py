@@ -17,23 +17,33 @@ from tests.conftest import Greeter
 from tests.protos.greeter_pb2 import Event, HelloRequest, HelloResponse
 from trimicro.broker.http import HttpBroker
 from trimicro.broker.memory import MemoryBroker
+from trimicro.broker.nats import NatsBroker
 from trimicro.codec import Frame
 from trimicro.registry import MemoryRegistry
 from trimicro.server._subscriber import SubscriberMessage, subscriber_stats
+from trimicro.testing.nats import NatsServerNotFound, open_nats_server
 
 pytestmark = pytest.mark.loopback
 
 BrokerFactory = Callable[[], Any]
 
 
-@pytest.fixture(params=["memory", "http"])
-def make_broker(request: pytest.FixtureRequest) -> BrokerFactory:
-    """A factory of brokers that can reach each other: one shared MemoryBroker, or a new HttpBroker
-    per service (each with its own listener; they meet through the service's registry)."""
+@pytest.fixture(params=["memory", "http", "nats"])
+async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
+    """A factory of brokers that can reach each other: one shared MemoryBroker, a new HttpBroker per
+    service (each with its own listener; they meet through the service's registry), or a NatsBroker
+    per service on one real nats-server."""
     if request.param == "memory":
         shared = MemoryBroker()
-        return lambda: shared
-    return lambda: HttpBroker()
+        yield lambda: shared
+    elif request.param == "http":
+        yield lambda: HttpBroker()
+    else:
+        try:
+            async with open_nats_server() as server:
+                yield lambda: NatsBroker([server.address])
+        except NatsServerNotFound as exc:
+            pytest.skip(str(exc))
 
 
 class Inbox:
