@@ -32,6 +32,7 @@ from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
 from .server import HandlerWrapper, MethodSpec, Router, Server
+from .server._grpc import GrpcServer
 from .transport._base import Transport
 
 __all__ = ["Service", "open_client", "open_service"]
@@ -211,6 +212,8 @@ class Service:
             stack.push_async_callback(client.aclose)
             self._client = client
             server = Server(self.name, self.router, transport, opts.server_address)
+            # One port: HTTP/2 connections (gRPC) are sniffed and handed to the gRPC server.
+            server.h2_handler = GrpcServer.from_server(server, opts).handle_connection
             self._server = server
             if "Debug.Health" not in self.router.routes:
                 self.router.handle(Debug(server.stats), name="Debug", internal=True)

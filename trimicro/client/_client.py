@@ -210,7 +210,7 @@ class Client:
 
     async def _call_node(self, req: CallRequest, node: Node, deadline: float) -> Any:
         content_type = req.content_type
-        if "protocol" not in node.metadata:
+        if "protocol" not in node.metadata and self.transport.name != "grpc":
             content_type = _FALLBACK.get(content_type, content_type)
         try:
             codec: Codec = get_codec(content_type)

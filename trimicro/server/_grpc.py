@@ -155,7 +155,7 @@ class GrpcServer:
 
     @property
     def draining(self) -> bool:
-        return bool(getattr(self.server, "_draining", False))
+        return self.server.draining
 
     async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
         """Serve one connection whose first bytes (the HTTP/2 preface, maybe more) were already read."""
@@ -188,7 +188,7 @@ class GrpcServer:
     # -- one stream --
     async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
         self.open_streams += 1
-        self.server.stats.in_flight += 1
+        self.server.enter_call()
         token = _RESPONSE_MD.set({})
         call = _Call(self, conn, st)
         try:
@@ -216,7 +216,7 @@ class GrpcServer:
             conn.release(st)
             self.open_streams -= 1
             self._check_quiet()
-            self.server._done_one()
+            self.server.exit_call()
 
 
 def _remote(stream: trio.abc.Stream) -> str:

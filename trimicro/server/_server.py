@@ -123,7 +123,16 @@ class Server:
                 self._idle = trio.Event()
                 await self._idle.wait()
 
-    def _done_one(self) -> None:
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`drain` began: connections finish their current call and close."""
+        return self._draining
+
+    def enter_call(self) -> None:
+        """Count a call in flight (any transport), so :meth:`drain` waits for it."""
+        self.stats.in_flight += 1
+
+    def exit_call(self) -> None:
         self.stats.in_flight -= 1
         if self.stats.in_flight == 0:
             self._idle.set()
@@ -157,7 +166,7 @@ class Server:
             if "Micro-Stream" in header:
                 await self._stream(sock, header)
                 return
-            self.stats.in_flight += 1
+            self.enter_call()
             try:
                 reply = await self.handle_unary(header, msg.body, remote=sock.remote_address)
                 try:
@@ -165,7 +174,7 @@ class Server:
                 except TransportError:
                     return
             finally:
-                self._done_one()
+                self.exit_call()
 
     def context_for(
         self, header: dict[str, str], content_type: str, remote: str
@@ -281,7 +290,7 @@ class Server:
         ctx, timeout = self.context_for(header, content_type, sock.remote_address)
         core: _Core[Any, Any] = _Core(sock, codec, route.spec.request, reply_header, error_id=SERVER_ID)
         stream: Stream[Any, Any] = Stream(core)
-        self.stats.in_flight += 1
+        self.enter_call()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(core.reader)
@@ -317,4 +326,4 @@ class Server:
                         await core.close_send(error)
                 nursery.cancel_scope.cancel()
         finally:
-            self._done_one()
+            self.exit_call()
