@@ -6,7 +6,9 @@ opened before any lookup, so no event between a lookup and the watch can be lost
 entry is invalidated (kept only as a stale fallback) and the watch reopens with backoff.
 
 When the registry fails (RegistryError or ``lookup_timeout``) and a stale entry exists, the selector
-serves it, logs a warning, and retries the refresh after ``retry_interval``. A node whose call failed
+serves it, logs a warning, and retries the refresh after ``retry_interval``. An answer with no nodes
+right after such a failure (or a broken watch) is doubted the same way for up to ``ttl``: a registry
+that just came back empty has usually not seen its services re-register yet. A node whose call failed
 with a :class:`~trimicro.errors.TransportError` is blacklisted for ``blacklist_for`` seconds (Go Micro
 v1 did the same), so the client's retries go elsewhere, unless no other node is left.
 """
@@ -74,6 +76,8 @@ def apply_event(services: list[Service], result: Result) -> list[Service]:
 class _Entry:
     services: list[Service]
     expires: float
+    degraded: bool = False  # the registry failed (lookup or watch) since these nodes were confirmed
+    doubted_since: float | None = None  # first empty answer after a failure
 
 
 @attrs.define(eq=False)
@@ -232,14 +236,28 @@ class CachingSelector:
             if entry is not None:
                 log.warning("registry lookup of %s failed (%s); serving stale nodes", service, reason)
                 entry.expires = trio.current_time() + min(self.retry_interval, self.ttl)
+                entry.degraded = True
                 return entry.services
             raise RegistryError(f"registry lookup of {service} failed: {reason}") from exc
-        self._cache[service] = _Entry(list(services), trio.current_time() + self.ttl)
+        now = trio.current_time()
+        if entry is not None and entry.degraded and not nodes_of(services) and nodes_of(entry.services):
+            # Just after an outage the registry can answer before its services have registered again
+            # (etcd restored empty; leases are re-granted a moment later), so "no nodes" then is not
+            # news that every node left. Like Go Micro's cache, keep the last known nodes, for at most
+            # ``ttl`` after the first such answer; watch events still add and remove nodes meanwhile.
+            if entry.doubted_since is None:
+                entry.doubted_since = now
+            if now - entry.doubted_since < self.ttl:
+                log.warning("registry lists no nodes of %s right after failing; serving stale nodes", service)
+                entry.expires = now + min(self.retry_interval, self.ttl)
+                return entry.services
+        self._cache[service] = _Entry(list(services), now + self.ttl)
         return self._cache[service].services
 
-    def _invalidate(self) -> None:
+    def _invalidate(self, *, degraded: bool = False) -> None:
         for entry in self._cache.values():
             entry.expires = -math.inf  # keep the data as a stale fallback
+            entry.degraded = entry.degraded or degraded
 
     def _apply(self, result: Result) -> None:
         entry = self._cache.get(result.service.name)
@@ -262,7 +280,7 @@ class CachingSelector:
                 log.info("registry watch ended; re-watching")
             except (RegistryError, OSError) as exc:
                 log.warning("registry watch failed (%s); re-watching in %.1fs", exc, backoff)
-            self._invalidate()
+            self._invalidate(degraded=True)  # deletes may have been missed, and the registry may be down
             if not started:  # do not hold up the caller: lookups work without the watch
                 started = True
                 task_status.started()
