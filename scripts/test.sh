@@ -25,8 +25,10 @@ if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
-echo "== ruff"; python3 -m ruff check trimicro codegen tests examples bench
-echo "== mypy"; python3 -m mypy trimicro
+lint_paths=(trimicro codegen tests examples)
+[ -d bench ] && lint_paths+=(bench)
+echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"
+echo "== mypy"; python3 -m mypy
 echo "== pytest"; python3 -m pytest -q -p no:cacheprovider "$@"
 if [ -f bench/run.py ] && [ $# -eq 0 ]; then
   echo "== bench smoke"; python3 -m bench.run --smoke

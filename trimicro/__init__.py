@@ -18,6 +18,7 @@ from .registry import Node as Node
 from .registry import Value as Value
 from .server import MethodSpec as MethodSpec
 from .server import Request as Request
+from .server import SubscriberMessage as SubscriberMessage
 from .service import Service as Service
 from .service import open_client as open_client
 from .service import open_service as open_service

@@ -15,7 +15,7 @@ import trio
 
 import trimicro
 from examples.pubsub.events import Event
-from trimicro.server._subscriber import SubscriberCall, SubscriberMessage
+from trimicro.server import SubscriberCall, SubscriberMessage
 
 
 def main() -> None:

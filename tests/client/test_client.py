@@ -75,7 +75,7 @@ async def test_deregistered_node_gets_no_traffic(registry, nursery):
 
 
 async def test_deadline_gives_408_and_cancels_handler(registry, nursery, socket_clock):
-    svc, handler = await _node(nursery, registry, "slow")
+    _, handler = await _node(nursery, registry, "slow")
     async with trimicro.open_client(registry=registry) as client:
         with pytest.raises(trimicro.MicroError) as info:
             await client.call(

@@ -7,3 +7,7 @@ from ._router import Router as Router
 from ._server import Server as Server
 from ._server import Stats as Stats
 from ._spec import MethodSpec as MethodSpec
+from ._subscriber import SubscriberCall as SubscriberCall
+from ._subscriber import SubscriberMessage as SubscriberMessage
+from ._subscriber import SubscriberWrapper as SubscriberWrapper
+from ._subscriber import subscriber_stats as subscriber_stats
