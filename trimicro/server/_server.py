@@ -77,6 +77,19 @@ def _metadata(header: dict[str, str]) -> dict[str, str]:
 
 
 @attrs.define(eq=False)
+class _Conn:
+    """Per-connection state shared by the read-ahead task and the frame loop."""
+
+    gone: bool = False
+    handler_scope: trio.CancelScope | None = None
+
+    def peer_gone(self) -> None:
+        self.gone = True
+        if self.handler_scope is not None:
+            self.handler_scope.cancel()
+
+
+@attrs.define(eq=False)
 class Server:
     """Serves a :class:`Router` on a transport listener."""
 
@@ -139,42 +152,88 @@ class Server:
 
     # -- per connection --
     async def _connection(self, sock: Socket) -> None:
-        while not self._draining:
-            scope = trio.CancelScope()
-            self._idle_scopes.add(scope)
+        """Serve a connection's frames in order, with a reader task one frame ahead of the handler.
+
+        Reading ahead keeps pipelining and also notices the peer going away mid-call: a Go Micro client
+        closes its connection when its context expires (its ``Timeout`` header carries only the dial
+        timeout, not the request deadline), and nobody is left to read the reply, so the running
+        handler is cancelled. (An idle-timeout close while a handler runs counts the same.)
+        """
+        send, receive = trio.open_memory_channel[Message | ProtocolError](0)
+        conn = _Conn()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_ahead, sock, send, conn)
             try:
-                with scope:
-                    msg = await sock.receive()
-            except trio.EndOfChannel:
-                return
-            except ProtocolError as exc:
-                # Tell the client why, then close: the rest of the byte stream is unusable.
-                err = MicroError(SERVER_ID, exc.code, str(exc))
-                with trio.move_on_after(1):
-                    try:
-                        await sock.send(Message({"Micro-Error": err.to_json(), "Content-Type": "text/plain"}))
-                    except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                return
-            except TransportError:
-                return
+                await self._frames(sock, receive, conn)
             finally:
-                self._idle_scopes.discard(scope)
-            if scope.cancelled_caught:
-                return
-            header = _normalise(msg.header)
-            if "Micro-Stream" in header:
-                await self._stream(sock, header)
-                return
-            self.enter_call()
-            try:
-                reply = await self.handle_unary(header, msg.body, remote=sock.remote_address)
+                nursery.cancel_scope.cancel()
+
+    async def _read_ahead(
+        self, sock: Socket, send: trio.MemorySendChannel[Message | ProtocolError], conn: _Conn
+    ) -> None:
+        async with send:
+            while True:
                 try:
-                    await sock.send(reply)
-                except TransportError:
+                    msg = await sock.receive()
+                except (trio.EndOfChannel, TransportError):
+                    conn.peer_gone()
                     return
-            finally:
-                self.exit_call()
+                except ProtocolError as exc:
+                    await send.send(exc)
+                    return
+                try:
+                    await send.send(msg)
+                except trio.BrokenResourceError:
+                    return
+                if "Micro-Stream" in msg.header:
+                    return  # the stream takes the socket over
+
+    async def _frames(
+        self, sock: Socket, receive: trio.MemoryReceiveChannel[Message | ProtocolError], conn: _Conn
+    ) -> None:
+        async with receive:
+            while not self._draining:
+                scope = trio.CancelScope()
+                self._idle_scopes.add(scope)
+                try:
+                    with scope:
+                        item = await receive.receive()
+                except trio.EndOfChannel:
+                    return
+                finally:
+                    self._idle_scopes.discard(scope)
+                if scope.cancelled_caught:
+                    return
+                if isinstance(item, ProtocolError):
+                    # Tell the client why, then close: the rest of the byte stream is unusable.
+                    err = MicroError(SERVER_ID, item.code, str(item))
+                    with trio.move_on_after(1):
+                        try:
+                            await sock.send(
+                                Message({"Micro-Error": err.to_json(), "Content-Type": "text/plain"})
+                            )
+                        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass
+                    return
+                header = _normalise(item.header)
+                if "Micro-Stream" in header:
+                    await self._stream(sock, header)
+                    return
+                self.enter_call()
+                try:
+                    with trio.CancelScope() as conn.handler_scope:
+                        if conn.gone:
+                            conn.handler_scope.cancel()
+                        reply = await self.handle_unary(header, item.body, remote=sock.remote_address)
+                    conn.handler_scope = None
+                    if conn.gone:
+                        return  # cancelled (or finished) with nobody left to read the reply
+                    try:
+                        await sock.send(reply)
+                    except TransportError:
+                        return
+                finally:
+                    self.exit_call()
 
     def context_for(
         self, header: dict[str, str], content_type: str, remote: str
