@@ -81,6 +81,22 @@ def env(etcd: EtcdProcess, monkeypatch: pytest.MonkeyPatch) -> EtcdProcess:
     return etcd
 
 
+@pytest.fixture(autouse=True)
+def retried(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Failed attempts the clients retried (selector.mark with an error), by error type: what the
+    zero-failure results hid."""
+    seen: Counter[str] = Counter()
+    mark = CachingSelector.mark
+
+    def counting(self: CachingSelector, service: str, node: Any, error: BaseException | None) -> None:
+        if error is not None:
+            seen[type(error).__name__] += 1
+        mark(self, service, node, error)
+
+    monkeypatch.setattr(CachingSelector, "mark", counting)
+    return seen
+
+
 @pytest.fixture
 async def kv(etcd: EtcdProcess) -> AsyncIterator[EtcdClient]:
     """A raw etcd client for the test's own reads, writes and watches."""
@@ -361,7 +377,9 @@ class TappedRegistry:
             yield _TapWatcher(watcher, self)
 
 
-def assert_no_failures(load: Load, scenario: str) -> None:
+def assert_no_failures(load: Load, scenario: str, retried: Counter[str] | None = None) -> None:
+    if retried is not None:
+        print(f"[{scenario}] failed attempts that were retried: {dict(retried) or 0}")
     print(
         f"[{scenario}] calls={load.total} ok={load.ok} failed={len(load.failed)} by_node={dict(load.by_node)}"
     )
@@ -371,7 +389,9 @@ def assert_no_failures(load: Load, scenario: str) -> None:
 # ---- rolling restarts ------------------------------------------------------------------------------
 
 
-async def test_rolling_restart_in_process_zero_failures(env: EtcdProcess, kv: EtcdClient) -> None:
+async def test_rolling_restart_in_process_zero_failures(
+    env: EtcdProcess, kv: EtcdClient, retried: Counter[str]
+) -> None:
     """Stop each of 3 nodes in turn (deregister, drain), start a replacement: no call fails."""
     async with trio.open_nursery() as nursery:
         nodes = [await start_local(nursery) for _ in range(3)]
@@ -390,11 +410,13 @@ async def test_rolling_restart_in_process_zero_failures(env: EtcdProcess, kv: Et
         assert await node_ids(kv) == {n.id for n in nodes}
         for node in nodes:
             await node.stop()
-    assert_no_failures(load, "rolling in-process")
+    assert_no_failures(load, "rolling in-process", retried)
     assert load.ok >= 200
 
 
-async def test_rolling_restart_processes_sigterm_zero_failures(env: EtcdProcess, kv: EtcdClient) -> None:
+async def test_rolling_restart_processes_sigterm_zero_failures(
+    env: EtcdProcess, kv: EtcdClient, retried: Counter[str]
+) -> None:
     """Real node processes restarted one by one with SIGTERM: each exits 0, no call fails."""
     async with trio.open_nursery() as nursery:
         nodes = [await start_process(nursery) for _ in range(3)]
@@ -414,14 +436,14 @@ async def test_rolling_restart_processes_sigterm_zero_failures(env: EtcdProcess,
             node.send(signal.SIGTERM)
         for node in nodes:
             assert await node.wait() == 0
-    assert_no_failures(load, "rolling processes SIGTERM")
+    assert_no_failures(load, "rolling processes SIGTERM", retried)
 
 
 # ---- crash ------------------------------------------------------------------------------------------
 
 
 async def test_sigkilled_node_vanishes_within_ttl_and_calls_go_elsewhere(
-    env: EtcdProcess, kv: EtcdClient
+    env: EtcdProcess, kv: EtcdClient, retried: Counter[str]
 ) -> None:
     async with trio.open_nursery() as nursery:
         nodes = [await start_process(nursery) for _ in range(3)]
@@ -444,7 +466,7 @@ async def test_sigkilled_node_vanishes_within_ttl_and_calls_go_elsewhere(
                 await load.served_by(node.id)
         for node in nodes[1:]:
             node.send(signal.SIGTERM)
-    assert_no_failures(load, "sigkill")
+    assert_no_failures(load, "sigkill", retried)
 
 
 # ---- registry outage ----------------------------------------------------------------------------------
@@ -452,7 +474,7 @@ async def test_sigkilled_node_vanishes_within_ttl_and_calls_go_elsewhere(
 
 @pytest.mark.parametrize("data", ["kept", "lost"])
 async def test_etcd_outage_serves_from_cache_and_registrations_come_back(
-    env: EtcdProcess, kv: EtcdClient, caplog: pytest.LogCaptureFixture, data: str
+    env: EtcdProcess, kv: EtcdClient, caplog: pytest.LogCaptureFixture, data: str, retried: Counter[str]
 ) -> None:
     """etcd down for 10 s under load: calls keep succeeding from the selector cache; after it returns the
     services' keys are back and kept alive, and discovery sees new nodes, with nothing restarted.
@@ -493,13 +515,15 @@ async def test_etcd_outage_serves_from_cache_and_registrations_come_back(
     print(f"[etcd outage, data {data}] {during} calls during the {OUTAGE:g}s outage")
     assert during >= 100
     assert any("serving stale nodes" in r.getMessage() for r in caplog.records)
-    assert_no_failures(load, f"etcd outage, data {data}")
+    assert_no_failures(load, f"etcd outage, data {data}", retried)
 
 
 # ---- delete events ---------------------------------------------------------------------------------------
 
 
-async def test_clients_drop_a_deregistered_node_on_its_delete_event(env: EtcdProcess, kv: EtcdClient) -> None:
+async def test_clients_drop_a_deregistered_node_on_its_delete_event(
+    env: EtcdProcess, kv: EtcdClient, retried: Counter[str]
+) -> None:
     """After the client applied the delete event, no call it starts goes to that node (still serving)."""
     async with trio.open_nursery() as nursery:
         # The leaving node re-registers rarely, so deregistering it by hand sticks while it keeps serving.
@@ -535,7 +559,7 @@ async def test_clients_drop_a_deregistered_node_on_its_delete_event(env: EtcdPro
                 assert rsp.greeting.endswith(leaving.id)
         for node in [leaving, *others]:
             await node.stop()
-    assert_no_failures(load, "delete event")
+    assert_no_failures(load, "delete event", retried)
 
 
 # ---- Go Micro records ------------------------------------------------------------------------------
