@@ -145,10 +145,10 @@ class GoProcess:
     async def wait(self, timeout: float = 20.0) -> int:
         """Wait for exit and for all of stdout; returns the exit code."""
         with trio.move_on_after(timeout):
-            await self.proc.wait()
+            code = await self.proc.wait()
             while not self._stdout_done:
                 await self._changed.wait()
-            return self.proc.returncode
+            return code
         raise AssertionError(f"process did not exit within {timeout}s\n{self.describe()}")
 
     def signal(self, signum: int) -> None:

@@ -198,3 +198,29 @@ async def test_go_client_killed_mid_stream_cancels_python_handler(
         await wait_idle(svc)
         again = await run_go(go_interop, client_args(shared_etcd, name, "--request", '{"name":"y"}'))
         assert again.events[0]["response"] == {"greeting": "Hello y"}
+
+
+async def test_python_server_gone_mid_stream_go_client_gets_error(
+    go_interop: Path, shared_etcd: str, uniq: str
+) -> None:
+    """The trimicro service stops (short grace) with a Go bidi stream stalled: Go's client ends with an
+    error, promptly, instead of hanging."""
+    name = f"greeter-py-{uniq}"
+    greeter = PyGreeter(name)
+    greeter.echo_stall = True
+    service = py_service(name, shared_etcd, greeter, server_grace_period=0.2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        async with open_go(
+            go_interop, client_args(shared_etcd, name, "--endpoint", "Greeter.Echo", "--count", "5")
+        ) as go:
+            await go.expect("recv")
+            with trio.fail_after(5):
+                await greeter.echo_first.wait()
+            service.stop()
+            with trio.fail_after(5):
+                await greeter.echo_cancelled.wait()
+            done = await go.expect("done", timeout=10)
+    assert done["ok"] is False
+    # Go's transport error for a connection that ended mid-stream
+    assert (done["error"]["id"], done["error"]["code"]) == ("go.micro.client.transport", 500), done

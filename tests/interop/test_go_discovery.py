@@ -85,8 +85,9 @@ async def test_trimicro_describes_go_service(go_interop: Path, shared_etcd: str,
         ("sleep_ms", "int64")
     ]
     for streaming in ("Greeter.Echo", "Greeter.Stream", "Greeter.Sum"):
+        request = endpoints[streaming].request
         assert endpoints[streaming].metadata == {"stream": "true"}
-        assert endpoints[streaming].request is not None and endpoints[streaming].request.name == "Context"
+        assert request is not None and request.name == "Context"
 
 
 async def test_go_finds_trimicro_service_and_records_match(
