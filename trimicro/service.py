@@ -239,14 +239,21 @@ class Service:
             )
             await registry.register(self._record, ttl=opts.register_ttl)
             log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+            leaving, registrar_done = trio.Event(), trio.Event()
             try:
-                nursery.start_soon(self._registrar, registry)
+                nursery.start_soon(self._registrar, registry, leaving, registrar_done)
                 if self.handle_signals:
-                    nursery.start_soon(self._signals)
+                    await nursery.start(self._signals)  # installed before we report ready
                 task_status.started(self)
                 await self._stop.wait()
             finally:
                 with trio.CancelScope(shield=True):
+                    # Stop re-registering (letting a refresh in progress finish) before deregistering:
+                    # a refresh landing during the drain would put the record back, and clients would
+                    # be sent to this node until its TTL ran out.
+                    leaving.set()
+                    with trio.move_on_after(opts.registry_timeout):
+                        await registrar_done.wait()
                     await self._deregister(registry)
                     await server.drain(opts.server_grace_period)
                 nursery.cancel_scope.cancel()
@@ -260,26 +267,34 @@ class Service:
             except RegistryError as exc:
                 log.warning("deregister %s failed: %s", self.id, exc)
 
-    async def _registrar(self, registry: Registry) -> None:
-        """Re-register every ``register_interval`` so the TTL never lapses while we live."""
+    async def _registrar(self, registry: Registry, leaving: trio.Event, done: trio.Event) -> None:
+        """Re-register every ``register_interval`` so the TTL never lapses while we live; returns once
+        ``leaving`` is set (never in the middle of a registration), then sets ``done``."""
         assert self._record is not None
-        while True:
-            await trio.sleep(self.options.register_interval)
-            try:
-                with trio.fail_after(self.options.registry_timeout):
-                    await registry.register(self._record, ttl=self.options.register_ttl)
-            except (RegistryError, trio.TooSlowError) as exc:
-                log.warning("re-register %s failed (will retry): %s", self.id, exc)
+        try:
+            while True:
+                with trio.move_on_after(self.options.register_interval):
+                    await leaving.wait()
+                if leaving.is_set():
+                    return
+                try:
+                    with trio.fail_after(self.options.registry_timeout):
+                        await registry.register(self._record, ttl=self.options.register_ttl)
+                except (RegistryError, trio.TooSlowError) as exc:
+                    log.warning("re-register %s failed (will retry): %s", self.id, exc)
+        finally:
+            done.set()
 
-    async def _signals(self) -> None:
+    async def _signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
                 async for signum in signals:
                     log.info("received %s: stopping gracefully", signal.Signals(signum).name)
                     self.stop()
                     return
         except RuntimeError:  # not the main thread: the embedding application handles signals
-            return
+            task_status.started()
 
     # -- pub/sub hooks (the broker package fills these in) --
     def wrap_subscriber(self, wrapper: Callable[..., Any]) -> Callable[..., Any]:
