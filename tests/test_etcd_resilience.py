@@ -13,6 +13,7 @@ of the etcd outage, which is the scenario itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import pytest
 import trio
 
 from tests.conftest import Greeter
-from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
+from tests.protos.greeter_pb2 import HelloRequest, HelloResponse, SlowRequest, SlowResponse
 from trimicro import Service, open_client
 from trimicro.client import Client
 from trimicro.errors import MicroError, RegistryError, ServiceNotFound
@@ -392,14 +393,27 @@ def assert_no_failures(load: Load, scenario: str, retried: Counter[str] | None =
 async def test_rolling_restart_in_process_zero_failures(
     env: EtcdProcess, kv: EtcdClient, retried: Counter[str]
 ) -> None:
-    """Stop each of 3 nodes in turn (deregister, drain), start a replacement: no call fails."""
+    """Stop each of 3 nodes in turn (deregister, drain), start a replacement: no call fails, and a slow
+    call in flight on the stopping node completes (it is drained, not cut)."""
+    slow_results: list[int] = []
+
+    async def slow_call(client: Client, address: str) -> None:
+        rsp = await client.call(
+            SERVICE, "Greeter.Slow", SlowRequest(sleep_ms=300), response_type=SlowResponse, address=address
+        )
+        slow_results.append(rsp.slept_ms)
+
     async with trio.open_nursery() as nursery:
         nodes = [await start_local(nursery) for _ in range(3)]
         async with open_client() as client, Load(client).running() as load:
             for node in nodes:
                 await load.served_by(node.id)
             for i, old in enumerate(list(nodes)):
+                nursery.start_soon(slow_call, client, old.service.address)
+                with trio.fail_after(5):
+                    await old.greeter.started.wait()
                 await old.stop()
+                assert len(slow_results) == i + 1
                 assert old.id not in await node_ids(kv)
                 served_by_old = old.greeter.calls
                 new = await start_local(nursery)
@@ -412,6 +426,7 @@ async def test_rolling_restart_in_process_zero_failures(
             await node.stop()
     assert_no_failures(load, "rolling in-process", retried)
     assert load.ok >= 200
+    assert slow_results == [300, 300, 300]
 
 
 async def test_rolling_restart_processes_sigterm_zero_failures(
@@ -693,3 +708,36 @@ async def test_a_node_cannot_start_while_etcd_is_down(env: EtcdProcess) -> None:
     service = Service(SERVICE, handlers=[Greeter()], argv=[], handle_signals=False)
     with trio.fail_after(10), pytest.raises(RegistryError, match="etcd unreachable"):
         await service.run()
+
+
+async def test_a_draining_node_does_not_register_again(env: EtcdProcess, kv: EtcdClient) -> None:
+    """Deregister-first must stick: the re-register ticks (every 0.2 s here) during a 1 s drain must not
+    put the record back, or clients would be sent to a node that is going away."""
+    async with trio.open_nursery() as nursery:
+        node = await start_local(nursery, register_interval=0.2)
+        key = node_path(SERVICE, node.id)
+        async with open_client() as client:
+            nursery.start_soon(
+                functools.partial(
+                    client.call,
+                    SERVICE,
+                    "Greeter.Slow",
+                    SlowRequest(sleep_ms=1000),
+                    response_type=SlowResponse,
+                )
+            )
+            with trio.fail_after(5):
+                await node.greeter.started.wait()
+            rsp = await kv.range(key)
+            assert rsp.kvs
+            async with kv.watch(key, start_revision=rsp.revision + 1) as watch:
+                await node.stop()  # returns after the drain
+                final = await kv.range(key)
+                assert not final.kvs
+                events = []
+                with trio.fail_after(5):  # every change of the key up to now, through the watch
+                    async for event in watch:
+                        events.append(event.type)
+                        if event.kv.mod_revision >= final.revision:
+                            break
+            assert events == ["delete"]
