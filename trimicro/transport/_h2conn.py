@@ -334,7 +334,11 @@ class H2Conn:
             self._slots.fire()
         elif isinstance(event, h2.events.StreamReset):
             st = self.streams.get(event.stream_id)
-            if st is not None:
+            if st is not None and st.ended and not event.error_code:
+                # RST_STREAM(NO_ERROR) after a complete response just tells us to stop sending
+                # (RFC 9113 8.1): what was received stands, it is not a failure.
+                st.changed.fire()
+            elif st is not None:
                 st.reset = event.error_code if event.error_code is not None else 0
                 # Cancel first: a handler blocked on this stream then sees trio.Cancelled, not an error.
                 self.on_reset(st)
