@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,11 +19,11 @@ from pathlib import Path
 import attrs
 import trio
 
+from ._process import ChildProcess, free_port
+
 __all__ = ["EtcdNotFound", "EtcdProcess", "EtcdStartError", "find_etcd", "open_etcd", "run_etcd"]
 
-_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _START_TIMEOUT = 15.0
-_LOG_KEEP = 64 * 1024
 
 
 class EtcdNotFound(RuntimeError):
@@ -42,13 +40,6 @@ def find_etcd() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise EtcdNotFound("etcd binary not found (set ETCD_BINARY or install etcd-server)")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (callers retry on a lost race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _healthy(port: int, ssl_context: ssl.SSLContext | None) -> bool:
@@ -82,9 +73,7 @@ class EtcdProcess:
     name: str = "t"
     cert_file: str | None = None  # serve clients over TLS with this certificate (and key_file)
     key_file: str | None = None
-    _scope: trio.CancelScope | None = attrs.field(default=None, init=False)
-    _done: trio.Event | None = attrs.field(default=None, init=False)
-    _log: bytearray = attrs.field(factory=bytearray, init=False)
+    _proc: ChildProcess = attrs.field(factory=ChildProcess, init=False)
 
     @property
     def endpoint(self) -> str:
@@ -98,12 +87,12 @@ class EtcdProcess:
 
     @property
     def running(self) -> bool:
-        return self._done is not None and not self._done.is_set()
+        return self._proc.running
 
     @property
     def log(self) -> str:
         """The tail of etcd's stderr (for failure messages)."""
-        return self._log.decode("utf-8", "replace")
+        return self._proc.log
 
     def command(self) -> list[str]:
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -131,8 +120,7 @@ class EtcdProcess:
         """Start etcd (again) and return once it answers ``/health``; EtcdStartError if it cannot."""
         if self.running:
             return
-        self._log.clear()
-        await self._nursery.start(self._run)
+        await self._proc.spawn(self._nursery, self.command())
         ctx = ssl.create_default_context(cafile=self.cert_file) if self.cert_file else None
         with trio.move_on_after(_START_TIMEOUT):
             while self.running:
@@ -144,10 +132,7 @@ class EtcdProcess:
 
     async def stop(self) -> None:
         """Stop etcd (SIGTERM, SIGKILL after a bound) and wait until it has exited. Data are kept."""
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._done is not None:
-            await self._done.wait()
+        await self._proc.stop()
 
     def wipe(self) -> None:
         """Empty the data dir (only while stopped): the next start is a brand-new cluster."""
@@ -155,46 +140,6 @@ class EtcdProcess:
             raise RuntimeError("stop etcd before wiping its data dir")
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        done = self._done = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                proc = await trio.lowlevel.open_process(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._drain, proc)
-                        task_status.started()
-                        await proc.wait()
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await _terminate(proc)
-        finally:
-            self._scope = None
-            done.set()
-
-    async def _drain(self, proc: trio.Process) -> None:
-        assert proc.stderr is not None
-        async with proc.stderr:
-            async for chunk in proc.stderr:
-                self._log += chunk
-                del self._log[:-_LOG_KEEP]
-
-
-async def _terminate(proc: trio.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        with trio.move_on_after(_STOP_GRACE):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @asynccontextmanager

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
+
+from ._process import ChildProcess, free_port
 
 __all__ = [
     "NatsServerNotFound",
@@ -26,9 +26,7 @@ __all__ = [
     "open_nats_server",
 ]
 
-_STOP_GRACE = 5.0
 _START_TIMEOUT = 10.0
-_LOG_KEEP = 64 * 1024
 _READY = b"Server is ready"
 
 
@@ -52,12 +50,6 @@ def find_nats_server() -> str:
     raise NatsServerNotFound("nats-server binary not found (set NATS_SERVER_BINARY)")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @attrs.define(eq=False)
 class NatsServerProcess:
     """One nats-server on 127.0.0.1, owned by the nursery that :func:`open_nats_server` opened."""
@@ -65,11 +57,9 @@ class NatsServerProcess:
     binary: str
     port: int
     _nursery: trio.Nursery
-    _scope: trio.CancelScope | None = attrs.field(default=None, init=False)
-    _done: trio.Event | None = attrs.field(default=None, init=False)
+    _proc: ChildProcess = attrs.field(factory=ChildProcess, init=False)
     _ready: trio.Event | None = attrs.field(default=None, init=False)
     _is_ready: bool = attrs.field(default=False, init=False)
-    _log: bytearray = attrs.field(factory=bytearray, init=False)
 
     @property
     def address(self) -> str:
@@ -78,11 +68,11 @@ class NatsServerProcess:
 
     @property
     def running(self) -> bool:
-        return self._done is not None and not self._done.is_set()
+        return self._proc.running
 
     @property
     def log(self) -> str:
-        return self._log.decode("utf-8", "replace")
+        return self._proc.log
 
     def command(self) -> list[str]:
         return [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
@@ -91,12 +81,13 @@ class NatsServerProcess:
         """Start (again, same port) and return once the server is ready; NatsStartError if not."""
         if self.running:
             return
-        self._log.clear()
         self._is_ready = False
         ready = self._ready = trio.Event()
-        await self._nursery.start(self._run)
+        await self._proc.spawn(
+            self._nursery, self.command(), on_output=self._on_output, on_exit=self._on_exit
+        )
         with trio.move_on_after(_START_TIMEOUT):
-            await ready.wait()  # set by the log drain on "Server is ready", or by _run on exit
+            await ready.wait()  # set on "Server is ready" in the log, or when the process exits
         if self._is_ready and self.running:
             return
         await self.stop()
@@ -104,56 +95,17 @@ class NatsServerProcess:
 
     async def stop(self) -> None:
         """Stop the server and wait until it has exited."""
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._done is not None:
-            await self._done.wait()
+        await self._proc.stop()
 
-    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        done = self._done = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                proc = await trio.lowlevel.open_process(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._drain, proc)
-                        task_status.started()
-                        await proc.wait()
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await _terminate(proc)
-        finally:
-            self._scope = None
-            done.set()
+    def _on_output(self, log: bytearray) -> None:
+        if not self._is_ready and _READY in log:
+            self._is_ready = True
             if self._ready is not None:
                 self._ready.set()
 
-    async def _drain(self, proc: trio.Process) -> None:
-        assert proc.stderr is not None
-        async with proc.stderr:
-            async for chunk in proc.stderr:
-                self._log += chunk
-                if not self._is_ready and _READY in self._log:
-                    self._is_ready = True
-                    if self._ready is not None:
-                        self._ready.set()
-                del self._log[:-_LOG_KEEP]
-
-
-async def _terminate(proc: trio.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        with trio.move_on_after(_STOP_GRACE):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    def _on_exit(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
 
 
 @asynccontextmanager
@@ -166,7 +118,7 @@ async def open_nats_server(*, attempts: int = 3) -> AsyncIterator[NatsServerProc
     binary = find_nats_server()
     async with trio.open_nursery() as nursery:
         for attempt in range(attempts):
-            server = NatsServerProcess(binary, _free_port(), nursery)
+            server = NatsServerProcess(binary, free_port(), nursery)
             try:
                 await server.start()
                 break
