@@ -15,8 +15,6 @@ bytes and calls them. What Go Micro v5 does (``broker/http.go``, docs/go-micro-f
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterable
 from urllib.parse import parse_qs, quote, urlsplit
@@ -26,6 +24,7 @@ import attrs
 from ..errors import CodecError
 from ..registry import Node, Service
 from ._base import BrokerMessage
+from ._envelope import decode_envelope, encode_envelope
 
 __all__ = [
     "BROADCAST",
@@ -53,43 +52,6 @@ PATH = "/"
 LEGACY_PATH = "/_sub"
 TOPIC_HEADER = "Micro-Topic"
 BROKER_ID = "go.micro.broker"
-
-
-def encode_envelope(message: BrokerMessage) -> bytes:
-    """``json.Marshal(&broker.Message{Header, Body})`` as Go writes it (compact, Body in base64)."""
-    return json.dumps(
-        {"Header": message.header, "Body": base64.b64encode(message.body).decode("ascii")},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
-
-
-def decode_envelope(data: bytes) -> BrokerMessage:
-    """Parse an envelope; CodecError says what is wrong. Keys match case-insensitively (as Go's
-    encoding/json does), unknown keys are ignored, ``null`` Header/Body mean empty."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise CodecError(f"broker envelope is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise CodecError("broker envelope is not a JSON object")
-    fields = {str(k).lower(): v for k, v in obj.items()}
-    header = fields.get("header")
-    body = fields.get("body")
-    if header is None:
-        header = {}
-    if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
-        raise CodecError("broker envelope: Header is not a map of strings")
-    if body is None:
-        raw = b""
-    elif isinstance(body, str):
-        try:
-            raw = base64.b64decode(body.replace("\n", "").replace("\r", ""), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CodecError(f"broker envelope: Body is not base64 ({exc})") from None
-    else:
-        raise CodecError("broker envelope: Body is not a base64 string")
-    return BrokerMessage(header=dict(header), body=raw)
 
 
 def topic_of(header: dict[str, str]) -> str:

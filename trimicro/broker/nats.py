@@ -20,9 +20,6 @@ acknowledgements, so ``auto_ack`` and ``Event.ack()`` have no effect.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from typing import Any, Literal
 
@@ -31,6 +28,7 @@ import trio
 
 from ..errors import BrokerError, CodecError
 from ._base import BrokerMessage, Handler
+from ._envelope import decode_envelope, encode_envelope
 from ._nats_client import NatsClient, NatsSubscription, _exit_unwrapped, _str_list
 from ._nats_protocol import Msg
 from .memory import BrokerStats
@@ -49,40 +47,7 @@ log = logging.getLogger("trimicro.broker")
 DEFAULT_ADDRESS = "127.0.0.1:4222"
 
 
-def encode_gomicro(message: BrokerMessage) -> bytes:
-    """Go Micro's nats-broker payload: ``json.Marshal(&broker.Message{Header, Body})``."""
-    return json.dumps(
-        {"Header": message.header, "Body": base64.b64encode(message.body).decode("ascii")},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
-
-
-def _decode_gomicro(payload: bytes) -> BrokerMessage:
-    try:
-        obj = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise CodecError(f"not a Go Micro broker message (invalid JSON: {exc})") from None
-    if not isinstance(obj, dict):
-        raise CodecError("not a Go Micro broker message (JSON is not an object)")
-    # Go's encoding/json matches field names case-insensitively and ignores unknown ones.
-    fields = {str(k).lower(): v for k, v in obj.items()}
-    header = fields.get("header")
-    body = fields.get("body")
-    if header is None:
-        header = {}
-    if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
-        raise CodecError("Go Micro broker message: Header is not a map of strings")
-    if body is None:
-        raw = b""
-    elif isinstance(body, str):
-        try:
-            raw = base64.b64decode(body.replace("\n", "").replace("\r", ""), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CodecError(f"Go Micro broker message: Body is not base64 ({exc})") from None
-    else:
-        raise CodecError("Go Micro broker message: Body is not a base64 string")
-    return BrokerMessage(header=dict(header), body=raw)
+encode_gomicro = encode_envelope  # Go Micro's nats-broker payload: the JSON broker envelope
 
 
 def decode_message(msg: Msg) -> BrokerMessage:
@@ -90,7 +55,7 @@ def decode_message(msg: Msg) -> BrokerMessage:
     CodecError if neither."""
     if msg.headers is not None:
         return BrokerMessage(header=msg.header_dict(), body=msg.payload)
-    return _decode_gomicro(msg.payload)
+    return decode_envelope(msg.payload)
 
 
 @attrs.frozen
