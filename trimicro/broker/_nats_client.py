@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from .._util import collapse_excgroups
 from ..errors import BrokerError, ProtocolError, TransportError
 from . import _nats_protocol as proto
 from ._nats_protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ping, Pong
@@ -58,19 +59,6 @@ _CONNECT_ERRORS = (
     TransportError,
     BrokerError,
 )
-
-
-async def _exit_unwrapped(nursery_cm: Any, exc: tuple[object, ...]) -> bool | None:
-    """Exit a nursery opened in ``__aenter__``; if the only error is the body's own, raise it bare
-    rather than wrapped in an ExceptionGroup, so ``async with client:`` is transparent to errors."""
-    try:
-        result: bool | None = await nursery_cm.__aexit__(*exc)
-    except BaseExceptionGroup as group:
-        body = exc[1]
-        if isinstance(body, BaseException) and len(group.exceptions) == 1 and group.exceptions[0] is body:
-            raise body from body.__cause__
-        raise
-    return result
 
 
 class NoResponders(BrokerError):
@@ -335,7 +323,8 @@ class NatsClient:
             self._shutdown()
             assert self._nursery is not None
             self._nursery.cancel_scope.cancel()
-            suppressed: bool | None = await _exit_unwrapped(self._nursery_cm, exc)
+            with collapse_excgroups(only=exc[1]):
+                suppressed: bool | None = await self._nursery_cm.__aexit__(*exc)
         return suppressed
 
     def _shutdown(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._util import collapse_excgroups
 from ..errors import BrokerError
 from ._base import BrokerMessage, Handler
 
@@ -139,7 +140,8 @@ class MemoryBroker:
                 if sub._nursery is nursery:
                     sub._stop()
         nursery.cancel_scope.cancel()
-        await _exit_unwrapped(manager, exc)
+        with collapse_excgroups(only=exc[1]):
+            await manager.__aexit__(*exc)
 
     def _session_nursery(self) -> trio.Nursery:
         task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
@@ -214,18 +216,6 @@ class MemoryBroker:
                 await sub._send.send(event)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 self._dropped += 1  # unsubscribed while we were waiting
-
-
-async def _exit_unwrapped(nursery_manager: Any, exc: tuple[object, ...]) -> None:
-    """Exit a nursery opened in ``__aenter__``; if the only error is the body's own, raise it bare
-    rather than wrapped in an ExceptionGroup, so ``async with broker:`` is transparent to errors."""
-    try:
-        await nursery_manager.__aexit__(*exc)
-    except BaseExceptionGroup as group:
-        body = exc[1]
-        if isinstance(body, BaseException) and len(group.exceptions) == 1 and group.exceptions[0] is body:
-            raise body from body.__cause__
-        raise
 
 
 _DEFAULT: MemoryBroker | None = None

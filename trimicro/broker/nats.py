@@ -26,10 +26,11 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from .._util import collapse_excgroups
 from ..errors import BrokerError, CodecError
 from ._base import BrokerMessage, Handler
 from ._envelope import decode_envelope, encode_envelope
-from ._nats_client import NatsClient, NatsSubscription, _exit_unwrapped, _str_list
+from ._nats_client import NatsClient, NatsSubscription, _str_list
 from ._nats_protocol import Msg
 from .memory import BrokerStats
 
@@ -190,7 +191,8 @@ class NatsBroker:
         assert client is not None and self._nursery is not None
         try:
             self._nursery.cancel_scope.cancel()
-            await _exit_unwrapped(self._nursery_manager, exc)
+            with collapse_excgroups(only=exc[1]):
+                await self._nursery_manager.__aexit__(*exc)
         finally:
             await client.__aexit__(*exc)
 
