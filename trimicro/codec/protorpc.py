@@ -14,6 +14,7 @@ from .. import errors
 from ..errors import CodecError
 from ._base import Codec
 from ._util import preview
+from ._varint import encode_varint, read_varint
 from .protobuf import decode_message, encode_message
 
 __all__ = ["ProtoRpcCodec", "decode_header", "encode_header", "read_netstrings"]
@@ -23,21 +24,12 @@ _U64_LE = struct.Struct("<Q")
 _MASK64 = (1 << 64) - 1
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _string_field(tag: int, text: str) -> bytes:
     try:
         raw = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CodecError(f"proto-rpc header: {text!r:.60} is not encodable as UTF-8") from exc
-    return bytes((tag,)) + _varint(len(raw)) + raw
+    return bytes((tag,)) + encode_varint(len(raw)) + raw
 
 
 def encode_header(service_method: str, seq: int, error: str | None = None) -> bytes:
@@ -55,18 +47,10 @@ def encode_header(service_method: str, seq: int, error: str | None = None) -> by
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise CodecError("proto-rpc header: truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 64:
-            raise CodecError("proto-rpc header: varint longer than 10 bytes")
+    try:
+        return read_varint(data, pos)
+    except ValueError as exc:
+        raise CodecError(f"proto-rpc header: {exc}") from None
 
 
 def decode_header(data: bytes) -> tuple[str, int, str]:

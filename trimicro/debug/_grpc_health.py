@@ -12,6 +12,7 @@ from typing import Final
 import attrs
 
 from .. import errors
+from ..codec._varint import encode_varint, read_varint
 from ..errors import MicroError
 
 __all__ = ["CHECK_PATH", "NOT_SERVING", "SERVING", "GrpcHealth", "decode_request", "encode_response"]
@@ -22,45 +23,20 @@ SERVING: Final = 1
 NOT_SERVING: Final = 2
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
 def decode_request(data: bytes) -> str:
     """The ``service`` field of a HealthCheckRequest (unknown fields skipped); ValueError if malformed."""
     pos, service = 0, ""
     while pos < len(data):
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            _, pos = _read_varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
         elif wire == 2:
-            size, pos = _read_varint(data, pos)
+            size, pos = read_varint(data, pos)
             if pos + size > len(data):
                 raise ValueError("truncated field")
             if field == 1:
@@ -75,7 +51,7 @@ def decode_request(data: bytes) -> str:
 
 def encode_response(status: int) -> bytes:
     """A HealthCheckResponse; proto3 omits the default (UNKNOWN) value."""
-    return b"\x08" + _varint(status) if status else b""
+    return b"\x08" + encode_varint(status) if status else b""
 
 
 @attrs.define(eq=False)
