@@ -12,6 +12,7 @@ import pytest
 import trio
 
 import trimicro
+from tests.conftest import Greeter
 from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
 
 
@@ -123,3 +124,40 @@ async def test_sigterm_stops_gracefully(tmp_path):
         assert proc.returncode == 0
     finally:
         proc.kill()
+
+
+async def test_graceful_stop_new_calls_go_elsewhere(registry, nursery):
+    """While node A drains an in-flight call, new calls already go to node B."""
+    a_handler, b_handler = Greeter("a"), Greeter("b")
+    a = trimicro.Service("greeter", registry=registry, handlers=[a_handler], argv=[], handle_signals=False)
+    b = trimicro.Service("greeter", registry=registry, handlers=[b_handler], argv=[], handle_signals=False)
+    async with trio.open_nursery() as a_nursery:
+        await a_nursery.start(a.run)
+        await nursery.start(b.run)
+        async with trimicro.open_client(registry=registry, selector="roundrobin") as client:
+            rsp = {}
+
+            async def pinned_in_flight():
+                rsp["a"] = await client.call(
+                    "greeter", "Greeter.Gate", HelloRequest(name="slow"), response_type=HelloResponse,
+                    address=a.address,
+                )  # fmt: skip
+
+            a_nursery.start_soon(pinned_in_flight)
+            await a_handler.started.wait()
+            a.stop()
+            with trio.fail_after(5):
+                while len((await registry.get_service("greeter"))[0].nodes) != 1:
+                    await trio.sleep(0.01)
+            await trio.sleep(0.01)  # the client's selector applies the delete event
+            tags = [
+                (
+                    await client.call(
+                        "greeter", "Greeter.Hello", HelloRequest(name="n"), response_type=HelloResponse
+                    )
+                ).greeting
+                for _ in range(10)
+            ]
+            assert all(t.endswith("from b") for t in tags)
+            a_handler.release.set()
+    assert rsp["a"].greeting == "Hello slow"

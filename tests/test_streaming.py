@@ -169,3 +169,19 @@ async def test_client_stream_handler_may_return_its_response(registry, nursery):
             await stream.send(Num(value=i))
         total = await stream.close_and_receive()
     assert total.sum == 6
+
+
+async def test_no_connection_or_task_outlives_its_stream(svc):
+    listener = svc.server.listener
+    before_tasks = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    for _ in range(5):
+        async with svc.client.stream("streamer", "Streamer.Forever", response_type=EchoMessage) as stream:
+            await stream.receive()
+        async with svc.client.stream("streamer", "Streamer.Echo", response_type=EchoMessage) as stream:
+            await stream.send(EchoMessage(text="x"))
+            await stream.receive()
+    with trio.fail_after(5):
+        while listener.open_connections:
+            await trio.sleep(0.01)
+    assert svc.server.stats.in_flight == 0
+    assert len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks) == before_tasks
