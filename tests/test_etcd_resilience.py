@@ -470,10 +470,11 @@ async def test_sigkilled_node_vanishes_within_ttl_and_calls_go_elsewhere(
             killed_at = trio.current_time()
             victim.send(signal.SIGKILL)
             await victim.wait()
-            await wait_gone(kv, key, timeout=TTL + 2)
+            await wait_gone(kv, key, timeout=TTL + 5)
             vanished = trio.current_time() - killed_at
             print(f"[sigkill] key {key} vanished {vanished:.2f}s after SIGKILL (ttl {TTL}s)")
-            assert vanished <= TTL + 1.0  # lease TTL, plus etcd's ~0.5 s expiry sweep
+            # lease TTL, plus etcd's ~0.5 s expiry sweep, plus slack for a loaded CI machine
+            assert vanished <= TTL + 2.5
             served = load.by_node[victim.id]
             await load.more(200)
             assert load.by_node[victim.id] == served
