@@ -79,7 +79,12 @@ class _Conn:
 
     def start(self) -> None:
         self.h2.initiate_connection()
-        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
+        self.h2.update_settings(
+            {
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 4096,  # a floor has no limits
+            }
+        )
         self.h2.increment_flow_control_window(WINDOW)
 
     async def send_data(self, sid: int, data: bytes, end: bool = False) -> None:

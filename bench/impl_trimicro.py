@@ -154,9 +154,13 @@ class TrimicroClient:
     async def hold_streams(self, n: int, ready: Callable[[], Awaitable[None]]) -> None:
         opened = [0]
         all_open = trio.Event()
+        # trimicro's gRPC server allows 256 concurrent streams per connection (MAX_CONCURRENT_STREAMS);
+        # beyond that a client waits for a slot, so spread the streams over enough connections.
+        per_connection = 200 if self.kind == "grpc" else n
+        clients = [self] + [TrimicroClient(self.address, self.kind) for _ in range((n - 1) // per_connection)]
 
-        async def one() -> None:
-            async with self.bidi() as ping:
+        async def one(i: int) -> None:
+            async with clients[i // per_connection].bidi() as ping:
                 await ping(0)
                 opened[0] += 1
                 if opened[0] == n:
@@ -164,8 +168,8 @@ class TrimicroClient:
                 await trio.sleep_forever()
 
         async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(one)
+            for i in range(n):
+                nursery.start_soon(one, i)
             await all_open.wait()
             await ready()
 
