@@ -124,37 +124,55 @@ class HttpSocket:
         """The next frame. See the module docstring for timeouts and errors."""
         if self._error is not None:
             raise self._error
-        async with self._receive_lock:
-            conn = self._conn
-            header_deadline = math.inf
-            while True:
-                try:
-                    msg = conn.next_message()
-                except EndOfStream:
-                    raise trio.EndOfChannel from None
-                except ProtocolError as exc:
-                    self._error = exc
-                    raise
-                except TransportError as exc:
-                    raise TransportError(f"{exc} (peer {self.remote_address})") from None
-                if msg is not NEED_DATA:
-                    return msg
-                state = conn.state
-                if state is FrameState.HEADERS:
-                    if header_deadline == math.inf:
-                        header_deadline = trio.current_time() + self._header_timeout
-                    deadline = header_deadline
-                else:
-                    deadline = trio.current_time() + self._idle_timeout
-                with trio.move_on_at(deadline) as scope:
-                    data = await self._receive_some()
-                if scope.cancelled_caught:
-                    if state is FrameState.IDLE:
-                        raise trio.EndOfChannel  # idle connection: a clean close
-                    part = "headers" if state is FrameState.HEADERS else "body"
-                    self._error = ProtocolError(f"timed out reading frame {part}", code=408)
-                    raise self._error
-                conn.receive_data(data)
+        lock = self._receive_lock
+        # Uncontended (the usual case): take the lock without the extra yield ``acquire`` makes; the
+        # socket read below is the checkpoint (and a frame already buffered checks for cancellation).
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            return await self._receive_locked()
+        finally:
+            lock.release()
+
+    async def _receive_locked(self) -> Message:
+        # Before anything is consumed: a cancelled caller loses no buffered frame.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        conn = self._conn
+        header_deadline = math.inf
+        while True:
+            try:
+                msg = conn.next_message()
+            except EndOfStream:
+                raise trio.EndOfChannel from None
+            except ProtocolError as exc:
+                self._error = exc
+                raise
+            except TransportError as exc:
+                raise TransportError(f"{exc} (peer {self.remote_address})") from None
+            if msg is not NEED_DATA:
+                return msg
+            state = conn.state
+            if state is FrameState.HEADERS:
+                if header_deadline == math.inf:
+                    header_deadline = trio.current_time() + self._header_timeout
+                deadline = header_deadline
+            else:
+                deadline = trio.current_time() + self._idle_timeout
+            if deadline == math.inf:
+                # No timeout (client sockets): no cancel scope to enter and leave per read.
+                conn.receive_data(await self._receive_some())
+                continue
+            with trio.move_on_at(deadline) as scope:
+                data = await self._receive_some()
+            if scope.cancelled_caught:
+                if state is FrameState.IDLE:
+                    raise trio.EndOfChannel  # idle connection: a clean close
+                part = "headers" if state is FrameState.HEADERS else "body"
+                self._error = ProtocolError(f"timed out reading frame {part}", code=408)
+                raise self._error
+            conn.receive_data(data)
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
@@ -171,7 +189,12 @@ class HttpSocket:
         await self._write(self._conn.send_many(msgs))
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # as in receive: no extra yield when uncontended
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._broken:
                 raise TransportError(f"connection to {self.remote_address} broken by an interrupted write")
             try:
@@ -182,6 +205,8 @@ class HttpSocket:
             except BaseException:
                 self._broken = True  # cancelled midway: part of a frame may be on the wire
                 raise
+        finally:
+            lock.release()
 
     async def aclose(self) -> None:
         if self._closed:
