@@ -76,17 +76,67 @@ def _metadata(header: dict[str, str]) -> dict[str, str]:
     }
 
 
+# A unary handler still running after this long gets a watcher task reading its connection, so a
+# peer that goes away cancels it (see Server._connection). Detection takes up to twice this.
+_WATCH_AFTER = 0.05
+
+
 @attrs.define(eq=False)
 class _Conn:
-    """Per-connection state shared by the read-ahead task and the frame loop."""
+    """Per-connection state shared by the frame loop, the server's sweeper and the watcher task."""
 
+    sock: Socket
+    nursery: trio.Nursery
     gone: bool = False
+    #: how drain stops a wait for the next frame: the socket's ``interrupt_idle`` (HttpSocket), or
+    #: else a cancel scope around each wait; ``waiting`` / ``idle_scope`` say a wait is on
+    interrupt_idle: Callable[[], None] | None = None
+    waiting: bool = False
+    idle_scope: trio.CancelScope | None = None
     handler_scope: trio.CancelScope | None = None
+    #: calls started on this connection; the sweeper compares it between two sweeps
+    calls: int = 0
+    seen: int = -1
+    #: the watcher's scope and its end, and the frame (or input error) it read ahead
+    watch_scope: trio.CancelScope | None = None
+    watch_done: trio.Event | None = None
+    ahead: Message | ProtocolError | None = None
 
     def peer_gone(self) -> None:
         self.gone = True
         if self.handler_scope is not None:
             self.handler_scope.cancel()
+
+    def set_handler_scope(self, scope: trio.CancelScope) -> None:
+        """``invoke``'s deadline scope for the running call: the one a departed peer cancels."""
+        self.handler_scope = scope
+        if self.gone:
+            scope.cancel()
+
+    def watch(self) -> None:
+        """Start reading the connection while the current (slow) handler runs."""
+        self.watch_scope = trio.CancelScope()
+        self.watch_done = trio.Event()
+        self.nursery.start_soon(self._watcher, self.watch_scope, self.watch_done)
+
+    async def _watcher(self, scope: trio.CancelScope, done: trio.Event) -> None:
+        try:
+            with scope:
+                try:
+                    self.ahead = await self.sock.receive()  # a pipelined frame is kept, in order
+                except (trio.EndOfChannel, TransportError):
+                    self.peer_gone()
+                except ProtocolError as exc:
+                    self.ahead = exc
+        finally:
+            done.set()
+
+    async def unwatch(self) -> None:
+        """Stop the watcher (if any) and wait for it, so only the frame loop reads from here on."""
+        if self.watch_scope is not None and self.watch_done is not None:
+            self.watch_scope.cancel()
+            await self.watch_done.wait()
+            self.watch_scope = self.watch_done = None
 
 
 @attrs.define(eq=False)
@@ -102,7 +152,8 @@ class Server:
     h2_handler: Callable[[Any, bytes], Awaitable[None]] | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
     _draining: bool = attrs.field(default=False, init=False)
-    _idle_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+    _conns: set[_Conn] = attrs.field(factory=set, init=False)
+    _busy: set[_Conn] = attrs.field(factory=set, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
     _serve_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
 
@@ -121,7 +172,10 @@ class Server:
         self.listener = listener
         try:
             with trio.CancelScope() as self._serve_scope:
-                await listener.serve(self._connection, task_status=task_status)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sweeper)
+                    await listener.serve(self._connection, task_status=task_status)
+                    nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
@@ -129,8 +183,11 @@ class Server:
     async def drain(self, grace: float) -> None:
         """Stop taking requests; wait up to ``grace`` seconds for in-flight calls to finish."""
         self._draining = True
-        for scope in list(self._idle_scopes):
-            scope.cancel()
+        for conn in list(self._conns):
+            if conn.interrupt_idle is not None:
+                conn.interrupt_idle()
+            elif conn.idle_scope is not None:
+                conn.idle_scope.cancel()
         with trio.move_on_after(grace):
             while self.stats.in_flight:
                 self._idle = trio.Event()
@@ -151,89 +208,104 @@ class Server:
             self._idle.set()
 
     # -- per connection --
-    async def _connection(self, sock: Socket) -> None:
-        """Serve a connection's frames in order, with a reader task one frame ahead of the handler.
+    async def _sweeper(self) -> None:
+        """Every ``_WATCH_AFTER`` seconds, give each unary call that has run since the last sweep a
+        watcher (see :meth:`_connection`)."""
+        while True:
+            await trio.sleep(_WATCH_AFTER)
+            for conn in self._busy:
+                if conn.seen == conn.calls and conn.watch_scope is None:
+                    conn.watch()
+                conn.seen = conn.calls
 
-        Reading ahead keeps pipelining and also notices the peer going away mid-call: a Go Micro client
-        closes its connection when its context expires (its ``Timeout`` header carries only the dial
-        timeout, not the request deadline), and nobody is left to read the reply, so the running
-        handler is cancelled. (An idle-timeout close while a handler runs counts the same.)
+    async def _connection(self, sock: Socket) -> None:
+        """Serve a connection's frames in order (pipelining allowed), reading and calling in one task.
+
+        A Go Micro client closes its connection when its context expires (its ``Timeout`` header
+        carries only the dial timeout, not the request deadline), and nobody is left to read the
+        reply, so a running handler must be cancelled when its peer goes away. Reading ahead in a
+        second task on every call would cost a task hand-off per call; instead the server's sweeper
+        starts a watcher task only for a call still running after ``_WATCH_AFTER`` seconds. The
+        watcher reads the next frame: end of input cancels the handler (as does an idle-timeout close),
+        a pipelined frame is kept and served next, in order.
         """
-        send, receive = trio.open_memory_channel[Message | ProtocolError](0)
-        conn = _Conn()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_ahead, sock, send, conn)
+            conn = _Conn(sock, nursery, interrupt_idle=getattr(sock, "interrupt_idle", None))
+            self._conns.add(conn)
             try:
-                await self._frames(sock, receive, conn)
+                await self._frames(sock, conn)
             finally:
+                self._conns.discard(conn)
+                self._busy.discard(conn)
                 nursery.cancel_scope.cancel()
 
-    async def _read_ahead(
-        self, sock: Socket, send: trio.MemorySendChannel[Message | ProtocolError], conn: _Conn
-    ) -> None:
-        async with send:
-            while True:
-                try:
-                    msg = await sock.receive()
-                except (trio.EndOfChannel, TransportError):
-                    conn.peer_gone()
-                    return
-                except ProtocolError as exc:
-                    await send.send(exc)
-                    return
-                try:
-                    await send.send(msg)
-                except trio.BrokenResourceError:
-                    return
-                if "Micro-Stream" in msg.header:
-                    return  # the stream takes the socket over
+    async def _next_frame(self, sock: Socket, conn: _Conn) -> Message | ProtocolError | None:
+        """The next frame (or input error); None when the peer left, idled out or we drain."""
+        item = conn.ahead
+        if item is not None:
+            conn.ahead = None
+            return item
+        if conn.gone:
+            return None
+        if conn.interrupt_idle is not None:
+            # The socket ends an idle wait itself when we drain: no cancel scope per frame.
+            conn.waiting = True
+            try:
+                return await sock.receive()
+            except (trio.EndOfChannel, TransportError):
+                return None
+            except ProtocolError as exc:
+                return exc
+            finally:
+                conn.waiting = False
+        with trio.CancelScope() as conn.idle_scope:
+            try:
+                return await sock.receive()
+            except (trio.EndOfChannel, TransportError):
+                return None
+            except ProtocolError as exc:
+                return exc
+            finally:
+                conn.idle_scope = None
+        return None  # cancelled by drain
 
-    async def _frames(
-        self, sock: Socket, receive: trio.MemoryReceiveChannel[Message | ProtocolError], conn: _Conn
-    ) -> None:
-        async with receive:
-            while not self._draining:
-                scope = trio.CancelScope()
-                self._idle_scopes.add(scope)
-                try:
-                    with scope:
-                        item = await receive.receive()
-                except trio.EndOfChannel:
-                    return
-                finally:
-                    self._idle_scopes.discard(scope)
-                if scope.cancelled_caught:
-                    return
-                if isinstance(item, ProtocolError):
-                    # Tell the client why, then close: the rest of the byte stream is unusable.
-                    err = MicroError(SERVER_ID, item.code, str(item))
-                    with trio.move_on_after(1):
-                        try:
-                            await sock.send(
-                                Message({"Micro-Error": err.to_json(), "Content-Type": "text/plain"})
-                            )
-                        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
-                            pass
-                    return
-                header = _normalise(item.header)
-                if "Micro-Stream" in header:
-                    await self._stream(sock, header)
-                    return
-                self.enter_call()
-                try:
-                    with trio.CancelScope() as conn.handler_scope:
-                        if conn.gone:
-                            conn.handler_scope.cancel()
-                        reply = await self.handle_unary(header, item.body, remote=sock.remote_address)
-                    conn.handler_scope = None
-                    if conn.gone:
-                        return  # cancelled (or finished) with nobody left to read the reply
+    async def _frames(self, sock: Socket, conn: _Conn) -> None:
+        while not self._draining:
+            item = await self._next_frame(sock, conn)
+            if item is None:
+                return
+            if isinstance(item, ProtocolError):
+                # Tell the client why, then close: the rest of the byte stream is unusable.
+                err = MicroError(SERVER_ID, item.code, str(item))
+                with trio.move_on_after(1):
                     try:
-                        await sock.send(reply)
-                    except TransportError:
-                        return
-                finally:
-                    self.exit_call()
+                        await sock.send(Message({"Micro-Error": err.to_json(), "Content-Type": "text/plain"}))
+                    except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                return
+            header = _normalise(item.header)
+            if "Micro-Stream" in header:
+                await self._stream(sock, header)
+                return
+            self.enter_call()
+            conn.calls += 1
+            self._busy.add(conn)
+            try:
+                reply = await self.handle_unary(
+                    header, item.body, remote=sock.remote_address, on_scope=conn.set_handler_scope
+                )
+                conn.handler_scope = None
+                self._busy.discard(conn)
+                await conn.unwatch()
+                if conn.gone:
+                    return  # cancelled (or finished) with nobody left to read the reply
+                try:
+                    await sock.send(reply)
+                except TransportError:
+                    return
+            finally:
+                self._busy.discard(conn)
+                self.exit_call()
 
     def context_for(
         self, header: dict[str, str], content_type: str, remote: str
@@ -251,8 +323,17 @@ class Server:
         )
         return ctx, timeout
 
-    async def handle_unary(self, header: dict[str, str], body: bytes, *, remote: str = "") -> Message:
-        """Route, decode, call the (wrapped) handler under the caller's deadline, encode the reply."""
+    async def handle_unary(
+        self,
+        header: dict[str, str],
+        body: bytes,
+        *,
+        remote: str = "",
+        on_scope: Callable[[trio.CancelScope], None] | None = None,
+    ) -> Message:
+        """Route, decode, call the (wrapped) handler under the caller's deadline, encode the reply.
+
+        ``on_scope`` is handed the call's deadline scope (see :meth:`invoke`)."""
         self.stats.requests += 1
         content_type = header.get("Content-Type") or "application/protobuf"
         try:
@@ -283,7 +364,7 @@ class Server:
         ctx, timeout = self.context_for(header, content_type, remote)
         try:
             rsp = await self.invoke(
-                route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout
+                route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout, on_scope
             )
             body_out = codec.encode_response(endpoint, seq, rsp, None)
         except MicroError as err:
@@ -306,11 +387,24 @@ class Server:
                 pass
         return reply
 
-    async def invoke(self, route: Route, req: Request, ctx: Context, timeout: float | None) -> Any:
-        """Run the handler under the caller's deadline; exceptions become Go Micro errors."""
+    async def invoke(
+        self,
+        route: Route,
+        req: Request,
+        ctx: Context,
+        timeout: float | None,
+        on_scope: Callable[[trio.CancelScope], None] | None = None,
+    ) -> Any:
+        """Run the handler under the caller's deadline; exceptions become Go Micro errors.
+
+        ``on_scope(scope)`` gets the deadline scope before the handler starts, so a caller can cancel
+        the call through it (one cancel scope per call instead of two nested ones); cancelled that way,
+        the call ends as its deadline would (a 408 error)."""
         token = set_incoming(ctx.metadata)
         try:
             with trio.move_on_after(timeout if timeout else math.inf) as scope:
+                if on_scope is not None:
+                    on_scope(scope)
                 try:
                     return await route.call(req, ctx)
                 except (MicroError, TransportError):

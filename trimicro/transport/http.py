@@ -105,6 +105,12 @@ class HttpSocket:
     _closed: bool = attrs.field(default=False, init=False)
     _send_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
     _receive_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
+    _idle_wait: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _stop_idle: bool = attrs.field(default=False, init=False)
+    _server_side: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._server_side = isinstance(self._conn, ServerConnection)  # only a server socket drains
 
     @property
     def closed(self) -> bool:
@@ -119,6 +125,14 @@ class HttpSocket:
     def stream(self) -> trio.abc.Stream:
         """The underlying trio stream (TCP or TLS)."""
         return self._stream
+
+    def interrupt_idle(self) -> None:
+        """End a ``receive`` waiting for the first byte of a frame, now and from now on, as a clean close
+        (``trio.EndOfChannel``); a frame already partly received is still read. A draining server calls
+        this instead of wrapping every receive in a cancel scope of its own. Server sockets only."""
+        self._stop_idle = True
+        if self._idle_wait is not None:
+            self._idle_wait.cancel()
 
     async def receive(self) -> Message:
         """The next frame. See the module docstring for timeouts and errors."""
@@ -160,12 +174,20 @@ class HttpSocket:
                 deadline = header_deadline
             else:
                 deadline = trio.current_time() + self._idle_timeout
-            if deadline == math.inf:
+            idle = state is FrameState.IDLE
+            if idle and self._stop_idle:
+                raise trio.EndOfChannel
+            if deadline == math.inf and not (idle and self._server_side):
                 # No timeout (client sockets): no cancel scope to enter and leave per read.
                 conn.receive_data(await self._receive_some())
                 continue
             with trio.move_on_at(deadline) as scope:
-                data = await self._receive_some()
+                if idle:
+                    self._idle_wait = scope
+                try:
+                    data = await self._receive_some()
+                finally:
+                    self._idle_wait = None
             if scope.cancelled_caught:
                 if state is FrameState.IDLE:
                     raise trio.EndOfChannel  # idle connection: a clean close
