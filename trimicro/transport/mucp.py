@@ -235,18 +235,14 @@ class _Connection:
         head = buf[: end + 2].decode("utf-8", "surrogateescape")
         nl = head.find("\r\n")
         start, block = head[:nl], head[nl + 2 :]
-        if self._is_request:
-            m = _REQUEST_LINE_RE.fullmatch(start)
-            if m is None:
-                raise ProtocolError(f"malformed request line: {_show(start)}")
-            http11 = m.group(1) == "1"
-            self._status = 200
-        else:
-            m = _STATUS_LINE_RE.fullmatch(start)
-            if m is None:
-                raise ProtocolError(f"malformed status line: {_show(start)}")
-            self._status = int(m.group(1))
-            http11 = False
+        starts = _STARTS[self._is_request]
+        parsed = starts.get(start)
+        if parsed is None:
+            parsed = _start_line(start, self._is_request)
+            if len(starts) >= _CACHE_SIZE:
+                starts.clear()
+            starts[start] = parsed
+        http11, self._status = parsed
         lines = block.split("\r\n")
         lines.pop()  # the block ends with CRLF
         n = len(lines)
@@ -258,15 +254,16 @@ class _Connection:
         chunked = False
         hosts = 0
         xmicro = False
-        names = _NAMES
+        cache = _LINES
         for line in lines:
-            name, colon, value = line.partition(":")
-            key = names.get(name)
-            if key is None:
-                if not colon or _TOKEN_RE.fullmatch(name) is None:
-                    raise ProtocolError(f"malformed header line: {_show(line)}")
-                key = _name(name)
-            value = value.strip(" \t")
+            kv = cache.get(line)
+            if kv is None:
+                kv = _header_line(line)
+                if kv[0] not in _VOLATILE:
+                    if len(cache) >= _CACHE_SIZE:
+                        cache.clear()
+                    cache[line] = kv
+            key, value = kv
             if key in _FRAMING:
                 if key == "Content-Length":
                     clen = _content_length(value, clen)
@@ -302,7 +299,6 @@ class _Connection:
         self._pending = header
         self._length = length
         return True
-
 
     def _read_chunks(self) -> bytes | None:
         """Consume complete chunks from the buffer; the body once the last chunk is in, else None."""
@@ -349,6 +345,41 @@ class _Connection:
 
 
 _CHUNKED: Final = -2
+
+# Parse caches: the start line and most header lines repeat on every frame of a connection (and
+# across connections), so each distinct line is validated and split once. Lines whose value changes
+# per frame are not cached; a full cache is emptied rather than left to go stale.
+_CACHE_SIZE: Final = 1024
+_VOLATILE: Final = frozenset({"Micro-Id", "Micro-Stream", "Timeout"})
+_LINES: dict[str, tuple[str, str]] = {}
+_STARTS: dict[bool, dict[str, tuple[bool, int]]] = {True: {}, False: {}}
+_PREFIXES: dict[str, str] = {}  # outgoing header name -> "Canonical-Name: ", or "" if not sent
+
+
+def _start_line(start: str, is_request: bool) -> tuple[bool, int]:
+    """Validate a request or status line: (is HTTP/1.1 request, status)."""
+    if is_request:
+        m = _REQUEST_LINE_RE.fullmatch(start)
+        if m is None:
+            raise ProtocolError(f"malformed request line: {_show(start)}")
+        return m.group(1) == "1", 200
+    m = _STATUS_LINE_RE.fullmatch(start)
+    if m is None:
+        raise ProtocolError(f"malformed status line: {_show(start)}")
+    return False, int(m.group(1))
+
+
+def _header_line(line: str) -> tuple[str, str]:
+    """``Name: value`` -> (canonical name, value without surrounding SP/HTAB)."""
+    name, colon, value = line.partition(":")
+    key = _NAMES.get(name)
+    if key is None:
+        if not colon or _TOKEN_RE.fullmatch(name) is None:
+            raise ProtocolError(f"malformed header line: {_show(line)}")
+        key = _name(name)
+    return key, value.strip(" \t")
+
+
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -380,7 +411,18 @@ def _name(name: str) -> str:
 def _encode(start: str, msg: Message) -> bytes:
     """Start line (ending in ``Content-Length: ``) + length + headers + body."""
     body = msg.body
-    parts = [f"{key}: {v}\r\n" for k, v in msg.header.items() if (key := _name(k)) not in _SKIP_OUT]
+    parts = []
+    prefixes = _PREFIXES
+    for k, v in msg.header.items():
+        prefix = prefixes.get(k)
+        if prefix is None:
+            key = _name(k)
+            prefix = "" if key in _SKIP_OUT else f"{key}: "
+            if len(prefixes) >= _CACHE_SIZE:
+                prefixes.clear()
+            prefixes[k] = prefix
+        if prefix:
+            parts.append(f"{prefix}{v}\r\n")
     fields = "".join(parts)
     n = len(parts)
     if fields.count("\r") != n or fields.count("\n") != n or _has_ctl(fields):
