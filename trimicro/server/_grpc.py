@@ -28,7 +28,7 @@ from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
-from ..transport._h2conn import H2Conn, StreamReset, StreamState, decode_headers
+from ..transport._h2conn import H2Conn, Signal, StreamReset, StreamState, decode_headers
 from ..transport._h2grpc import (
     GRPC_CONTENT_TYPES,
     Status,
@@ -79,7 +79,7 @@ class _ServerConn(H2Conn):
         self.nursery = nursery
         self.remote = remote
 
-    async def wait(self, ev: trio.Event) -> None:
+    async def wait(self, ev: Signal) -> None:
         # The reader task fires every notifier, including when the connection dies.
         await ev.wait()
 

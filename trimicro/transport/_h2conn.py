@@ -13,8 +13,11 @@ h2 is the sans-IO state machine; this adapter adds exactly three things:
   waits for WINDOW_UPDATE, never buffering without bound.
 
 Who reads the socket differs: the server runs one reader task per connection (``run_reader``); the
-client has no background task at all — whichever caller is waiting takes the read lock and reads
-(:meth:`H2Conn.wait`), as httpcore does, so every task lives in its caller's nursery.
+client has no background task at all. There, one waiting caller holds the *read baton* and reads for
+everyone, while every other waiter sleeps on its own condition **or** the baton coming free
+(:meth:`H2Conn.wait`). A waiter whose data arrives therefore wakes at once, not when the reader
+happens to let go: the reader may be a stream that waits for a message that never comes. (Queuing
+the others on a read lock, as httpcore does for request/response, deadlocked idle bidi streams.)
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ import trio
 
 from ..errors import TransportError
 
-__all__ = ["H2Conn", "StreamReset", "StreamState", "decode_headers", "encode_headers"]
+__all__ = [
+    "H2Conn",
+    "Signal",
+    "StreamReset",
+    "StreamState",
+    "decode_headers",
+    "encode_headers",
+    "wait_any",
+]
 
 #: Receive window per stream: the most a stalled stream can hold in memory.
 STREAM_WINDOW: Final = 1024 * 1024
@@ -64,16 +75,78 @@ def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape")) for k, v in headers]
 
 
+class Signal:
+    """A one-shot event (like :class:`trio.Event`) that a task can wait on together with another
+    (:func:`wait_any`), which :meth:`H2Conn.wait` needs and ``trio.Event`` cannot do."""
+
+    __slots__ = ("_parked", "flag")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._parked: dict[_Parked, None] = {}
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def set(self) -> None:
+        if self.flag:
+            return
+        self.flag = True
+        parked, self._parked = self._parked, {}
+        for p in parked:
+            p.wake()
+
+    async def wait(self) -> None:
+        await wait_any(self)
+
+
+class _Parked:
+    """One task parked on one or more signals; the first to fire wakes it, exactly once."""
+
+    __slots__ = ("signals", "task", "woken")
+
+    def __init__(self, signals: tuple[Signal, ...]) -> None:
+        self.task = trio.lowlevel.current_task()
+        self.signals = signals
+        self.woken = False
+
+    def unpark(self) -> None:
+        self.woken = True
+        for s in self.signals:
+            s._parked.pop(self, None)
+
+    def wake(self) -> None:
+        if not self.woken:
+            self.unpark()
+            trio.lowlevel.reschedule(self.task)
+
+
+async def wait_any(*signals: Signal) -> None:
+    """Return once any of ``signals`` is set (a checkpoint either way)."""
+    if any(s.flag for s in signals):
+        await trio.lowlevel.checkpoint()
+        return
+    parked = _Parked(signals)
+    for s in signals:
+        s._parked[parked] = None
+
+    def abort(_: Any) -> trio.lowlevel.Abort:
+        parked.unpark()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    await trio.lowlevel.wait_task_rescheduled(abort)
+
+
 class _Notifier:
     """An edge-triggered wakeup: capture ``event``, re-check your condition, then wait on it."""
 
     __slots__ = ("event",)
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.event = Signal()
 
     def fire(self) -> None:
-        ev, self.event = self.event, trio.Event()
+        ev, self.event = self.event, Signal()
         ev.set()
 
 
@@ -129,7 +202,9 @@ class H2Conn:
         self.closed: TransportError | None = None
         self.goaway = False
         self._write_lock = trio.Lock()
-        self._read_lock = trio.Lock()
+        #: a task is reading the socket (client side: the baton holder, see wait())
+        self._reading = False
+        self._baton = _Notifier()
         self._window = _Notifier()
         self._slots = _Notifier()
 
@@ -149,6 +224,7 @@ class H2Conn:
             st.changed.fire()
         self._window.fire()
         self._slots.fire()
+        self._baton.fire()
 
     async def aclose(self) -> None:
         """Send GOAWAY (best effort, bounded) and close the socket."""
@@ -280,13 +356,22 @@ class H2Conn:
                 pass
         self._slots.fire()
 
-    async def wait(self, ev: trio.Event) -> None:
-        """Wait until ``ev`` fires. The default reads the socket ourselves (client side)."""
-        while not ev.is_set():
-            async with self._read_lock:
-                if ev.is_set():
-                    return
-                await self.read_once()
+    async def wait(self, ev: Signal) -> None:
+        """Wait until ``ev`` fires, reading the socket for everyone if nobody else is (client side).
+
+        The baton holder reads until *its own* ``ev`` fires, then hands the baton on; every read
+        fires the signals of the streams it touched, so the other waiters never depend on it."""
+        while not ev.flag:
+            if self._reading:
+                await wait_any(ev, self._baton.event)
+                continue
+            self._reading = True
+            try:
+                while not ev.flag:
+                    await self.read_once()
+            finally:
+                self._reading = False
+                self._baton.fire()
 
     async def read_once(self) -> bool:
         """Read and dispatch one batch of bytes; False at EOF or on a connection error."""

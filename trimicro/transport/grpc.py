@@ -13,8 +13,10 @@ Mapping (Go Micro's grpc client): ``Micro-Endpoint: Greeter.Hello`` + ``Micro-Se
 non-zero ``grpc-status`` becomes a frame carrying ``Micro-Error``; for streams a clean end is a frame
 with ``Micro-Error: EOS``.
 
-No background task exists: a caller waiting for its reply reads the shared socket for everyone (see
-:mod:`trimicro.transport._h2conn`), so structured concurrency holds without a transport nursery.
+No background task exists: one waiting caller holds the read baton and reads the shared socket for
+everyone, while the others wait for their own data or the baton (see :mod:`trimicro.transport._h2conn`
+and docs/grpc.md for why not a reader task), so structured concurrency holds without a transport
+nursery.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ class GrpcSocket:
     _decoder: GrpcFrameDecoder | None = attrs.field(default=None, init=False)
     _pending: deque[bytes] = attrs.field(factory=deque, init=False)
     _closed: bool = attrs.field(default=False, init=False)
+    #: set once ``_start`` has opened the stream or failed (``_open_error``): receive() waits for it,
+    #: since a stream's reader may start before the first send has found a free stream slot.
+    _opened: trio.Event | None = attrs.field(default=None, init=False)
+    _open_error: TransportError | None = attrs.field(default=None, init=False)
 
     # -- sending --
     async def send(self, msg: Message) -> None:
@@ -185,7 +191,16 @@ class GrpcSocket:
         self._pending.clear()
         self._finished = False
         self._sent_end = False
-        st = await conn.open_stream(headers)
+        self._open_error = None
+        self._opened = opened = trio.Event()
+        try:
+            st = await conn.open_stream(headers)
+        except TransportError as exc:
+            self._finished = True
+            self._open_error = exc
+            raise
+        finally:
+            opened.set()
         self._st = st
         try:
             if self._streaming:
@@ -201,6 +216,10 @@ class GrpcSocket:
     async def receive(self) -> Message:
         if self._closed:
             raise TransportError("socket is closed")
+        if self._st is None and self._opened is not None:
+            await self._opened.wait()  # the first send is still waiting for a stream slot
+            if self._open_error is not None:
+                raise self._open_error
         if self._st is None or self._finished:
             raise trio.EndOfChannel
         try:
