@@ -139,7 +139,7 @@ class _Core(Generic[SendT, RecvT]):
 
     async def receive(self) -> RecvT:
         try:
-            item = await self._in_recv.receive()
+            item = await _receive_fast(self._in_recv)
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
         if isinstance(item, BaseException):
@@ -180,6 +180,20 @@ async def _send_fast(channel: trio.MemorySendChannel[Any], item: Any) -> None:
         channel.send_nowait(item)
     except trio.WouldBlock:
         await channel.send(item)
+
+
+async def _receive_fast(channel: trio.MemoryReceiveChannel[Any]) -> Any:
+    """``channel.receive()`` that only yields when nothing is queued.
+
+    The counterpart of :func:`_send_fast`: a consumer drains a burst of queued messages without a trip
+    through the scheduler per message (``receive`` yields even when an item is ready). Still a
+    cancellation point, checked before an item is taken, so a cancelled consumer loses nothing.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        return channel.receive_nowait()
+    except trio.WouldBlock:
+        return await channel.receive()
 
 
 SendT_contra = TypeVar("SendT_contra", contravariant=True)
