@@ -28,7 +28,16 @@ from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
-from ..transport._h2conn import H2Conn, Signal, StreamReset, StreamState, decode_headers
+from ..transport._h2conn import (
+    FLUSH_AT,
+    H2Conn,
+    Signal,
+    StreamReset,
+    StreamState,
+    _Notifier,
+    decode_headers,
+    wait_any,
+)
 from ..transport._h2grpc import (
     GRPC_CONTENT_TYPES,
     Status,
@@ -71,17 +80,91 @@ class _Failed(Exception):
 
 
 class _ServerConn(H2Conn):
-    """One accepted HTTP/2 connection: a reader task, plus one task per stream."""
+    """One accepted HTTP/2 connection: a reader task, a writer task, plus one task per stream.
+
+    Handlers never write to the socket themselves: they queue (h2's buffer, and per-stream message
+    queues that coalesce into one DATA frame) and wake the writer, which writes whatever piled up
+    since its last write in one ``send_all``. So a streaming handler's burst of small messages, or
+    the replies of many concurrent unary calls, cost one DATA frame / one syscall instead of one
+    each. A handler waits for the writer only when more than ``FLUSH_AT`` bytes are queued, and for
+    WINDOW_UPDATE when its stream's queue exceeds a frame and the peer's window is shut: memory stays
+    bounded and a slow client still pushes back.
+    """
 
     def __init__(self, owner: GrpcServer, sock: trio.abc.Stream, nursery: trio.Nursery, remote: str) -> None:
         super().__init__(sock, client_side=False, max_header_list_size=owner.max_header_size)
         self.owner = owner
         self.nursery = nursery
         self.remote = remote
+        #: streams with messages queued (StreamState.out) that the writer has not handed to h2
+        self.dirty: dict[StreamState, None] = {}
+        self._wake = Signal()
+        self._written = _Notifier()
+        self._sending = False
 
     async def wait(self, ev: Signal) -> None:
         # The reader task fires every notifier, including when the connection dies.
         await ev.wait()
+
+    def queue_message(self, st: StreamState, frame: bytes) -> bool:
+        """Queue one gRPC message on ``st`` for the writer; True once a frame's worth is queued
+        (then the sender should :meth:`push` it itself, waiting for the window if need be)."""
+        self._check(st)
+        self.queue_data(st, frame)
+        self.dirty[st] = None
+        self._wake.set()
+        return st.out_len >= self.h2.max_outbound_frame_size
+
+    async def flush(self) -> None:
+        """Have the writer task write what is queued; wait for it only past ``FLUSH_AT`` bytes."""
+        if self.closed is not None:
+            raise self.closed
+        self._wake.set()
+        if len(self.h2._data_to_send) < FLUSH_AT:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        while len(self.h2._data_to_send) >= FLUSH_AT and self.closed is None:
+            await self._written.event.wait()
+        if self.closed is not None:
+            raise self.closed
+
+    async def run_writer(self) -> None:
+        """Write whatever is queued, in one ``send_all`` per wakeup, until the connection ends."""
+        try:
+            while self.closed is None:
+                self._wake = wake = Signal()
+                window = self._window.event
+                for st in list(self.dirty):
+                    if self.move_out(st):
+                        del self.dirty[st]
+                data = self.h2.data_to_send()
+                if not data:
+                    await wait_any(wake, window) if self.dirty else await wake.wait()
+                    continue
+                self._sending = True
+                try:
+                    await self.sock.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+                    return
+                self._sending = False
+                self._written.fire()
+        finally:
+            # Cancelled (server stopping) or the connection was lost: the last replies, a GOAWAY,
+            # are still worth a bounded, best-effort write unless a write was cut off half-way.
+            if not self._sending:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    data = self.h2.data_to_send()
+                    if data:
+                        try:
+                            await self.sock.send_all(data)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
+            self._written.fire()
+
+    def release(self, st: StreamState) -> None:
+        self.dirty.pop(st, None)
+        super().release(st)
 
     def on_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
@@ -107,6 +190,9 @@ class _ServerConn(H2Conn):
         # Cancel the handlers before waking them, so they see trio.Cancelled rather than an error.
         self.nursery.cancel_scope.cancel()
         super().lose(error)
+        self.dirty.clear()
+        self._wake.set()
+        self._written.fire()
 
     async def run_reader(self) -> None:
         while await self.read_once():
@@ -165,6 +251,7 @@ class GrpcServer:
             async with trio.open_nursery() as nursery:
                 conn = _ServerConn(self, stream, nursery, remote)
                 conn.start()
+                nursery.start_soon(conn.run_writer)
                 try:
                     await conn.flush()
                     if initial_bytes:
@@ -257,7 +344,9 @@ class _Call:
         if not self.headers_sent:
             self.conn.send_headers(self.st, self._initial_headers())
             self.headers_sent = True
-        await self.conn.send_data(self.st, encode_frame(payload))
+        if self.conn.queue_message(self.st, encode_frame(payload)):
+            await self.conn.push(self.st)
+        await self.conn.flush()
 
     async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
         """Trailers (and, for unary replies, headers + the message first), in one write."""
@@ -271,8 +360,8 @@ class _Call:
             else:
                 self.conn.send_headers(self.st, self._initial_headers())
             self.headers_sent = True
-        if payload is not None:
-            await self.conn.send_data(self.st, encode_frame(payload), flush=False)
+        # Queued messages (and this one) go before the trailers.
+        await self.conn.send_data(self.st, encode_frame(payload) if payload is not None else b"", flush=False)
         trailers.append(("grpc-status", str(status)))
         if message:
             trailers.append(("grpc-message", message))

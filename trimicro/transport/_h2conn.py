@@ -35,6 +35,7 @@ import trio
 from ..errors import TransportError
 
 __all__ = [
+    "FLUSH_AT",
     "H2Conn",
     "Signal",
     "StreamReset",
@@ -49,8 +50,8 @@ STREAM_WINDOW: Final = 1024 * 1024
 #: Connection receive window, opened once at start (stream windows do the bounding).
 CONNECTION_WINDOW: Final = 2**31 - 1
 _READ_SIZE: Final = 256 * 1024
-# Stop filling h2's outgoing buffer and write once this much is queued.
-_FLUSH_AT: Final = 256 * 1024
+#: A sender waits for the writer once h2's outgoing buffer holds this much (server side).
+FLUSH_AT: Final = 256 * 1024
 
 
 class StreamReset(TransportError):
@@ -160,6 +161,8 @@ class StreamState:
         "headers",
         "id",
         "lost",
+        "out",
+        "out_len",
         "reset",
         "scope",
         "trailers",
@@ -176,6 +179,9 @@ class StreamState:
         self.changed = _Notifier()
         #: the server cancels this scope (the handler) when the peer resets the stream
         self.scope: trio.CancelScope | None = None
+        #: DATA queued for this stream but not yet handed to h2 (see :meth:`H2Conn.queue_data`)
+        self.out: list[bytes] = []
+        self.out_len = 0
 
     @property
     def buffered(self) -> int:
@@ -266,31 +272,65 @@ class H2Conn:
     async def send_data(
         self, st: StreamState, data: bytes, *, end_stream: bool = False, flush: bool = True
     ) -> None:
-        """Write ``data`` as the peer's windows allow, waiting for WINDOW_UPDATE when they are shut."""
-        view = memoryview(data)
-        while True:
-            self._check(st)
-            if not view:
-                if end_stream:
-                    self._call(self.h2.end_stream, st)
-                break
-            try:
-                window = min(self.h2.local_flow_control_window(st.id), self.h2.max_outbound_frame_size)
-            except h2.exceptions.StreamClosedError:
-                raise StreamReset(st.id, st.reset or 0) from None
-            if window <= 0:
-                ev = self._window.event
-                await self.flush()
-                await self.wait(ev)
-                continue
-            chunk, view = view[:window], view[window:]
-            self._call(self.h2.send_data, st, bytes(chunk), end_stream=end_stream and not view)
-            if not view:
-                break
-            if len(self.h2._data_to_send) >= _FLUSH_AT:
-                await self.flush()
+        """Write ``data`` (after anything queued) as the peer's windows allow, waiting for WINDOW_UPDATE
+        when they are shut."""
+        self._check(st)
+        if data:
+            self.queue_data(st, data)
+        await self.push(st)
+        if end_stream:
+            self._call(self.h2.end_stream, st)
         if flush:
             await self.flush()
+
+    def queue_data(self, st: StreamState, data: bytes) -> None:
+        """Queue DATA for ``st`` without touching h2 yet: consecutive messages then go out as one
+        DATA frame (:meth:`move_out`) instead of one frame each."""
+        st.out.append(data)
+        st.out_len += len(data)
+
+    def move_out(self, st: StreamState) -> bool:
+        """Hand ``st``'s queued DATA to h2 as far as the peer's windows allow; True once none is left
+        (also when the stream can no longer send: :meth:`_check` tells the sender why)."""
+        out = st.out
+        if not out:
+            return True
+        if st.reset is not None or st.lost is not None or self.closed is not None:
+            out.clear()
+            st.out_len = 0
+            return True
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        h2conn = self.h2
+        sent, total = 0, len(data)
+        try:
+            window = h2conn.local_flow_control_window(st.id)
+            frame = h2conn.max_outbound_frame_size
+            while sent < total and window > 0:
+                n = min(window, frame, total - sent)
+                h2conn.send_data(st.id, data if n == total else data[sent : sent + n])
+                sent += n
+                window -= n
+        except h2.exceptions.H2Error:
+            if st.reset is None and st.lost is None:
+                st.reset = 0
+            st.out_len = 0
+            return True
+        if sent < total:
+            out.append(data[sent:])
+        st.out_len = total - sent
+        return sent == total
+
+    async def push(self, st: StreamState) -> None:
+        """Hand all of ``st``'s queued DATA to h2, writing and waiting for WINDOW_UPDATE as needed."""
+        while True:
+            ev = self._window.event
+            if self.move_out(st):
+                break
+            self._check(st)
+            await self.flush()
+            await self.wait(ev)
+        self._check(st)
 
     def _call(self, fn: Any, st: StreamState, *args: Any, **kw: Any) -> None:
         try:
@@ -349,6 +389,8 @@ class H2Conn:
         self.streams.pop(st.id, None)
         left = st.buffered
         st.chunks.clear()
+        st.out.clear()
+        st.out_len = 0
         if left and self.closed is None:
             try:
                 self.h2.acknowledge_received_data(left, st.id)
