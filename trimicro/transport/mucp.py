@@ -372,7 +372,7 @@ def _start_line(start: str, is_request: bool) -> tuple[bool, int]:
 def _header_line(line: str) -> tuple[str, str]:
     """``Name: value`` -> (canonical name, value without surrounding SP/HTAB)."""
     name, colon, value = line.partition(":")
-    key = _NAMES.get(name)
+    key = _NAMES.get(name) if colon else None  # a line without a colon is malformed, known name or not
     if key is None:
         if not colon or _TOKEN_RE.fullmatch(name) is None:
             raise ProtocolError(f"malformed header line: {_show(line)}")
