@@ -116,8 +116,12 @@ class _Connection:
         "_length",
         "_max_body",
         "_max_header",
+        "_memo",
+        "_memo_key",
+        "_out",
         "_pending",
         "_search_from",
+        "_start",
         "_status",
     )
 
@@ -136,6 +140,25 @@ class _Connection:
         self._chunked = bytearray()  # chunked body collected so far
         self._status = 200
         self._search_from = 0
+        self._memo_key: str | None = None  # the last header block, without its Content-Length line
+        self._memo: tuple[dict[str, str], bool, int] | None = None  # its parse, once it repeated
+        self._out: tuple[dict[str, str], bytes] | None = None  # a stream's header, encoded
+        self._start = b"HTTP/1.1 200 OK\r\nContent-Length: "  # up to the length of each frame
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def _frame(self, msg: Message) -> bytes:
+        """Start line + length + headers + body; a stream's header (``Micro-Stream``, the same on each
+        of its frames) is encoded once."""
+        header = msg.header
+        out = self._out
+        if out is not None and out[0] == header:
+            fields = out[1]
+        else:
+            fields = _fields(header)
+            self._out = (dict(header), fields) if header.get("Micro-Stream") else None
+        body = msg.body
+        return b"%s%d%s%s" % (self._start, len(body), fields, body)
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -243,43 +266,33 @@ class _Connection:
                 starts.clear()
             starts[start] = parsed
         http11, self._status = parsed
-        lines = block.split("\r\n")
-        lines.pop()  # the block ends with CRLF
-        n = len(lines)
-        if block.count("\r") != n or block.count("\n") != n or _has_ctl(block):
-            raise ProtocolError(f"malformed header block: {_show(block)}")
-
-        header: dict[str, str] = {}
-        clen: str | None = None
-        chunked = False
-        hosts = 0
-        xmicro = False
-        cache = _LINES
-        for line in lines:
-            kv = cache.get(line)
-            if kv is None:
-                kv = _header_line(line)
-                if kv[0] not in _VOLATILE:
-                    if len(cache) >= _CACHE_SIZE:
-                        cache.clear()
-                    cache[line] = kv
-            key, value = kv
-            if key in _FRAMING:
-                if key == "Content-Length":
-                    clen = _content_length(value, clen)
-                elif key == "Host":
-                    hosts += 1
-                elif value.lower() == "chunked":
-                    chunked = True
-                else:
-                    raise ProtocolError(f"unsupported Transfer-Encoding {_show(value)}", code=501)
-            elif key not in header:
-                header[key] = value
-                if key[0] == "X" and key.startswith("X-Micro-"):
-                    xmicro = True
-        if xmicro:
-            for key in [k for k in header if k.startswith("X-Micro-")]:
-                header.setdefault(key[2:], header[key])
+        # Frames of one stream repeat their header block but for Content-Length: a per-connection memo
+        # keyed on the block without that line, filled once a key repeats (streams only: unary calls
+        # differ in their ids).
+        memo_key = None
+        cl_value = ""
+        i = block.find("Content-Length: ") if "Micro-Stream: " in block else -1
+        if i == 0 or (i > 0 and block[i - 2 : i] == "\r\n"):
+            j = block.index("\r\n", i)
+            cl_value = block[i + 16 : j]
+            memo_key = block[:i] + block[j + 2 :]
+        memo = self._memo
+        if memo is not None and memo_key == self._memo_key:
+            # The rest was validated before; the Content-Length value is checked here (digits only).
+            header = dict(memo[0])
+            clen: str | None = _content_length(cl_value.strip(" \t"), None)
+            chunked, hosts = memo[1], memo[2]
+        else:
+            lines = block.split("\r\n")
+            lines.pop()  # the block ends with CRLF
+            n = len(lines)
+            if block.count("\r") != n or block.count("\n") != n or _has_ctl(block):
+                raise ProtocolError(f"malformed header block: {_show(block)}")
+            header, clen, chunked, hosts, lengths = _parse_fields(lines)
+            if memo_key is not None and lengths == 1 and memo_key == self._memo_key:
+                self._memo = (dict(header), chunked, hosts)
+            else:
+                self._memo_key, self._memo = memo_key, None
         if self._is_request and (hosts > 1 or (http11 and hosts == 0)):
             raise ProtocolError("a request needs exactly one Host header")
 
@@ -369,6 +382,43 @@ def _start_line(start: str, is_request: bool) -> tuple[bool, int]:
     return False, int(m.group(1))
 
 
+def _parse_fields(lines: list[str]) -> tuple[dict[str, str], str | None, bool, int, int]:
+    """Header lines -> (headers, Content-Length, chunked, Host count, Content-Length line count)."""
+    header: dict[str, str] = {}
+    clen: str | None = None
+    chunked = False
+    hosts = lengths = 0
+    xmicro = False
+    cache = _LINES
+    for line in lines:
+        kv = cache.get(line)
+        if kv is None:
+            kv = _header_line(line)
+            if kv[0] not in _VOLATILE:
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[line] = kv
+        key, value = kv
+        if key in _FRAMING:
+            if key == "Content-Length":
+                clen = _content_length(value, clen)
+                lengths += 1
+            elif key == "Host":
+                hosts += 1
+            elif value.lower() == "chunked":
+                chunked = True
+            else:
+                raise ProtocolError(f"unsupported Transfer-Encoding {_show(value)}", code=501)
+        elif key not in header:
+            header[key] = value
+            if key[0] == "X" and key.startswith("X-Micro-"):
+                xmicro = True
+    if xmicro:
+        for key in [k for k in header if k.startswith("X-Micro-")]:
+            header.setdefault(key[2:], header[key])
+    return header, clen, chunked, hosts, lengths
+
+
 def _header_line(line: str) -> tuple[str, str]:
     """``Name: value`` -> (canonical name, value without surrounding SP/HTAB)."""
     name, colon, value = line.partition(":")
@@ -408,12 +458,11 @@ def _name(name: str) -> str:
     return key
 
 
-def _encode(start: str, msg: Message) -> bytes:
-    """Start line (ending in ``Content-Length: ``) + length + headers + body."""
-    body = msg.body
+def _fields(header: dict[str, str]) -> bytes:
+    """The header lines of a frame after ``Content-Length``, through the empty line ending them."""
     parts = []
     prefixes = _PREFIXES
-    for k, v in msg.header.items():
+    for k, v in header.items():
         prefix = prefixes.get(k)
         if prefix is None:
             key = _name(k)
@@ -426,15 +475,14 @@ def _encode(start: str, msg: Message) -> bytes:
     fields = "".join(parts)
     n = len(parts)
     if fields.count("\r") != n or fields.count("\n") != n or _has_ctl(fields):
-        bad = [k for k, v in msg.header.items() if _BAD_VALUE_RE.search(v)]
+        bad = [k for k, v in header.items() if _BAD_VALUE_RE.search(v)]
         raise ProtocolError(
             f"cannot send header {_show(bad[0] if bad else fields)}: control character in value"
         )
     try:
-        head = f"{start}{len(body)}\r\n{fields}\r\n".encode("utf-8", "surrogateescape")
+        return f"\r\n{fields}\r\n".encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
         raise ProtocolError(f"cannot encode header: {exc}") from None
-    return head + body if body else head
 
 
 class ServerConnection(_Connection):
@@ -445,11 +493,11 @@ class ServerConnection(_Connection):
 
     def send(self, msg: Message) -> bytes:
         """Bytes of one response frame. Raises ProtocolError for header names/values HTTP cannot carry."""
-        return _encode("HTTP/1.1 200 OK\r\nContent-Length: ", msg)
+        return self._frame(msg)
 
     def send_many(self, msgs: Iterable[Message]) -> bytes:
         """Bytes of several response frames, for one coalesced write."""
-        return b"".join([_encode("HTTP/1.1 200 OK\r\nContent-Length: ", m) for m in msgs])
+        return b"".join([self._frame(m) for m in msgs])
 
 
 class ClientConnection(_Connection):
@@ -459,7 +507,7 @@ class ClientConnection(_Connection):
     consumed and raised as ProtocolError with ``code`` set to the status; parsing can continue after.
     """
 
-    __slots__ = ("_start",)
+    __slots__ = ()
     _is_request = False
 
     def __init__(
@@ -472,12 +520,12 @@ class ClientConnection(_Connection):
         super().__init__(max_header_size=max_header_size, max_body_size=max_body_size)
         if _HOST_RE.fullmatch(host) is None:
             raise ValueError(f"invalid Host {host!r}")
-        self._start = f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: "
+        self._start = f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: ".encode()
 
     def send(self, msg: Message) -> bytes:
         """Bytes of one request frame. Raises ProtocolError for header names/values HTTP cannot carry."""
-        return _encode(self._start, msg)
+        return self._frame(msg)
 
     def send_many(self, msgs: Iterable[Message]) -> bytes:
         """Bytes of several request frames, for one coalesced write."""
-        return b"".join([_encode(self._start, m) for m in msgs])
+        return b"".join([self._frame(m) for m in msgs])
