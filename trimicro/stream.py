@@ -133,7 +133,8 @@ class _Core(Generic[SendT, RecvT]):
         body = self._codec.encode(msg)
         self.sent += 1
         try:
-            await _send_fast(self._out_send, Message(dict(self._header), body))
+            # Frames share the stream's header dict (nothing downstream changes it): no copy each.
+            await _send_fast(self._out_send, Message(self._header, body))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise TransportError("stream connection lost") from None
 
