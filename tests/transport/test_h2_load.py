@@ -19,6 +19,7 @@ from tests.interop import Greeter, serve_grpc
 from tests.protos import greeter_pb2 as pb
 from trimicro.client import Client
 from trimicro.config import Options
+from trimicro.errors import MicroError
 from trimicro.server import Router, Server
 from trimicro.server._grpc import GrpcServer
 from trimicro.transport._h2conn import Signal, wait_any
@@ -184,3 +185,20 @@ async def test_wait_any_is_cancellable() -> None:
         await wait_any(a, b)
     assert scope.cancelled_caught
     assert not a._parked and not b._parked
+
+
+async def test_bad_metadata_is_a_clear_error_and_the_connection_survives() -> None:
+    # Sent as is, a header with a newline made the server tear down the shared connection (GOAWAY).
+    async with serve_grpc() as (address, _, _), grpc_client() as (client, _):
+        async with client.stream(
+            "greeter", "Greeter.Echo", response_type=pb.EchoMessage, address=address
+        ) as s:
+            with pytest.raises(MicroError) as info:
+                await client.call(
+                    "greeter", "Greeter.Hello", pb.HelloRequest(name="a"), address=address,
+                    metadata={"X-Bad": "a\nb"}, retries=0,
+                )  # fmt: skip
+            assert info.value.code == 400 and "CR, LF or NUL" in info.value.detail
+            await s.send(pb.EchoMessage(text="still", seq=1))
+            assert (await s.receive()).seq == 1
+            await s.close_send()

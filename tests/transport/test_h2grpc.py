@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from trimicro.debug._grpc_health import decode_request, encode_response
 from trimicro.errors import MicroError
 from trimicro.transport._h2grpc import (
+    check_metadata,
     decode_grpc_message,
     decode_grpc_timeout,
     encode_grpc_message,
@@ -141,3 +142,20 @@ def test_health_request_garbage_is_a_value_error(data: bytes) -> None:
 def test_health_response_matches_protobuf(status: int) -> None:
     msg = health_pb2.HealthCheckResponse.FromString(encode_response(status))
     assert msg.status == status
+
+
+def test_check_metadata() -> None:
+    assert check_metadata("x-user", "  ann ") == "ann"
+    assert check_metadata("x-u", "héllo") == "héllo"  # UTF-8 values pass, as before
+    for name in ("X-User", "x user", "x:y", ""):
+        with pytest.raises(ValueError, match="lower-case HTTP token"):
+            check_metadata(name, "v")
+    for value in ("a\nb", "a\rb", "a\x00b"):
+        with pytest.raises(ValueError, match="CR, LF or NUL"):
+            check_metadata("x-v", value)
+
+
+def test_outgoing_metadata_checks_and_drops_connection_headers() -> None:
+    assert outgoing_metadata({"X-User": "a", "Keep-Alive": "5", "Upgrade": "h2c"}) == [("x-user", "a")]
+    with pytest.raises(ValueError):
+        outgoing_metadata({"X-Bad": "a\nb"})

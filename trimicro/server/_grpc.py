@@ -40,7 +40,9 @@ from ..transport._h2conn import (
 )
 from ..transport._h2grpc import (
     GRPC_CONTENT_TYPES,
+    RESERVED,
     Status,
+    check_metadata,
     decode_grpc_timeout,
     endpoint_for_path,
     incoming_metadata,
@@ -306,6 +308,22 @@ class GrpcServer:
             self.server.exit_call()
 
 
+def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
+    """A handler's response metadata, minus (logged) entries HTTP/2 cannot carry: one bad key must
+    not make the peer tear down the shared connection."""
+    out = []
+    for k, v in md.items():
+        name = k.lower()
+        if name in RESERVED or name.startswith(":"):
+            log.warning("dropping reserved gRPC response metadata %r", k)
+            continue
+        try:
+            out.append((name, check_metadata(name, v)))
+        except ValueError as exc:
+            log.warning("dropping gRPC response metadata: %s", exc)
+    return out
+
+
 def _remote(stream: trio.abc.Stream) -> str:
     sock = getattr(stream, "socket", None)
     if sock is None:
@@ -334,7 +352,7 @@ class _Call:
         out = [(":status", "200"), ("content-type", self.content_type)]
         md = _RESPONSE_MD.get()
         if md:
-            out.extend((k.lower(), v) for k, v in md.items())
+            out.extend(_checked_metadata(md))
             md.clear()
         return out
 
@@ -367,7 +385,7 @@ class _Call:
             trailers.append(("grpc-message", message))
         md = _RESPONSE_MD.get()
         if md:
-            trailers.extend((k.lower(), v) for k, v in md.items())
+            trailers.extend(_checked_metadata(md))
         self.conn.send_headers(self.st, trailers, end_stream=True)
         await self.conn.flush()
 

@@ -8,6 +8,7 @@ in nanoseconds, ``Micro-Error`` JSON) and gRPC's (``/pkg.Service/Method``, ``grp
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -18,6 +19,7 @@ __all__ = [
     "GRPC_CONTENT_TYPES",
     "RESERVED",
     "Status",
+    "check_metadata",
     "decode_grpc_message",
     "decode_grpc_timeout",
     "encode_grpc_message",
@@ -234,14 +236,42 @@ def incoming_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+#: HTTP/1.1 connection-level headers, which HTTP/2 forbids (RFC 9113 8.2.2): never sent as metadata.
+_CONNECTION_SPECIFIC: Final = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def check_metadata(name: str, value: str) -> str:
+    """The value to send for metadata ``name`` (surrounding blanks stripped), or ValueError.
+
+    HTTP/2 wants lower-case token names and values free of CR, LF and NUL. We check here, once,
+    because h2's own (generic, per-header) outbound validation is switched off for speed, and
+    because a peer that receives a bad header tears down the whole shared connection."""
+    if _TOKEN.fullmatch(name) is None:
+        raise ValueError(f"metadata name {name!r} is not a lower-case HTTP token")
+    if _BAD_VALUE.search(value) is not None:
+        raise ValueError(f"metadata {name!r}: value contains CR, LF or NUL")
+    return value.strip(" \t")
+
+
 def outgoing_metadata(header: Mapping[str, str]) -> list[tuple[str, str]]:
-    """mucp headers -> lower-case gRPC metadata, dropping what the path/content type/deadline carry."""
+    """mucp headers -> lower-case gRPC metadata, dropping what the path/content type/deadline carry.
+
+    ValueError for a name or value HTTP/2 cannot carry (:func:`check_metadata`)."""
     out = []
     for name, value in header.items():
         if name in _MUCP_ROUTING:
             continue
         lname = name.lower()
-        if lname in RESERVED or lname.startswith(":") or lname.startswith("grpc-"):
+        if (
+            lname in RESERVED
+            or lname in _CONNECTION_SPECIFIC
+            or lname.startswith(":")
+            or lname.startswith("grpc-")
+        ):
             continue
-        out.append((lname, value))
+        out.append((lname, check_metadata(lname, value)))
     return out

@@ -177,7 +177,10 @@ class GrpcSocket:
         timeout = decode_timeout(header.get("Timeout"))
         if timeout is not None:
             headers.append(("grpc-timeout", encode_grpc_timeout(timeout)))
-        headers.extend(outgoing_metadata(header))
+        try:
+            headers.extend(outgoing_metadata(header))
+        except ValueError as exc:
+            raise MicroError(CLIENT_ID, 400, f"cannot send over gRPC: {exc}") from None
         self._streaming = "Micro-Stream" in header
         self._reply_header = {
             k: header[k]
