@@ -105,22 +105,24 @@ class _Core(Generic[SendT, RecvT]):
     async def writer(self) -> None:
         send_many = getattr(self._sock, "send_many", None)
         try:
-            async with self._out_recv:
-                async for first in self._out_recv:
-                    batch = [first]
-                    while True:
-                        try:
-                            batch.append(self._out_recv.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    if send_many is not None and len(batch) > 1:
-                        await send_many(batch)
-                    else:
-                        for m in batch:
-                            await self._sock.send(m)
+            async for first in self._out_recv:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._out_recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                if send_many is not None and len(batch) > 1:
+                    await send_many(batch)
+                else:
+                    for m in batch:
+                        await self._sock.send(m)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
+            # Report the loss before closing the channel below: a sender that then finds it closed must
+            # already be cancelled (the owner's on_connection_lost), not see a bare TransportError.
             self._lost()
         finally:
+            self._out_recv.close()  # no checkpoint (``aclose`` would let a sender run in between)
             self._writer_done.set()
 
     # -- channel-like API --
