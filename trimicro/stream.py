@@ -44,7 +44,7 @@ class _Core(Generic[SendT, RecvT]):
         header: dict[str, str],
         *,
         error_id: str,
-        buffer: int = 16,
+        buffer: int = 64,
     ) -> None:
         self._sock = sock
         self._codec = codec

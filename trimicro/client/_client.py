@@ -288,7 +288,7 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
         address: str | None = None,
-        buffer: int = 16,
+        buffer: int = 64,
     ) -> AsyncIterator[ClientStream[Any, Any]]:
         """Open a stream to ``endpoint``: ``async with client.stream(...) as s: await s.send(x)``.
 
