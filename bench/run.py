@@ -269,6 +269,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     impls = implementations()
     if args.impls:
         wanted = args.impls.split(",")
+        unknown = sorted(set(wanted) - {i.name for i in impls})
+        if unknown:  # a typo must not silently drop a column
+            raise SystemExit(
+                f"unknown --impls {', '.join(unknown)}; known: {', '.join(i.name for i in impls)}"
+            )
         impls = [i for i in impls if i.name in wanted]
     scenarios = SCENARIOS if not args.only else [BY_NAME[n] for n in args.only.split(",")]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
