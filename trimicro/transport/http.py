@@ -50,7 +50,7 @@ log = logging.getLogger("trimicro.transport.http")
 H2Handler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
 """``await h2_handler(stream, initial_bytes)``: serve an HTTP/2 connection; the stream is closed after."""
 
-_RECEIVE_SIZE = 64 * 1024
+_RECEIVE_SIZE = 256 * 1024  # a 64 KiB body and its headers in one read
 _LINGER = 1.0  # seconds to drain unread input after a protocol error, so the error reply is not reset
 _LINGER_BYTES = 1 << 20
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
