@@ -13,7 +13,7 @@ import trio
 
 import trimicro
 from tests.conftest import Greeter
-from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
+from tests.protos.greeter_pb2 import HelloRequest, HelloResponse, SlowRequest, SlowResponse
 
 
 async def test_start_means_listening_and_registered(registry, greeter):
@@ -161,3 +161,26 @@ async def test_graceful_stop_new_calls_go_elsewhere(registry, nursery):
             assert all(t.endswith("from b") for t in tags)
             a_handler.release.set()
     assert rsp["a"].greeting == "Hello slow"
+
+
+async def test_drain_keeps_a_watched_long_call(registry, nursery):
+    """A call running long enough to get a read-ahead watcher still finishes and replies during drain."""
+    handler = Greeter()
+    svc = trimicro.Service("greeter", registry=registry, handlers=[handler], argv=[], handle_signals=False)
+    async with trio.open_nursery() as svc_nursery:
+        await svc_nursery.start(svc.run)
+        async with trimicro.open_client(registry=registry, client_retries=0) as client:
+            # Warm the pool so the slow call reuses a kept-alive connection, as under load.
+            await client.call("greeter", "Greeter.Hello", HelloRequest(), response_type=HelloResponse)
+            result = {}
+
+            async def slow():
+                result["rsp"] = await client.call(
+                    "greeter", "Greeter.Slow", SlowRequest(sleep_ms=300), response_type=SlowResponse
+                )
+
+            svc_nursery.start_soon(slow)
+            await handler.started.wait()
+            await trio.sleep(0.15)  # past the server's 50 ms watcher threshold
+            svc.stop()
+    assert result["rsp"].slept_ms == 300

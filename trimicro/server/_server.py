@@ -184,6 +184,10 @@ class Server:
         """Stop taking requests; wait up to ``grace`` seconds for in-flight calls to finish."""
         self._draining = True
         for conn in list(self._conns):
+            if conn in self._busy:
+                # A call is running (maybe with a watcher reading ahead): let it finish and reply;
+                # the connection loop sees ``_draining`` afterwards and closes.
+                continue
             if conn.interrupt_idle is not None:
                 conn.interrupt_idle()
             elif conn.idle_scope is not None:
