@@ -184,12 +184,12 @@ class Server:
         """Stop taking requests; wait up to ``grace`` seconds for in-flight calls to finish."""
         self._draining = True
         for conn in list(self._conns):
-            if conn in self._busy:
-                # A call is running (maybe with a watcher reading ahead): let it finish and reply;
-                # the connection loop sees ``_draining`` afterwards and closes.
-                continue
+            # Only a frame loop waiting for its next frame is stopped. A running call (maybe with a
+            # watcher reading ahead) or an open stream (whose reader also waits for frames) is left to
+            # finish; its connection loop sees ``_draining`` afterwards and closes.
             if conn.interrupt_idle is not None:
-                conn.interrupt_idle()
+                if conn.waiting:
+                    conn.interrupt_idle()
             elif conn.idle_scope is not None:
                 conn.idle_scope.cancel()
         with trio.move_on_after(grace):
