@@ -335,6 +335,7 @@ def test_status_line_without_reason() -> None:
     "data",
     [
         b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",  # found by the differential fuzz vs h11
         b"HTTP/2 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnothex\r\n",
         b"POST / HTTP/1.1\r\nHost: h\r\n\r\n",

@@ -377,7 +377,7 @@ def _start_line(start: str, is_request: bool) -> tuple[bool, int]:
             raise ProtocolError(f"malformed request line: {_show(start)}")
         return m.group(1) == "1", 200
     m = _STATUS_LINE_RE.fullmatch(start)
-    if m is None:
+    if m is None or m.group(1)[0] == "0":  # status codes are 100-999, as h11 reads them
         raise ProtocolError(f"malformed status line: {_show(start)}")
     return False, int(m.group(1))
 
