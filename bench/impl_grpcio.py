@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from bench._gen import greeter_pb2_grpc as rpc
+from tests.protos import greeter_pb2_grpc as rpc
 from tests.protos.greeter_pb2 import EchoMessage, HelloRequest, HelloResponse, StreamRequest, StreamResponse
 
 # Keep every channel on its own TCP connection (grpc shares subchannels between identical channels).
