@@ -46,7 +46,7 @@ _WARMUP = 0.2
 _SETTLE = 0.05
 
 
-def _open_socket(interface: str, port: int) -> trio.socket.SocketType:
+def _open_socket(interface: str) -> trio.socket.SocketType:
     try:
         ip = ipaddress.ip_address(interface)
     except ValueError:
@@ -109,7 +109,7 @@ class MdnsRegistry:
         sockets: list[tuple[str, trio.socket.SocketType]] = []
         try:
             for interface in self.interfaces:
-                sock = _open_socket(interface, self.port)
+                sock = _open_socket(interface)
                 sockets.append((interface, sock))
                 try:
                     # Bound to the group, not 0.0.0.0: only multicast to 224.0.0.251 reaches us.
