@@ -68,10 +68,6 @@ def _float(value: Any) -> float:
     return parse_duration(value)
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None or value == "" else parse_duration(value)
-
-
 @attrs.define
 class Options:
     """Every setting a service, client or plugin reads. Durations are seconds."""
