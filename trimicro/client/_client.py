@@ -74,7 +74,7 @@ def default_retry(err: BaseException) -> bool:
 
 
 def _backoff(attempt: int) -> float:
-    """Go Micro's exponential backoff: 1 ms, 10 ms, 100 ms, ... capped at 1 s."""
+    """Exponential backoff: 1 ms, 10 ms, 100 ms, ... capped at 1 s (Go Micro's is attempt**e x 100 ms)."""
     return 0.0 if attempt <= 0 else min(10 ** (attempt - 1) / 1000.0, 1.0)
 
 
