@@ -266,7 +266,9 @@ class GrpcServer:
                 conn.lose(conn.closed or TransportError("HTTP/2 connection ended"))
                 nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
+            # Bounded: under TLS, close_notify can block on a peer that stops reading (a cut-off
+            # SSLStream.aclose() closes the socket forcefully).
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
                 try:
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -263,10 +263,13 @@ class H2Conn:
                     except (TransportError, h2.exceptions.H2Error):
                         pass
             self.lose(TransportError("HTTP/2 connection closed"))
-            try:
-                await self.sock.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+            # TLS sends close_notify, which can block on a peer that stops reading; a cut-off
+            # SSLStream.aclose() falls back to closing the socket forcefully.
+            with trio.move_on_after(1):
+                try:
+                    await self.sock.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
 
     # -- writing --
     async def flush(self) -> None:
