@@ -1,5 +1,6 @@
 """The server: handler reflection, routing, wrappers and the mucp connection loop."""
 
+from ._grpc import response_metadata as response_metadata
 from ._router import HandlerFunc as HandlerFunc
 from ._router import HandlerWrapper as HandlerWrapper
 from ._router import Request as Request
