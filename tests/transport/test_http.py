@@ -458,6 +458,6 @@ def test_from_options_limits_and_timeouts() -> None:
 def test_split_address() -> None:
     assert split_address("127.0.0.1:80") == ("127.0.0.1", 80)
     assert split_address("[::1]:8080") == ("::1", 8080)
-    assert split_address(":0") == ("", 0)
+    assert split_address(":0") == ("127.0.0.1", 0)  # an empty host is loopback: all interfaces is opt-in
     with pytest.raises(ValueError):
         split_address("127.0.0.1")

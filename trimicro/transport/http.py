@@ -58,13 +58,17 @@ _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` / ``"[::1]:port"`` / ``":port"`` -> ``(host, port)``; ValueError if malformed."""
+    """``"host:port"`` / ``"[::1]:port"`` / ``":port"`` -> ``(host, port)``; ValueError if malformed.
+
+    An empty host (Go's ``:8080`` habit) means loopback, not every interface: listening beyond this
+    machine is opt-in, by naming the address (``0.0.0.0:8080``).
+    """
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"invalid address {address!r}: want host:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host, int(port)
+    return host or "127.0.0.1", int(port)
 
 
 def _join(host: str, port: int) -> str:
