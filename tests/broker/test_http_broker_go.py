@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pytest
 import trio
 
 import trimicro
+from tests.interop._go import GoProcess, open_go
 from tests.protos.greeter_pb2 import Event
 from trimicro.testing.etcd import EtcdNotFound, EtcdProcess, open_etcd
 
@@ -37,43 +35,9 @@ def go_flags(etcd: EtcdProcess) -> list[str]:
     return ["--registry", "etcd", "--registry_address", etcd.endpoint, "--broker_address", "127.0.0.1:0"]
 
 
-@asynccontextmanager
-async def go_process(args: list[str]) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
-    """Run the interop binary; yield its JSON stdout lines; terminate it on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
-    send, receive = trio.open_memory_channel[dict[str, Any]](1000)
-    async with trio.open_nursery() as nursery:
-        proc = await trio.lowlevel.open_process(
-            [str(INTEROP), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-
-        async def pump() -> None:
-            assert proc.stdout is not None
-            buf = b""
-            async with send, proc.stdout:
-                async for chunk in proc.stdout:
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            await send.send(json.loads(line))
-
-        nursery.start_soon(pump)
-        try:
-            yield receive
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-            with trio.move_on_after(5):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            nursery.cancel_scope.cancel()
+def go_process(args: list[str]) -> AbstractAsyncContextManager[GoProcess]:
+    """Run the interop binary; iterate the result for its JSON stdout lines; stopped on exit."""
+    return open_go(INTEROP, args)
 
 
 def service(name: str, etcd: EtcdProcess) -> trimicro.Service:
@@ -114,7 +78,9 @@ async def test_go_publisher_to_trimicro_subscriber(etcd: EtcdProcess) -> None:
     # Go's Publish is fire-and-forget (one goroutine per message), so arrival order within a run is free.
     received = sorted((c.content_type, m.seq, m.id, m.message) for m, c in got)
     assert received == [
-        (ct, seq, str(seq), "from go") for ct in ("application/json", "application/protobuf") for seq in (0, 1)
+        (ct, seq, str(seq), "from go")
+        for ct in ("application/json", "application/protobuf")
+        for seq in (0, 1)
     ]
     assert all(len(c.id) == 36 for _, c in got)  # Go's Micro-ID: a UUID
 
@@ -150,9 +116,7 @@ async def test_trimicro_publisher_to_go_subscribers(etcd: EtcdProcess) -> None:
         seen: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
         complete = trio.Event()
 
-        async def collect(
-            lines: trio.MemoryReceiveChannel[dict[str, Any]], out: list[dict[str, Any]]
-        ) -> None:
+        async def collect(lines: GoProcess, out: list[dict[str, Any]]) -> None:
             async for line in lines:
                 if line["event"] == "message":
                     out.append(line)

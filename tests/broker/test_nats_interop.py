@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
+from tests.interop._go import GoProcess, open_go
 from trimicro.broker import BrokerMessage, Event
 from trimicro.broker._nats_client import NoResponders, RequestTimeout
 from trimicro.broker.nats import NatsBroker
@@ -23,55 +20,16 @@ pytestmark = pytest.mark.loopback
 INTEROP = Path(__file__).resolve().parents[1] / "interop" / "go" / "bin" / "interop"
 
 
-def go_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
-    env["INTEROP_LOG_LEVEL"] = "error"
-    return env
-
-
 def go_flags(nats: NatsServerProcess) -> list[str]:
     # memory registry: no mDNS traffic at all; everything else on 127.0.0.1
     return ["--registry", "memory", "--broker", "nats", "--broker_address", nats.address]
 
 
-@asynccontextmanager
-async def go_process(args: list[str]) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
-    """Run the interop binary; yield a channel of its JSON stdout lines; terminate it on exit."""
+def go_process(args: list[str]) -> AbstractAsyncContextManager[GoProcess]:
+    """Run the interop binary; iterate the result for its JSON stdout lines; stopped on exit."""
     if not INTEROP.exists():
         pytest.skip("Go interop binary not built (tests/interop/go/build.sh)")
-    send, receive = trio.open_memory_channel[dict[str, Any]](1000)
-    async with trio.open_nursery() as nursery:
-        proc = await trio.lowlevel.open_process(
-            [str(INTEROP), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=go_env(),
-        )
-
-        async def pump() -> None:
-            assert proc.stdout is not None
-            buf = b""
-            async with send, proc.stdout:
-                async for chunk in proc.stdout:
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            await send.send(json.loads(line))
-
-        nursery.start_soon(pump)
-        try:
-            yield receive
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-            with trio.move_on_after(5):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            nursery.cancel_scope.cancel()
+    return open_go(INTEROP, args)
 
 
 async def test_go_micro_publisher_to_trimicro_subscriber(nats_server: NatsServerProcess) -> None:

@@ -139,6 +139,18 @@ class GoProcess:
                 await self._changed.wait()
         raise AssertionError(f"no {event!r} event within {timeout}s\n{self.describe()}")
 
+    def __aiter__(self) -> GoProcess:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event after the cursor, as it arrives; stops when the process's stdout closes."""
+        while self.cursor >= len(self.events):
+            if self._stdout_done:
+                raise StopAsyncIteration
+            await self._changed.wait()
+        self.cursor += 1
+        return self.events[self.cursor - 1]
+
     def all(self, event: str) -> list[Event]:
         return [ev for ev in self.events if ev.get("event") == event]
 
