@@ -119,25 +119,29 @@ async def run_trio(client: Any, scenario: str, p: dict[str, Any]) -> dict[str, A
             await client.server_stream(p["count"], progress)
         return _stream_result(progress[0], time.perf_counter() - start)
     if scenario == "bidi":
-        lat = []
         async with client.bidi() as ping:
-            await ping(-1)
-            clock = time.perf_counter
-            start = clock()
-            end = start + p["seconds"]
-            for seq in range(p["max_round_trips"]):
-                t0 = clock()
-                if t0 > end:
-                    break
-                await ping(seq)
-                lat.append(clock() - t0)
-            elapsed = clock() - start
-        return _bidi_result(lat, elapsed)
+            return await _ping_pong(ping, p)
     if scenario == "idle_conns":
         await client.hold_idle(p["n"], lambda: trio_ready(p["n"]))
     elif scenario == "open_streams":
         await client.hold_streams(p["n"], lambda: trio_ready(p["n"]))
     raise ValueError(f"unknown scenario {scenario}")
+
+
+async def _ping_pong(ping: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """Bidi round trips until time or count runs out; works under trio and asyncio alike."""
+    await ping(-1)
+    lat: list[float] = []
+    clock = time.perf_counter
+    start = clock()
+    end = start + p["seconds"]
+    for seq in range(p["max_round_trips"]):
+        t0 = clock()
+        if t0 > end:
+            break
+        await ping(seq)
+        lat.append(clock() - t0)
+    return _bidi_result(lat, clock() - start)
 
 
 # -- asyncio -----------------------------------------------------------------------------------------
@@ -181,20 +185,8 @@ async def run_asyncio(client: Any, scenario: str, p: dict[str, Any]) -> dict[str
             pass
         return _stream_result(progress[0], time.perf_counter() - start)
     if scenario == "bidi":
-        lat = []
         async with client.bidi() as ping:
-            await ping(-1)
-            clock = time.perf_counter
-            start = clock()
-            end = start + p["seconds"]
-            for seq in range(p["max_round_trips"]):
-                t0 = clock()
-                if t0 > end:
-                    break
-                await ping(seq)
-                lat.append(clock() - t0)
-            elapsed = clock() - start
-        return _bidi_result(lat, elapsed)
+            return await _ping_pong(ping, p)
     if scenario == "idle_conns":
         await client.hold_idle(p["n"], lambda: asyncio_ready(p["n"]))
     elif scenario == "open_streams":
