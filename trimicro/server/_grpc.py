@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
-import h2.events
 import trio
 
 from .. import errors
@@ -28,6 +27,7 @@ from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
+from ..transport import _h2proto as h2p
 from ..transport._h2conn import (
     FLUSH_AT,
     H2Conn,
@@ -35,7 +35,6 @@ from ..transport._h2conn import (
     StreamReset,
     StreamState,
     _Notifier,
-    decode_headers,
     wait_any,
 )
 from ..transport._h2grpc import (
@@ -122,10 +121,10 @@ class _ServerConn(H2Conn):
         if self.closed is not None:
             raise self.closed
         self._wake.set()
-        if len(self.h2._data_to_send) < FLUSH_AT:
+        if self.h2.pending < FLUSH_AT:
             await trio.lowlevel.checkpoint_if_cancelled()
             return
-        while len(self.h2._data_to_send) >= FLUSH_AT and self.closed is None:
+        while self.h2.pending >= FLUSH_AT and self.closed is None:
             await self._written.event.wait()
         if self.closed is not None:
             raise self.closed
@@ -168,21 +167,21 @@ class _ServerConn(H2Conn):
         self.dirty.pop(st, None)
         super().release(st)
 
-    def on_event(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            st = StreamState(event.stream_id, decode_headers(event.headers))
+    def on_event(self, event: h2p.Event) -> None:
+        if isinstance(event, h2p.RequestReceived):
+            st = StreamState(event.stream_id, event.headers)
             self.streams[st.id] = st
-            if event.stream_ended is not None:
+            if event.stream_ended:
                 st.ended = True
             if self.owner.draining:
                 self.reset_stream(st, 7)  # REFUSED_STREAM: safe for the client to retry elsewhere
                 self.release(st)
                 return
             self.nursery.start_soon(self.owner._serve_stream, self, st)
-        elif isinstance(event, h2.events.TrailersReceived):
+        elif isinstance(event, h2p.TrailersReceived):
             known = self.streams.get(event.stream_id)
             if known is not None:
-                known.trailers = decode_headers(event.headers)
+                known.trailers = event.headers
 
     def on_reset(self, st: StreamState) -> None:
         if st.scope is not None:

@@ -25,15 +25,10 @@ from __future__ import annotations
 import collections
 from typing import Any, Final
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
 import trio
-from hpack import NeverIndexedHeaderTuple
 
 from ..errors import TransportError
+from . import _h2proto as h2p
 
 __all__ = [
     "FLUSH_AT",
@@ -41,7 +36,6 @@ __all__ = [
     "Signal",
     "StreamReset",
     "StreamState",
-    "decode_headers",
     "encode_headers",
     "wait_any",
 ]
@@ -50,6 +44,8 @@ __all__ = [
 STREAM_WINDOW: Final = 1024 * 1024
 #: Connection receive window, opened once at start (stream windows do the bounding).
 CONNECTION_WINDOW: Final = 2**31 - 1
+#: Largest frame we accept: a 64 KiB message then crosses as one DATA frame, not five.
+MAX_FRAME: Final = 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
 #: A sender waits for the writer once h2's outgoing buffer holds this much (server side).
 FLUSH_AT: Final = 256 * 1024
@@ -63,30 +59,15 @@ class StreamReset(TransportError):
         self.code = code
 
 
-def decode_headers(raw: Any) -> list[tuple[str, str]]:
-    return [
-        (
-            k.decode("ascii", "replace") if isinstance(k, bytes) else k,
-            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v,
-        )
-        for k, v in raw
-    ]
+#: Headers that may carry secrets: HPACK marks them "never indexed", so no intermediary compresses
+#: them into a shared table.
+_SENSITIVE: Final = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 
 
-#: Headers whose values differ on every call: HPACK sends them literally without indexing, so they
-#: do not churn the dynamic table (whose search is linear) and evict the headers that do repeat.
-_NEVER_INDEX: Final = frozenset({"grpc-timeout", "grpc-message", "micro-id"})
-
-
-def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Headers as h2 wants them. They must already be valid: h2's outbound validation is off
-    (every header we send is built by us, metadata is checked by ``_h2grpc.check_metadata``)."""
-    return [
-        NeverIndexedHeaderTuple(k.encode("ascii"), v.encode("utf-8", "surrogateescape"))
-        if k in _NEVER_INDEX
-        else (k.encode("ascii"), v.encode("utf-8", "surrogateescape"))
-        for k, v in headers
-    ]
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes, bool]]:
+    """Headers as :class:`~._h2proto.H2Protocol` wants them. They must already be valid: every header
+    we send is built by us, and metadata is checked by ``_h2grpc.check_metadata``."""
+    return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape"), k in _SENSITIVE) for k, v in headers]
 
 
 class Signal:
@@ -206,24 +187,13 @@ class H2Conn:
 
     def __init__(self, sock: trio.abc.Stream, *, client_side: bool, max_header_list_size: int) -> None:
         self.sock = sock
-        # Outbound validation/normalisation off: it was ~10% of a unary call, and every header we
-        # send is built here or checked once (``_h2grpc.check_metadata``). Inbound stays validated.
-        config = h2.config.H2Configuration(
+        self.h2 = h2p.H2Protocol(
             client_side=client_side,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
+            initial_window_size=STREAM_WINDOW,
+            max_frame_size=MAX_FRAME,
+            max_header_list_size=max_header_list_size,
+            max_concurrent_streams=None if client_side else 256,
         )
-        self.h2 = h2.connection.H2Connection(config=config)
-        settings = {
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
-        }
-        if client_side:
-            settings[h2.settings.SettingCodes.ENABLE_PUSH] = 0
-        else:
-            settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 256
-        self.h2.local_settings = h2.settings.Settings(client=client_side, initial_values=settings)
         self.streams: dict[int, StreamState] = {}
         self.closed: TransportError | None = None
         self.goaway = False
@@ -260,7 +230,7 @@ class H2Conn:
                     try:
                         self.h2.close_connection()
                         await self.flush()
-                    except (TransportError, h2.exceptions.H2Error):
+                    except (TransportError, h2p.H2Error):
                         pass
             self.lose(TransportError("HTTP/2 connection closed"))
             # TLS sends close_notify, which can block on a peer that stops reading; a cut-off
@@ -334,7 +304,7 @@ class H2Conn:
                 h2conn.send_data(st.id, data if n == total else data[sent : sent + n])
                 sent += n
                 window -= n
-        except h2.exceptions.H2Error:
+        except h2p.H2Error:
             if st.reset is None and st.lost is None:
                 st.reset = 0
             st.out_len = 0
@@ -358,9 +328,9 @@ class H2Conn:
     def _call(self, fn: Any, st: StreamState, *args: Any, **kw: Any) -> None:
         try:
             fn(st.id, *args, **kw)
-        except h2.exceptions.StreamClosedError:
+        except h2p.StreamClosedError:
             raise StreamReset(st.id, st.reset or 0) from None
-        except h2.exceptions.ProtocolError as exc:
+        except h2p.H2Error as exc:
             if self.closed is not None:
                 raise self.closed from None
             raise StreamReset(st.id, st.reset or 0) from exc
@@ -378,7 +348,7 @@ class H2Conn:
             return
         try:
             self.h2.reset_stream(st.id, code)
-        except h2.exceptions.H2Error:
+        except h2p.H2Error:
             pass
         self._slots.fire()
 
@@ -395,7 +365,7 @@ class H2Conn:
                 if n and self.closed is None:
                     try:
                         self.h2.acknowledge_received_data(n, st.id)
-                    except h2.exceptions.H2Error:
+                    except h2p.H2Error:
                         pass
                     await self.flush()
                 return data
@@ -417,7 +387,7 @@ class H2Conn:
         if left and self.closed is None:
             try:
                 self.h2.acknowledge_received_data(left, st.id)
-            except h2.exceptions.H2Error:
+            except h2p.H2Error:
                 pass
         self._slots.fire()
 
@@ -455,8 +425,8 @@ class H2Conn:
     async def feed(self, data: bytes | bytearray) -> bool:
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 queued a GOAWAY; send it, then the connection is over.
+        except h2p.ProtocolError as exc:
+            # h2p queued a GOAWAY; send it, then the connection is over.
             try:
                 await self.flush()
             except TransportError:
@@ -468,21 +438,21 @@ class H2Conn:
         await self.flush()
         return self.closed is None
 
-    def dispatch(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.DataReceived):
+    def dispatch(self, event: h2p.Event) -> None:
+        if isinstance(event, h2p.DataReceived):
             st = self.streams.get(event.stream_id)
             if st is not None and st.reset is None:
                 st.chunks.append((event.data, event.flow_controlled_length))
                 st.changed.fire()
             elif event.flow_controlled_length:
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        elif isinstance(event, h2.events.StreamEnded):
+        elif isinstance(event, h2p.StreamEnded):
             st = self.streams.get(event.stream_id)
             if st is not None:
                 st.ended = True
                 st.changed.fire()
             self._slots.fire()
-        elif isinstance(event, h2.events.StreamReset):
+        elif isinstance(event, h2p.StreamReset):
             st = self.streams.get(event.stream_id)
             if st is not None and st.ended and not event.error_code:
                 # RST_STREAM(NO_ERROR) after a complete response just tells us to stop sending
@@ -495,12 +465,12 @@ class H2Conn:
                 st.changed.fire()
             self._window.fire()
             self._slots.fire()
-        elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+        elif isinstance(event, (h2p.WindowUpdated, h2p.RemoteSettingsChanged)):
             self._window.fire()
             self._slots.fire()
-        elif isinstance(event, h2.events.ConnectionTerminated):
+        elif isinstance(event, h2p.ConnectionTerminated):
             self.goaway = True
-            last = event.last_stream_id if event.last_stream_id is not None else 0
+            last = event.last_stream_id
             err = TransportError(f"HTTP/2 GOAWAY from peer (error code {event.error_code})")
             for st in self.streams.values():
                 if st.id > last and st.lost is None:
@@ -513,7 +483,7 @@ class H2Conn:
             self.on_event(event)
 
     # -- hooks --
-    def on_event(self, event: h2.events.Event) -> None:
+    def on_event(self, event: h2p.Event) -> None:
         """Request/response/trailer events: the subclass decides."""
 
     def on_reset(self, st: StreamState) -> None:

@@ -26,15 +26,15 @@ from collections import deque
 from typing import Any
 
 import attrs
-import h2.events
 import trio
 
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..context import decode_timeout
 from ..errors import MicroError, ProtocolError, TransportError
+from . import _h2proto as h2p
 from ._base import Listener, Message
-from ._h2conn import H2Conn, StreamReset, StreamState, decode_headers
+from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
     Status,
     encode_grpc_message,
@@ -72,13 +72,13 @@ class _ClientConn(H2Conn):
     def usable(self) -> bool:
         return self.closed is None and not self.goaway
 
-    def on_event(self, event: h2.events.Event) -> None:
-        if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+    def on_event(self, event: h2p.Event) -> None:
+        if isinstance(event, (h2p.ResponseReceived, h2p.TrailersReceived)):
             st = self.streams.get(event.stream_id)
             if st is None:
                 return
-            headers = decode_headers(event.headers)
-            if isinstance(event, h2.events.ResponseReceived):
+            headers = event.headers
+            if isinstance(event, h2p.ResponseReceived):
                 st.headers = headers
             else:
                 st.trailers = headers
