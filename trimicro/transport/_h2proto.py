@@ -8,9 +8,9 @@ returns events, ``send_*`` queue bytes, ``data_to_send`` hands them over), so ``
 it as it drove h2, and does only what the wire requires:
 
 - frames are parsed in place from one buffer (``struct.unpack_from``), trimmed once per read;
-- header blocks are decoded by ``hpack`` (any peer's dynamic table and Huffman) but *encoded* by us
-  without the dynamic table: each header's encoding is then a pure function of its bytes and is cached,
-  so sending headers is a dict lookup per header;
+- header blocks are encoded and decoded by :mod:`._hpack`, which caches both ways (a header's
+  encoding, a block's decoding under the table state it was decoded in), so repeated headers cost a
+  dict lookup instead of HPACK work;
 - flow control, stream states, SETTINGS/PING/GOAWAY/RST_STREAM/CONTINUATION and padding follow the RFC;
   a malformed request or response is a *stream* error (RST_STREAM) so one bad call never takes the
   connection's other calls down; what breaks the connection's shared state (framing, HPACK, the
@@ -26,9 +26,7 @@ import enum
 import struct
 from typing import Final
 
-import hpack
-import hpack.exceptions
-import hpack.table
+from ._hpack import Block, Decoder, HPACKError, OversizedHeaderList, encode_header, encode_headers
 
 __all__ = [
     "PREFACE",
@@ -49,6 +47,8 @@ __all__ = [
     "StreamReset",
     "TrailersReceived",
     "WindowUpdated",
+    "encode_header",
+    "encode_headers",
 ]
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -255,62 +255,16 @@ class _Stream:
         self.headers_in = 0  # header blocks received: request/response, then trailers
 
 
-# -- HPACK encoding without the dynamic table --
-
-_STATIC_NAMES: dict[bytes, int] = {}
-_STATIC_PAIRS: dict[tuple[bytes, bytes], int] = {}
-for _i, (_n, _v) in enumerate(hpack.table.HeaderTable.STATIC_TABLE, start=1):
-    _STATIC_NAMES.setdefault(_n, _i)
-    _STATIC_PAIRS.setdefault((_n, _v), _i)
+_REQUEST, _RESPONSE, _TRAILERS = 0, 1, 2
+_PSEUDO_ALLOWED: Final = {_REQUEST: _REQUEST_PSEUDO, _RESPONSE: _RESPONSE_PSEUDO, _TRAILERS: _NO_PSEUDO}
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    """RFC 7541 5.1 integer with ``first``'s high bits as the representation's pattern."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def encode_header(name: bytes, value: bytes, sensitive: bool = False) -> bytes:
-    """One header field, never touching the dynamic table: a static-table match is one index byte,
-    anything else a literal "without indexing" (or "never indexed" when ``sensitive``), so the
-    result depends on nothing but the arguments and can be cached."""
-    if not sensitive:
-        index = _STATIC_PAIRS.get((name, value))
-        if index is not None:
-            return _hpack_int(index, 7, 0x80)
-    pattern = 0x10 if sensitive else 0x00
-    index = _STATIC_NAMES.get(name, 0)
-    head = _hpack_int(index, 4, pattern)
-    if not index:
-        head += _hpack_int(len(name), 7, 0) + name
-    return head + _hpack_int(len(value), 7, 0) + value
-
-
-_ENCODED: dict[tuple[bytes, bytes, bool], bytes] = {}
-_ENCODED_MAX: Final = 4096
-
-
-def encode_headers(headers: list[tuple[bytes, bytes, bool]]) -> bytes:
-    """A header block; each ``(name, value, sensitive)`` field comes from a bounded cache."""
-    parts = []
-    cache = _ENCODED
-    for h in headers:
-        enc = cache.get(h)
-        if enc is None:
-            enc = encode_header(*h)
-            if len(cache) >= _ENCODED_MAX:
-                cache.clear()
-            cache[h] = enc
-        parts.append(enc)
-    return b"".join(parts)
+def _valid(block: Block, kind: int) -> bool:
+    """Whether ``block`` is a well-formed header list of ``kind``; memoised on the (cached) block."""
+    ok = block.checked.get(kind)
+    if ok is None:
+        ok = block.checked[kind] = _check_headers(block.raw, _PSEUDO_ALLOWED[kind], request=kind == _REQUEST)
+    return ok
 
 
 def _check_headers(
@@ -334,10 +288,6 @@ def _check_headers(
     if request:
         return {b":method", b":scheme", b":path"} <= seen
     return seen == allowed_pseudo
-
-
-def _decode_str(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(n.decode("ascii", "replace"), v.decode("utf-8", "surrogateescape")) for n, v in raw]
 
 
 class H2Protocol:
@@ -375,7 +325,7 @@ class H2Protocol:
         self._in = bytearray()
         self._preface_pending = not client_side
         self._settings_seen = False
-        self._decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
+        self._decoder = Decoder(max_header_list_size=max_header_list_size)
         self._table_update: bytes = b""  # a dynamic-table-size update owed to the peer's decoder
         # the block's (stream id, end_stream, fragments, size) while CONTINUATION frames are due
         self._continuation: tuple[int, bool, list[bytes], int] | None = None
@@ -728,12 +678,11 @@ class H2Protocol:
     def _on_block(self, sid: int, end_stream: bool, block: bytes, events: list[Event]) -> None:
         # Decode first, whatever becomes of the stream: the HPACK table is shared by the connection.
         try:
-            raw = self._decoder.decode(block, raw=True)
-        except hpack.exceptions.OversizedHeaderListError as exc:
+            decoded = self._decoder.decode(block)
+        except OversizedHeaderList as exc:
             raise ProtocolError(f"header list too large: {exc}", ErrorCode.ENHANCE_YOUR_CALM) from None
-        except hpack.exceptions.HPACKError as exc:
+        except HPACKError as exc:
             raise ProtocolError(f"HPACK decoding failed: {exc}", ErrorCode.COMPRESSION_ERROR) from None
-        headers_raw: list[tuple[bytes, bytes]] = [(bytes(n), bytes(v)) for n, v in raw]
         st = self.streams.get(sid)
         if st is None:
             remote_parity = (sid & 1) == (0 if self.client_side else 1)
@@ -750,7 +699,7 @@ class H2Protocol:
                 return
             if self.open_inbound_streams >= self.local_settings.max_concurrent_streams:
                 raise _StreamError(sid, ErrorCode.REFUSED_STREAM)
-            if not _check_headers(headers_raw, _REQUEST_PSEUDO, request=True):
+            if not _valid(decoded, _REQUEST):
                 raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st = _Stream(
                 sid, self.remote_settings.initial_window_size, self.local_settings.initial_window_size
@@ -758,7 +707,7 @@ class H2Protocol:
             st.headers_in = 1
             self.streams[sid] = st
             self.open_inbound_streams += 1
-            events.append(RequestReceived(sid, _decode_str(headers_raw), end_stream))
+            events.append(RequestReceived(sid, decoded.text, end_stream))
             if end_stream:
                 self._end_remote(st)
                 events.append(StreamEnded(sid))
@@ -766,20 +715,20 @@ class H2Protocol:
         if not st.remote_open:
             raise _StreamError(sid, ErrorCode.STREAM_CLOSED)
         if self.client_side and st.headers_in == 0:
-            if not _check_headers(headers_raw, _RESPONSE_PSEUDO, request=False):
+            if not _valid(decoded, _RESPONSE):
                 raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
-            status = headers_raw[0][1]
+            status = decoded.raw[0][1]
             if status[:1] == b"1" and len(status) == 3:
                 if end_stream:
                     raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
                 return  # an informational response: the real one follows
             st.headers_in = 1
-            events.append(ResponseReceived(sid, _decode_str(headers_raw), end_stream))
+            events.append(ResponseReceived(sid, decoded.text, end_stream))
         else:
-            if not end_stream or not _check_headers(headers_raw, _NO_PSEUDO, request=False):
+            if not end_stream or not _valid(decoded, _TRAILERS):
                 raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st.headers_in = 2
-            events.append(TrailersReceived(sid, _decode_str(headers_raw)))
+            events.append(TrailersReceived(sid, decoded.text))
         if end_stream:
             self._end_remote(st)
             events.append(StreamEnded(sid))

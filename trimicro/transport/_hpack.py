@@ -1,0 +1,262 @@
+"""HPACK (RFC 7541) for :mod:`._h2proto`: an encoder that never uses the dynamic table and a decoder
+that remembers what it decoded.
+
+- **Encoding** without the dynamic table makes each header's bytes a pure function of the header, so
+  they come from a cache: sending a header block is a dict lookup per header. The price is a bigger
+  block (no per-connection compression of repeated headers), which loopback and LAN links do not
+  notice; the peer's decoder state is never touched.
+- **Decoding** must follow any peer's dynamic table and Huffman codes (grpc-core and Go use both). A
+  block whose bytes and starting table are the same as an earlier one's decodes to the same headers
+  and leaves the table as it was, so a decoded block is cached under ``(table generation, bytes)``;
+  the generation moves whenever the table changes. A peer that repeats its headers (every gRPC
+  client does: after the first call they are all table references) is decoded once per connection.
+  Huffman strings are decoded with the ``hpack`` package's table-driven decoder.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Final
+
+import hpack.exceptions
+import hpack.huffman_table
+import hpack.table
+
+__all__ = ["Block", "Decoder", "HPACKError", "OversizedHeaderList", "encode_header", "encode_headers"]
+
+_STATIC: Final[tuple[tuple[bytes, bytes], ...]] = tuple(hpack.table.HeaderTable.STATIC_TABLE)
+_STATIC_LEN: Final = len(_STATIC)
+_STATIC_NAMES: dict[bytes, int] = {}
+_STATIC_PAIRS: dict[tuple[bytes, bytes], int] = {}
+for _i, (_n, _v) in enumerate(_STATIC, start=1):
+    _STATIC_NAMES.setdefault(_n, _i)
+    _STATIC_PAIRS.setdefault((_n, _v), _i)
+_ENTRY_OVERHEAD: Final = 32  # RFC 7541 4.1
+
+
+class HPACKError(Exception):
+    """The header block cannot be decoded: the connection's HPACK state is lost (COMPRESSION_ERROR)."""
+
+
+class OversizedHeaderList(HPACKError):
+    """The decoded header list exceeds the size we announced (SETTINGS_MAX_HEADER_LIST_SIZE)."""
+
+
+# -- encoding --
+
+
+def _integer(value: int, prefix_bits: int, first: int) -> bytes:
+    """RFC 7541 5.1 integer with ``first``'s high bits as the representation's pattern."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_header(name: bytes, value: bytes, sensitive: bool = False) -> bytes:
+    """One header field without the dynamic table: a static-table match is one index byte, anything
+    else a literal "without indexing" (or "never indexed" when ``sensitive``), raw (no Huffman)."""
+    if not sensitive:
+        index = _STATIC_PAIRS.get((name, value))
+        if index is not None:
+            return _integer(index, 7, 0x80)
+    index = _STATIC_NAMES.get(name, 0)
+    head = _integer(index, 4, 0x10 if sensitive else 0x00)
+    if not index:
+        head += _integer(len(name), 7, 0) + name
+    return head + _integer(len(value), 7, 0) + value
+
+
+_ENCODED: dict[tuple[bytes, bytes, bool], bytes] = {}
+#: Bounds of the caches: entries, and the longest value / block worth keeping (gRPC's repeated
+#: headers are short; long or one-off ones would only churn the cache and hold memory).
+_CACHE_MAX: Final = 1024
+_CACHE_VALUE_MAX: Final = 256
+_BLOCK_CACHE_MAX: Final = 128
+_BLOCK_CACHE_BYTES: Final = 1024
+
+
+def encode_headers(headers: list[tuple[bytes, bytes, bool]]) -> bytes:
+    """A header block from ``(name, value, sensitive)`` fields, each from a bounded cache."""
+    parts = []
+    cache = _ENCODED
+    for h in headers:
+        enc = cache.get(h)
+        if enc is None:
+            enc = encode_header(*h)
+            if len(h[1]) <= _CACHE_VALUE_MAX:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[h] = enc
+        parts.append(enc)
+    return b"".join(parts)
+
+
+# -- decoding --
+
+
+def _read_integer(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    end = len(block)
+    while True:
+        if pos >= end:
+            raise HPACKError("truncated integer")
+        b = block[pos]
+        pos += 1
+        value += (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:  # no legitimate index or length needs more than 2**28
+            raise HPACKError("integer too large")
+
+
+def _read_string(block: bytes, pos: int) -> tuple[bytes, int]:
+    if pos >= len(block):
+        raise HPACKError("truncated string")
+    huffman = block[pos] & 0x80
+    length, pos = _read_integer(block, pos, 7)
+    end = pos + length
+    if end > len(block):
+        raise HPACKError("truncated string")
+    raw = block[pos:end]
+    if huffman:
+        try:
+            raw = hpack.huffman_table.decode_huffman(raw)
+        except hpack.exceptions.HPACKDecodingError as exc:
+            raise HPACKError(str(exc)) from None
+    return raw, end
+
+
+class Block:
+    """A decoded header block. Cached and shared: read it, never mutate it."""
+
+    __slots__ = ("checked", "raw", "text")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        #: names as ASCII, values as UTF-8 (undecodable bytes kept by surrogateescape)
+        self.text = [(n.decode("ascii", "replace"), v.decode("utf-8", "surrogateescape")) for n, v in raw]
+        #: the connection's validity verdicts per kind of block (request, response, trailers)
+        self.checked: dict[int, bool] = {}
+
+
+class Decoder:
+    """One connection's HPACK decoder (its dynamic table), with a cache of decoded blocks."""
+
+    __slots__ = (
+        "_cache",
+        "_generation",
+        "_max_size",
+        "_size",
+        "_table",
+        "max_allowed_table_size",
+        "max_header_list_size",
+    )
+
+    def __init__(self, *, max_header_list_size: int, max_allowed_table_size: int = 4096) -> None:
+        self.max_header_list_size = max_header_list_size
+        #: what we announced in SETTINGS_HEADER_TABLE_SIZE: the encoder may pick any size up to it
+        self.max_allowed_table_size = max_allowed_table_size
+        self._max_size = max_allowed_table_size
+        self._size = 0
+        self._table: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._generation = 0
+        self._cache: dict[tuple[int, bytes], Block] = {}
+
+    def decode(self, block: bytes) -> Block:
+        """The header list of ``block``; raises :class:`HPACKError` (the connection must end)."""
+        key = (self._generation, block)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        headers = Block(self._decode(block))
+        # A block that changed the table would decode differently next time: cache it only if it
+        # did not (then key's generation is still current).
+        if key[0] == self._generation and len(block) <= _BLOCK_CACHE_BYTES:
+            if len(self._cache) >= _BLOCK_CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = headers
+        return headers
+
+    def _entry(self, index: int) -> tuple[bytes, bytes]:
+        if 0 < index <= _STATIC_LEN:
+            return _STATIC[index - 1]
+        i = index - _STATIC_LEN - 1
+        if index <= 0 or i >= len(self._table):
+            raise HPACKError(f"invalid table index {index}")
+        return self._table[i]
+
+    def _add(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + _ENTRY_OVERHEAD
+        table = self._table
+        if size > self._max_size:
+            table.clear()  # RFC 7541 4.4: an entry larger than the table empties it
+            self._size = 0
+            return
+        table.appendleft((name, value))
+        self._size += size
+        self._evict()
+
+    def _evict(self) -> None:
+        table = self._table
+        while self._size > self._max_size:
+            n, v = table.pop()
+            self._size -= len(n) + len(v) + _ENTRY_OVERHEAD
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        headers: list[tuple[bytes, bytes]] = []
+        total = 0
+        pos, end = 0, len(block)
+        changed = False
+        while pos < end:
+            b = block[pos]
+            if b & 0x80:  # indexed field
+                index, pos = _read_integer(block, pos, 7)
+                header = self._entry(index)
+            elif b & 0x40:  # literal with incremental indexing
+                index, pos = _read_integer(block, pos, 6)
+                if index:
+                    name = self._entry(index)[0]
+                else:
+                    name, pos = _read_string(block, pos)
+                value, pos = _read_string(block, pos)
+                header = (name, value)
+                self._add(name, value)
+                changed = True
+            elif b & 0x20:  # dynamic table size update: only before the first field
+                if headers:
+                    raise HPACKError("table size update after a header field")
+                size, pos = _read_integer(block, pos, 5)
+                if size > self.max_allowed_table_size:
+                    raise HPACKError(f"table size {size} above the {self.max_allowed_table_size} allowed")
+                self._max_size = size
+                self._evict()
+                changed = True
+                continue
+            else:  # literal without indexing / never indexed
+                index, pos = _read_integer(block, pos, 4)
+                if index:
+                    name = self._entry(index)[0]
+                else:
+                    name, pos = _read_string(block, pos)
+                value, pos = _read_string(block, pos)
+                header = (name, value)
+            total += len(header[0]) + len(header[1]) + _ENTRY_OVERHEAD
+            if total > self.max_header_list_size:
+                raise OversizedHeaderList(f"header list exceeds {self.max_header_list_size} bytes")
+            headers.append(header)
+        if changed:
+            self._generation += 1
+        return headers
