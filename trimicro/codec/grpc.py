@@ -91,8 +91,14 @@ class GrpcFrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._error is not None:
             raise self._error
-        buf = self._buf
-        buf += data
+        buf: bytes | bytearray | memoryview
+        if self._buf:
+            buf = self._buf
+            buf += data
+        else:
+            # Nothing pending (the usual case): slice messages straight out of ``data``, one copy
+            # each, and keep only an incomplete tail.
+            buf = data
         out: list[bytes] = []
         pos = 0
         end = len(buf)
@@ -111,11 +117,14 @@ class GrpcFrameDecoder:
             if end - pos - _PREFIX_LEN < size:
                 break
             start = pos + _PREFIX_LEN
-            payload = bytes(buf[start : start + size])
+            payload = bytes(memoryview(buf)[start : start + size])
             pos = start + size
             out.append(self._decompress(payload) if flag else payload)
-        if pos:
-            del buf[:pos]
+        if buf is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < end:
+            self._buf += memoryview(buf)[pos:]
         return out
 
     def _decompress(self, payload: bytes) -> bytes:

@@ -548,6 +548,7 @@ class H2Protocol:
             pos = len(PREFACE)
         max_in = self.local_settings.max_frame_size
         unpack = _HEADER.unpack_from
+        view = memoryview(buf)  # slicing a view copies once, slicing a bytearray twice
         while end - pos >= 9:
             hi, lo, ftype, flags, sid = unpack(buf, pos)
             length = (hi << 8) | lo
@@ -555,7 +556,7 @@ class H2Protocol:
                 raise ProtocolError(f"frame of {length} bytes exceeds {max_in}", ErrorCode.FRAME_SIZE_ERROR)
             if end - pos - 9 < length:
                 break
-            payload = bytes(buf[pos + 9 : pos + 9 + length])
+            payload = bytes(view[pos + 9 : pos + 9 + length])
             pos += 9 + length
             sid &= 0x7FFFFFFF
             if not self._settings_seen:
