@@ -52,9 +52,25 @@ def test_timeout_roundtrip_never_shortens(seconds: float) -> None:
     assert 2 <= len(encoded) <= 9
     decoded = decode_grpc_timeout(encoded)
     assert decoded is not None
-    # Rounded up in the finest unit that fits: never shorter, at most one unit longer.
+    # Rounded up to four significant digits: never shorter, at most 0.1% longer.
     assert decoded >= seconds * (1 - 1e-9)
-    assert decoded <= seconds * 1.0001 + 1e-9
+    assert decoded <= seconds * 1.001 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("seconds", "encoded"),
+    [
+        (4.99987, "5S"),
+        (5.0, "5S"),
+        (0.25, "250m"),
+        (0.0012345, "1235u"),
+        (90.0, "90S"),
+        (3600.0, "1H"),
+        (1e-9, "1n"),
+    ],
+)
+def test_timeout_repeats_for_hpack(seconds: float, encoded: str) -> None:
+    assert encode_grpc_timeout(seconds) == encoded
 
 
 @given(st.text())

@@ -52,16 +52,36 @@ class Status:
 
 # -- grpc-timeout: TimeoutValue (at most 8 digits) + unit --
 _UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-_ENCODE_ORDER: Final = (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0), ("H", 3600.0))
+#: units from the coarsest, in nanoseconds
+_EXACT_ORDER: Final = (
+    ("H", 3600 * 10**9),
+    ("M", 60 * 10**9),
+    ("S", 10**9),
+    ("m", 10**6),
+    ("u", 10**3),
+    ("n", 1),
+)
+_SIGNIFICANT: Final = 4
 _MAX_VALUE: Final = 99_999_999
 
 
 def encode_grpc_timeout(seconds: float) -> str:
-    """Seconds -> ``grpc-timeout``: the finest unit whose value fits 8 digits, rounded up (as grpc-go)."""
+    """Seconds -> ``grpc-timeout``, rounded *up* to four significant digits and written in the
+    coarsest unit that holds it exactly: a remaining 4.99987 s becomes ``5S``. Like grpc-core's
+    rounding, this keeps the header the same from call to call, so header blocks repeat and HPACK
+    caches them; the server's deadline is at most 0.1% later than the client's, never earlier."""
     if seconds <= 0:
         return "1n"
-    for unit, size in _ENCODE_ORDER:
-        value = math.ceil(seconds / size - 1e-9)
+    nanos = math.ceil(seconds * 1e9 - 1e-3)
+    digits = len(str(nanos))
+    if digits > _SIGNIFICANT:
+        step = 10 ** (digits - _SIGNIFICANT)
+        nanos = -(-nanos // step) * step
+    for unit, size in _EXACT_ORDER:
+        if nanos % size == 0 and nanos // size <= _MAX_VALUE:
+            return f"{nanos // size}{unit}"
+    for unit, size in _EXACT_ORDER[::-1]:  # too fine to be exact in 8 digits: round up further
+        value = -(-nanos // size)
         if value <= _MAX_VALUE:
             return f"{max(value, 1)}{unit}"
     return f"{_MAX_VALUE}H"
