@@ -246,3 +246,29 @@ async def test_tls_alpn_h2(tmp_path: Path) -> None:
             assert "h2" in info.value.detail
         with trio.fail_after(5):
             await server.wait_idle()
+
+
+async def test_connection_with_used_up_stream_ids_is_replaced() -> None:
+    """Stream ids are 31 bits: a long-lived connection runs out (~30 h at 10k calls/s) and the
+    client must move to a fresh one instead of sending an invalid id."""
+    from trimicro.transport._h2proto import MAX_STREAM_ID
+
+    async def hello() -> str:
+        rsp = await client.call(
+            "greeter",
+            "Greeter.Hello",
+            pb.HelloRequest(name="x"),
+            response_type=pb.HelloResponse,
+            address=address,
+        )
+        return rsp.greeting
+
+    async with serve_grpc() as (address, _server, _), grpc_client() as (client, transport):
+        assert await hello() == "Hello x"
+        (first,) = transport._conns.values()
+        first.h2._next_local_id = MAX_STREAM_ID  # the last id there is
+        assert await hello() == "Hello x"
+        assert not first.usable
+        assert await hello() == "Hello x"
+        (second,) = transport._conns.values()
+        assert second is not first and second.usable

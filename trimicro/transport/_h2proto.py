@@ -29,6 +29,7 @@ from typing import Final
 from ._hpack import Block, Decoder, HPACKError, OversizedHeaderList, encode_header, encode_headers
 
 __all__ = [
+    "MAX_STREAM_ID",
     "PREFACE",
     "ConnectionTerminated",
     "DataReceived",
@@ -81,6 +82,8 @@ _U32: Final = struct.Struct(">L")
 _SETTING: Final = struct.Struct(">HL")
 _GOAWAY_HEAD: Final = struct.Struct(">LL")
 _MAX_WINDOW: Final = 2**31 - 1
+#: The last stream id (31 bits): at 10,000 calls/s a connection uses them up in about 30 hours.
+MAX_STREAM_ID: Final = 2**31 - 1
 _DEFAULT_WINDOW: Final = 65535
 _MIN_FRAME: Final = 16384
 _MAX_FRAME: Final = 2**24 - 1
@@ -388,6 +391,8 @@ class H2Protocol:
         self._frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment))
 
     def get_next_available_stream_id(self) -> int:
+        """The id the next stream we open gets; past ``MAX_STREAM_ID`` the connection is used up
+        (a client must then open a new one)."""
         return self._next_local_id
 
     def local_flow_control_window(self, stream_id: int) -> int:
@@ -407,6 +412,8 @@ class H2Protocol:
         if st is None:
             if not self.client_side or stream_id != self._next_local_id or self.closed:
                 raise StreamClosedError(stream_id)
+            if stream_id > MAX_STREAM_ID:
+                raise H2Error("stream ids of this connection are used up")
             st = _Stream(
                 stream_id, self.remote_settings.initial_window_size, self.local_settings.initial_window_size
             )

@@ -70,7 +70,12 @@ class _ClientConn(H2Conn):
 
     @property
     def usable(self) -> bool:
-        return self.closed is None and not self.goaway
+        # A connection whose stream ids ran out is retired like one the server sent GOAWAY on.
+        return (
+            self.closed is None
+            and not self.goaway
+            and self.h2.get_next_available_stream_id() <= h2p.MAX_STREAM_ID
+        )
 
     def on_event(self, event: h2p.Event) -> None:
         if isinstance(event, (h2p.ResponseReceived, h2p.TrailersReceived)):
@@ -89,7 +94,7 @@ class _ClientConn(H2Conn):
         while True:
             if self.closed is not None:
                 raise self.closed
-            if self.goaway:
+            if not self.usable:
                 raise TransportError(f"{self.address}: HTTP/2 connection is going away")
             limit = self.h2.remote_settings.max_concurrent_streams
             if self.h2.open_outbound_streams < limit:
