@@ -23,6 +23,7 @@ Left out on purpose: server push (we disable it; a PUSH_PROMISE is a protocol er
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from typing import Final
 
@@ -91,6 +92,8 @@ _MAX_FRAME: Final = 2**24 - 1
 #: for this many most recent resets, then such frames are ignored anyway as "closed".
 _RESET_MEMORY: Final = 1024
 
+#: a header name: an RFC 9110 token in lower case
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _CONNECTION_HEADERS: Final = frozenset(
     {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 )
@@ -278,12 +281,14 @@ def _check_headers(
     regular = False
     seen: set[bytes] = set()
     for name, value in raw:
-        if not name or name != name.lower() or b"\r" in value or b"\n" in value or b"\0" in value:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
             return False
-        if name[0] == 0x3A:  # ':'
-            if regular or name not in allowed_pseudo or name in seen:
+        if name[:1] == b":":
+            if regular or name not in allowed_pseudo or name in seen or not value:
                 return False
             seen.add(name)
+        elif not _TOKEN.match(name):  # also rejects upper case, as HTTP/2 requires
+            return False
         else:
             regular = True
             if name in _CONNECTION_HEADERS or (name == b"te" and value != b"trailers"):
@@ -329,6 +334,9 @@ class H2Protocol:
         self._preface_pending = not client_side
         self._settings_seen = False
         self._decoder = Decoder(max_header_list_size=max_header_list_size)
+        #: the most a header block may take on the wire (frames included): HPACK makes a field of
+        #: ~1 byte decode to an entry of 32+, so twice the list size is generous
+        self._block_limit = 2 * max_header_list_size + 16384
         self._table_update: bytes = b""  # a dynamic-table-size update owed to the peer's decoder
         # the block's (stream id, end_stream, fragments, size) while CONTINUATION frames are due
         self._continuation: tuple[int, bool, list[bytes], int] | None = None
@@ -594,14 +602,24 @@ class H2Protocol:
                     if not flags & _ACK:
                         self._frame(_PING, _ACK, 0, payload)
                 elif ftype == _GOAWAY:
-                    if sid or length < 8:
-                        raise ProtocolError("bad GOAWAY")
+                    if sid:
+                        raise ProtocolError("GOAWAY on a stream")
+                    if length < 8:
+                        raise ProtocolError("GOAWAY too short", ErrorCode.FRAME_SIZE_ERROR)
                     last, code = _GOAWAY_HEAD.unpack_from(payload)
-                    events.append(ConnectionTerminated(code, last & 0x7FFFFFFF, payload[8:]))
+                    last &= 0x7FFFFFFF
+                    # Our streams above ``last`` were never processed: they are closed (the caller
+                    # learns it from ConnectionTerminated and may retry them elsewhere).
+                    mine = 1 if self.client_side else 0
+                    for st in [st for sid2, st in self.streams.items() if (sid2 & 1) == mine and sid2 > last]:
+                        self._close(st)
+                    events.append(ConnectionTerminated(code, last, payload[8:]))
                 elif ftype == _PRIORITY:
                     if not sid:
                         raise ProtocolError("PRIORITY on stream 0")
                     if length != 5:
+                        if self._is_idle(sid):  # no RST_STREAM on an idle stream (RFC 9113 5.1)
+                            raise ProtocolError("bad PRIORITY length", ErrorCode.FRAME_SIZE_ERROR)
                         raise _StreamError(sid, ErrorCode.FRAME_SIZE_ERROR)
                 elif ftype == _PUSH_PROMISE:
                     raise ProtocolError("PUSH_PROMISE is disabled")
@@ -645,6 +663,9 @@ class H2Protocol:
         if n > st.recv_window:
             self.acknowledge_received_data(n, sid)
             raise _StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR)
+        if not st.headers_in:  # a response's DATA before its HEADERS is malformed
+            self.acknowledge_received_data(n, sid)
+            raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st.recv_window -= n
         data = self._unpad(flags, payload)
         if data or n:
@@ -662,10 +683,12 @@ class H2Protocol:
                 raise ProtocolError("HEADERS too short for its priority", ErrorCode.FRAME_SIZE_ERROR)
             block = block[5:]
         end_stream = bool(flags & _END_STREAM)
+        if len(payload) > self._block_limit:
+            raise ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
         if flags & _END_HEADERS:
             self._on_block(sid, end_stream, block, events)
         else:
-            self._continuation = (sid, end_stream, [block], len(block))
+            self._continuation = (sid, end_stream, [block], 9 + len(payload))
 
     def _on_continuation(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         pending = self._continuation
@@ -673,9 +696,10 @@ class H2Protocol:
             raise ProtocolError("unexpected CONTINUATION")
         _, end_stream, parts, size = pending
         parts.append(payload)
-        size += len(payload)
-        # a header block may not grow without bound while we wait for its end
-        if size > 2 * (self.local_settings.max_header_list_size or 64 * 1024) + 16384:
+        # A header block may not grow without bound while we wait for its end; frame headers count
+        # too, so a flood of empty CONTINUATION frames is bounded as well (CVE-2024-27316's kind).
+        size += 9 + len(payload)
+        if size > self._block_limit:
             raise ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
         if flags & _END_HEADERS:
             self._continuation = None
@@ -701,7 +725,10 @@ class H2Protocol:
             if self.client_side:
                 raise ProtocolError("server-initiated streams are not allowed")
             if sid <= self._last_remote_id:
-                return  # a closed stream (e.g. reset): ignore
+                if sid in self._reset_ids:
+                    return  # a stream we reset: its late frames are ignored
+                # a new request must use a higher id; reusing a finished stream is a connection error
+                raise ProtocolError(f"HEADERS on closed stream {sid}", ErrorCode.STREAM_CLOSED)
             self._last_remote_id = sid
             if self.closed:
                 return
@@ -726,7 +753,7 @@ class H2Protocol:
             if not _valid(decoded, _RESPONSE):
                 raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             status = decoded.raw[0][1]
-            if status[:1] == b"1" and len(status) == 3:
+            if status[:1] == b"1" and len(status) == 3 and status != b"101":
                 if end_stream:
                     raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
                 return  # an informational response: the real one follows
@@ -798,7 +825,7 @@ class H2Protocol:
                     self._table_update = b"\x20"
                 remote.header_table_size = value
             elif key == Settings.ENABLE_PUSH:
-                if value > 1:
+                if value > 1 or (value == 1 and self.client_side):
                     raise ProtocolError("bad ENABLE_PUSH")
                 remote.enable_push = value
             elif key == Settings.MAX_CONCURRENT_STREAMS:

@@ -90,7 +90,7 @@ def encode_headers(headers: list[tuple[bytes, bytes, bool]]) -> bytes:
         enc = cache.get(h)
         if enc is None:
             enc = encode_header(*h)
-            if len(h[1]) <= _CACHE_VALUE_MAX:
+            if len(h[1]) <= _CACHE_VALUE_MAX and not h[2]:  # secrets are not kept around
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
                 cache[h] = enc
@@ -220,6 +220,7 @@ class Decoder:
         total = 0
         pos, end = 0, len(block)
         changed = False
+        updates = 0
         while pos < end:
             b = block[pos]
             if b & 0x80:  # indexed field
@@ -235,9 +236,10 @@ class Decoder:
                 header = (name, value)
                 self._add(name, value)
                 changed = True
-            elif b & 0x20:  # dynamic table size update: only before the first field
-                if headers:
-                    raise HPACKError("table size update after a header field")
+            elif b & 0x20:  # dynamic table size update: only before the first field, at most two
+                updates += 1
+                if headers or updates > 2:
+                    raise HPACKError("table size update after a header field or more than two")
                 size, pos = _read_integer(block, pos, 5)
                 if size > self.max_allowed_table_size:
                     raise HPACKError(f"table size {size} above the {self.max_allowed_table_size} allowed")
