@@ -7,6 +7,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,60 @@ async def test_connection_with_used_up_stream_ids_is_replaced() -> None:
         assert await hello() == "Hello x"
         (second,) = transport._conns.values()
         assert second is not first and second.usable
+
+
+async def test_server_answering_before_the_request_ends_keeps_its_status() -> None:
+    """A server may answer before reading the whole request, then RST_STREAM(NO_ERROR) the rest
+    (grpc-go, grpc-core and trimicro do): the client must report the server's status, not a reset."""
+    async with serve_grpc() as (address, _server, _), grpc_client() as (client, _transport):
+        with pytest.raises(MicroError) as info:  # 2 MiB: more than the stream window, so a RST comes mid-send
+            await client.call(
+                "greeter", "Greeter.Nope", pb.HelloRequest(name="x" * (2 << 20)), response_type=pb.HelloResponse,
+                address=address,
+            )  # fmt: skip
+        assert info.value.code == 501
+        async with client.stream("greeter", "Greeter.Sum", response_type=pb.Total, address=address) as s:
+            await s.send(pb.Num(value=-1))
+            for _ in range(3):
+                await s.send(pb.Num(value=5))  # after the server's answer: moot, not an error
+            with pytest.raises(MicroError) as info:
+                await s.receive()
+            assert info.value.code == 400 and "negative" in info.value.detail
+
+
+async def test_server_that_ends_first_without_reset_frees_the_stream_slot() -> None:
+    """A server that answers trailers-only and sends no RST_STREAM (RFC 9113 makes it a MAY; h2-based
+    servers skip it) must not leave the client's stream counted against MAX_CONCURRENT_STREAMS."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def h2_server(sock: trio.SocketStream) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        await sock.send_all(conn.data_to_send())
+        while data := await sock.receive_some(65536):
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    conn.send_headers(
+                        ev.stream_id,
+                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "3"),
+                         ("grpc-message", "no")],
+                        end_stream=True,
+                    )  # fmt: skip
+            if out := conn.data_to_send():
+                await sock.send_all(out)
+
+    async with trio.open_nursery() as nursery, grpc_client() as (client, transport):
+        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
+        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        hold = await transport.dial(address)  # keeps the connection (and its counters) alive
+        for _ in range(3):
+            async with client.stream("greeter", "Greeter.Sum", response_type=pb.Total, address=address) as s:
+                await s.send(pb.Num(value=1))
+                with pytest.raises(MicroError):
+                    await s.receive()
+        (conn,) = transport._conns.values()
+        assert conn.h2.open_outbound_streams == 0 and not conn.h2.streams
+        await hold.aclose()
+        nursery.cancel_scope.cancel()

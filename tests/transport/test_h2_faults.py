@@ -232,3 +232,75 @@ async def test_slow_handler_backpressures_client() -> None:
         await client.sock.aclose()
         with trio.fail_after(5):
             await server.wait_idle()
+
+
+def raw_frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return struct.pack(">HBBBL", n >> 8, n & 0xFF, ftype, flags, sid) + payload
+
+
+async def test_client_goaway_lets_inflight_calls_finish() -> None:
+    """A client's GOAWAY names the last *server*-started stream (0): the server's in-flight calls,
+    all client-started, must still be answered, and nothing may stay counted afterwards."""
+    async with serve_grpc() as (address, server, greeter):
+        client = await RawClient.connect(address)
+        sid = await client.call(
+            "/greeter.Greeter/Slow", frame(pb.SlowRequest(sleep_ms=50).SerializeToString())
+        )
+        await greeter.started.wait()
+        # GOAWAY(last=0, NO_ERROR) written behind h2's back, so our raw client can still read
+        await client.sock.send_all(raw_frame(7, 0, 0, struct.pack(">LL", 0, 0)))
+        with trio.fail_after(5):
+            assert await client.status(sid) == (0, "")
+        await client.sock.aclose()
+        with trio.fail_after(5):
+            await server.wait_idle()
+
+
+async def test_rapid_reset_is_bounded_by_the_stream_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streams opened and reset at once ("rapid reset", CVE-2023-44487) free their HTTP/2 slots
+    before their handler tasks have even started: the tasks themselves must be bounded."""
+    from trimicro.server._grpc import GrpcServer
+    from trimicro.transport._h2conn import MAX_STREAMS
+    from trimicro.transport._h2proto import PREFACE, encode_headers
+
+    started = peak = 0
+    orig = GrpcServer._serve_stream
+
+    async def counting(self: Any, conn: Any, st: Any) -> None:
+        nonlocal started, peak
+        started += 1
+        peak = max(peak, conn.handlers)  # spawned and not yet finished, this one included
+        await orig(self, conn, st)
+
+    monkeypatch.setattr(GrpcServer, "_serve_stream", counting)
+    headers = encode_headers(
+        [(b":method", b"POST", False), (b":scheme", b"http", False), (b":path", b"/greeter.Greeter/Slow", False),
+         (b"content-type", b"application/grpc", False)]
+    )  # fmt: skip
+    n = 2000
+    attack = (
+        PREFACE
+        + raw_frame(4, 0, 0)
+        + b"".join(
+            raw_frame(1, 4, 2 * i + 1, headers) + raw_frame(3, 0, 2 * i + 1, struct.pack(">L", 8))
+            for i in range(n)
+        )
+    )
+    async with serve_grpc() as (address, server, _):
+        host, _, port = address.rpartition(":")
+        sock = await trio.open_tcp_stream(host, int(port))
+        await sock.send_all(attack)
+        ping = raw_frame(6, 0, 0, b"12345678")
+        await sock.send_all(ping)  # answered once every frame before it has been processed
+        received = b""
+        with trio.fail_after(10):
+            while ping[9:] not in received:
+                received += await sock.receive_some(1 << 16)
+        await sock.aclose()
+        with trio.fail_after(10):
+            await server.wait_idle()
+        assert 0 < started < n and peak <= MAX_STREAMS  # the rest were refused (REFUSED_STREAM)
+        client = await RawClient.connect(address)  # and the server still serves
+        await hello_ok(client)
+        await client.sock.aclose()

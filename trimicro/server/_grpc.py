@@ -30,6 +30,7 @@ from ..stream import Stream
 from ..transport import _h2proto as h2p
 from ..transport._h2conn import (
     FLUSH_AT,
+    MAX_STREAMS,
     H2Conn,
     Signal,
     StreamReset,
@@ -102,6 +103,8 @@ class _ServerConn(H2Conn):
         self._wake = Signal()
         self._written = _Notifier()
         self._sending = False
+        #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
+        self.handlers = 0
 
     async def wait(self, ev: Signal) -> None:
         # The reader task fires every notifier, including when the connection dies.
@@ -173,10 +176,14 @@ class _ServerConn(H2Conn):
             self.streams[st.id] = st
             if event.stream_ended:
                 st.ended = True
-            if self.owner.draining:
-                self.reset_stream(st, 7)  # REFUSED_STREAM: safe for the client to retry elsewhere
+            # REFUSED_STREAM is safe for a client to retry (elsewhere). Handler tasks are counted,
+            # not HTTP/2 streams: a peer that opens and at once resets streams ("rapid reset")
+            # frees its stream slots before the tasks it caused have ended.
+            if self.owner.draining or self.handlers >= MAX_STREAMS:
+                self.reset_stream(st, 7)
                 self.release(st)
                 return
+            self.handlers += 1
             self.nursery.start_soon(self.owner._serve_stream, self, st)
         elif isinstance(event, h2p.TrailersReceived):
             known = self.streams.get(event.stream_id)
@@ -304,6 +311,7 @@ class GrpcServer:
                     except TransportError:
                         pass
             conn.release(st)
+            conn.handlers -= 1
             self.open_streams -= 1
             self._check_quiet()
             self.server.exit_call()

@@ -32,6 +32,7 @@ from . import _h2proto as h2p
 
 __all__ = [
     "FLUSH_AT",
+    "MAX_STREAMS",
     "H2Conn",
     "Signal",
     "StreamReset",
@@ -44,6 +45,8 @@ __all__ = [
 STREAM_WINDOW: Final = 1024 * 1024
 #: Connection receive window, opened once at start (stream windows do the bounding).
 CONNECTION_WINDOW: Final = 2**31 - 1
+#: Concurrent streams a server allows per connection.
+MAX_STREAMS: Final = 256
 #: Largest frame we accept: a 64 KiB message then crosses as one DATA frame, not five.
 MAX_FRAME: Final = 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
@@ -192,7 +195,7 @@ class H2Conn:
             initial_window_size=STREAM_WINDOW,
             max_frame_size=MAX_FRAME,
             max_header_list_size=max_header_list_size,
-            max_concurrent_streams=None if client_side else 256,
+            max_concurrent_streams=None if client_side else MAX_STREAMS,
         )
         self.streams: dict[int, StreamState] = {}
         self.closed: TransportError | None = None
@@ -305,7 +308,10 @@ class H2Conn:
                 sent += n
                 window -= n
         except h2p.H2Error:
-            if st.reset is None and st.lost is None:
+            # The stream is closed. If the peer ended it and then said stop (RST_STREAM NO_ERROR
+            # after a complete response, RFC 9113 8.1), what we still had to send is moot, not an
+            # error: the caller reads the peer's answer next.
+            if st.reset is None and st.lost is None and not st.ended:
                 st.reset = 0
             st.out_len = 0
             return True
@@ -329,6 +335,8 @@ class H2Conn:
         try:
             fn(st.id, *args, **kw)
         except h2p.StreamClosedError:
+            if st.ended and st.reset is None and st.lost is None:
+                return  # the peer already answered in full and stopped us: see move_out
             raise StreamReset(st.id, st.reset or 0) from None
         except h2p.H2Error as exc:
             if self.closed is not None:
@@ -369,17 +377,24 @@ class H2Conn:
                         pass
                     await self.flush()
                 return data
+            if st.ended:  # complete, even if a RST_STREAM followed
+                return None
             if st.reset is not None:
                 raise StreamReset(st.id, st.reset)
-            if st.ended:
-                return None
             if st.lost is not None:
                 raise st.lost
             await self.wait(st.changed.event)
 
     def release(self, st: StreamState) -> None:
-        """Forget ``st``: hand back the connection window its unread DATA still holds."""
+        """Forget ``st``: hand back the connection window its unread DATA still holds, and cancel it
+        if it is still open either way (a peer that ended its side without a RST_STREAM must not
+        keep the stream counted against MAX_CONCURRENT_STREAMS)."""
         self.streams.pop(st.id, None)
+        if st.id in self.h2.streams and self.closed is None:
+            try:
+                self.h2.reset_stream(st.id, h2p.ErrorCode.CANCEL)
+            except h2p.H2Error:
+                pass
         left = st.buffered
         st.chunks.clear()
         st.out.clear()
@@ -472,8 +487,10 @@ class H2Conn:
             self.goaway = True
             last = event.last_stream_id
             err = TransportError(f"HTTP/2 GOAWAY from peer (error code {event.error_code})")
+            # ``last`` counts only streams *we* started: the peer's own streams go on.
+            mine = 1 if self.h2.client_side else 0
             for st in self.streams.values():
-                if st.id > last and st.lost is None:
+                if (st.id & 1) == mine and st.id > last and st.lost is None:
                     st.lost = err
                     st.changed.fire()
             if event.error_code:
