@@ -1563,12 +1563,6 @@ def test_decreasing_or_reused_stream_id_is_a_connection_error() -> None:
         raw.headers(1, REQUEST, END_HEADERS | END_STREAM)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_h2proto.py _on_block: a stream opened after our GOAWAY is ignored but not remembered "
-    "(no _remember_reset), so its late trailers are taken for HEADERS on a closed stream and kill "
-    "the connection (ProtocolError STREAM_CLOSED) while the streams <= last are still draining",
-)
 def test_streams_ignored_after_our_goaway_stay_ignored() -> None:
     raw = Raw()
     raw.headers(1, REQUEST)

@@ -731,6 +731,8 @@ class H2Protocol:
                 raise ProtocolError(f"HEADERS on closed stream {sid}", ErrorCode.STREAM_CLOSED)
             self._last_remote_id = sid
             if self.closed:
+                # Above our GOAWAY's last stream: not served, and its later frames are ignored too.
+                self._remember_reset(sid)
                 return
             if self.open_inbound_streams >= self.local_settings.max_concurrent_streams:
                 raise _StreamError(sid, ErrorCode.REFUSED_STREAM)
