@@ -231,3 +231,20 @@ async def test_aio_cancel_cancels_handler() -> None:
         with trio.fail_after(5):
             await server.wait_idle()
         assert greeter.cancelled == 1
+
+
+async def test_drain_goaway_lets_grpcio_finish_its_call() -> None:
+    """grpc-core takes our drain GOAWAY in stride: its in-flight call is still answered."""
+    async with serve_grpc() as (address, server, greeter):
+        results: list[int] = []
+
+        def call(stub: pbg.GreeterStub) -> None:
+            results.append(stub.Slow(pb.SlowRequest(sleep_ms=300), timeout=10).slept_ms)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(in_thread, sync_session(address, call))
+            await greeter.started.wait()
+            with trio.fail_after(10):
+                await server.server.drain(5.0)
+                await server.wait_idle()
+        assert results == [300]

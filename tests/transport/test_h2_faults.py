@@ -304,3 +304,44 @@ async def test_rapid_reset_is_bounded_by_the_stream_limit(monkeypatch: pytest.Mo
         client = await RawClient.connect(address)  # and the server still serves
         await hello_ok(client)
         await client.sock.aclose()
+
+
+async def test_drain_sends_goaway_and_finishes_inflight_calls() -> None:
+    """A draining server says GOAWAY (NO_ERROR, last = the newest stream it took), as Go's does, so
+    clients move new calls elsewhere at once; the calls in flight still get their answers, and the
+    connection closes once they are done."""
+    from trimicro.client import Client
+    from trimicro.transport.grpc import GrpcTransport
+
+    async with serve_grpc() as (address, grpc_server, greeter):
+        transport = GrpcTransport()
+        client = Client(None, transport)
+        raw = await RawClient.connect(address)  # an idle connection: closed at once on drain
+        await hello_ok(raw)
+        async with trio.open_nursery() as nursery:
+            replies: list[Any] = []
+
+            async def slow() -> None:
+                replies.append(
+                    await client.call(
+                        "greeter",
+                        "Greeter.Slow",
+                        pb.SlowRequest(sleep_ms=100),
+                        response_type=pb.SlowResponse,
+                        address=address,
+                    )
+                )
+
+            nursery.start_soon(slow)
+            await greeter.started.wait()
+            (conn,) = transport._conns.values()
+            with trio.fail_after(5):
+                await grpc_server.server.drain(5.0)
+        assert [r.slept_ms for r in replies] == [100]
+        assert conn.goaway and not conn.usable  # new calls would dial a new connection
+        with trio.fail_after(5):
+            while await raw.sock.receive_some(65536):  # GOAWAY, then the server closes
+                pass
+            await grpc_server.wait_idle()  # both connections closed by the server
+        await raw.sock.aclose()
+        await client.aclose()

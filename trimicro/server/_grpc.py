@@ -106,6 +106,10 @@ class _ServerConn(H2Conn):
         #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
         self.handlers = 0
 
+    def wake(self) -> None:
+        """Have the writer write what h2 has queued (e.g. a GOAWAY)."""
+        self._wake.set()
+
     async def wait(self, ev: Signal) -> None:
         # The reader task fires every notifier, including when the connection dies.
         await ev.wait()
@@ -143,6 +147,11 @@ class _ServerConn(H2Conn):
                         del self.dirty[st]
                 data = self.h2.data_to_send()
                 if not data:
+                    if self.h2.closed and not self.handlers and not self.dirty:
+                        # GOAWAY sent (drain) and written, every stream answered: the connection
+                        # is done; cancelling its nursery ends the reader and closes the socket.
+                        self.nursery.cancel_scope.cancel()
+                        return
                     await wait_any(wake, window) if self.dirty else await wake.wait()
                     continue
                 self._sending = True
@@ -221,10 +230,20 @@ class GrpcServer:
     open_connections: int = attrs.field(default=0, init=False)
     open_streams: int = attrs.field(default=0, init=False)
     _quiet: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _conns: set[_ServerConn] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
         self.health.statuses.setdefault(self.server.name, 1)
+        self.server.on_drain.append(self.goaway)
+
+    def goaway(self) -> None:
+        """Drain: tell every client (GOAWAY, NO_ERROR) that no new stream will be served here, so
+        its next calls go to a new connection (elsewhere, once this server stops accepting) instead
+        of being refused one by one. Streams in flight finish; an idle connection closes now."""
+        for conn in list(self._conns):
+            conn.h2.close_connection(h2p.ErrorCode.NO_ERROR)
+            conn.wake()  # the writer writes the GOAWAY, and closes once no handler is left
 
     @classmethod
     def from_server(cls, server: Server, options: Any = None) -> GrpcServer:
@@ -255,9 +274,11 @@ class GrpcServer:
         """Serve one connection whose first bytes (the HTTP/2 preface, maybe more) were already read."""
         self.open_connections += 1
         remote = _remote(stream)
+        conn: _ServerConn | None = None
         try:
             async with trio.open_nursery() as nursery:
                 conn = _ServerConn(self, stream, nursery, remote)
+                self._conns.add(conn)
                 conn.start()
                 nursery.start_soon(conn.run_writer)
                 try:
@@ -272,6 +293,8 @@ class GrpcServer:
                 conn.lose(conn.closed or TransportError("HTTP/2 connection ended"))
                 nursery.cancel_scope.cancel()
         finally:
+            if conn is not None:
+                self._conns.discard(conn)
             # Bounded: under TLS, close_notify can block on a peer that stops reading (a cut-off
             # SSLStream.aclose() closes the socket forcefully).
             with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -312,6 +335,8 @@ class GrpcServer:
                         pass
             conn.release(st)
             conn.handlers -= 1
+            if conn.h2.closed and not conn.handlers:
+                conn.wake()  # drained after our GOAWAY: the writer writes the last replies and closes
             self.open_streams -= 1
             self._check_quiet()
             self.server.exit_call()

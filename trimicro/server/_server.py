@@ -152,6 +152,8 @@ class Server:
     h2_handler: Callable[[Any, bytes], Awaitable[None]] | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
     _draining: bool = attrs.field(default=False, init=False)
+    #: called when a drain starts (the gRPC server sends GOAWAY on its connections)
+    on_drain: list[Callable[[], None]] = attrs.field(factory=list, init=False)
     _conns: set[_Conn] = attrs.field(factory=set, init=False)
     _busy: set[_Conn] = attrs.field(factory=set, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -183,6 +185,8 @@ class Server:
     async def drain(self, grace: float) -> None:
         """Stop taking requests; wait up to ``grace`` seconds for in-flight calls to finish."""
         self._draining = True
+        for hook in self.on_drain:
+            hook()
         for conn in list(self._conns):
             # Only a frame loop waiting for its next frame is stopped. A running call (maybe with a
             # watcher reading ahead) or an open stream (whose reader also waits for frames) is left to
