@@ -246,6 +246,11 @@ class H2Conn:
 
     # -- writing --
     async def flush(self) -> None:
+        if not self.h2.pending:
+            # Nothing queued (e.g. an acknowledgement that did not reach the WINDOW_UPDATE
+            # threshold): no lock to take. Bytes another task is writing are its to deliver.
+            await trio.lowlevel.checkpoint()
+            return
         async with self._write_lock:
             data = self.h2.data_to_send()
             if not data:
