@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from contextlib import asynccontextmanager
 
 import h11
@@ -394,3 +398,31 @@ async def test_empty_host_binds_loopback():
             address = await nursery.start(gateway.serve, ":0")
             assert address.startswith("127.0.0.1:")
             gateway.stop()
+
+
+# -- the CLI --
+
+
+async def test_cli_api_serves_until_sigterm():
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    argv = [sys.executable, "-m", "trimicro.cli", "api", "--address", "127.0.0.1:0", "--registry", "mdns"]
+    async with trimicro.open_service("cli-api-greeter", registry="mdns", handlers=[Greeter()]):
+        with trio.fail_after(30):
+            proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, env=env)
+            try:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = await proc.stdout.receive_some(1024)
+                    assert chunk, "trimicro api exited before listening"
+                    line += chunk
+                assert line.startswith(b"api gateway listening on http://127.0.0.1:")
+                port = int(line.rpartition(b":")[2])
+                status, _, body = await post(port, "/cli-api-greeter/Greeter/Hello", {"name": "cli"})
+                assert status == 200 and json.loads(body) == {"greeting": "Hello cli"}
+                proc.send_signal(signal.SIGTERM)
+                assert await proc.wait() == 0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    with trio.CancelScope(shield=True):
+                        await proc.wait()

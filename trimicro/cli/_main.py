@@ -1,4 +1,4 @@
-"""``trimicro services | describe NAME | call SVC ENDPOINT JSON | health SVC | publish TOPIC JSON``.
+"""``trimicro services | describe NAME | call SVC ENDPOINT JSON | health SVC | publish TOPIC JSON | api``.
 
 Global options are the usual flags/env (``--registry etcd --registry_address 127.0.0.1:2379``,
 ``MICRO_REGISTRY=...``): anything after the sub-command that looks like ``--x_y`` is an option.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._util import collapse_excgroups
 from ..config import Options
 from ..errors import MicroError
 from ..service import open_client
@@ -41,7 +43,28 @@ def _parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="publish a JSON message on a topic")
     pub.add_argument("topic")
     pub.add_argument("message")
+    a = sub.add_parser("api", help="run the HTTP/websocket gateway (Go Micro's `micro api`)")
+    a.add_argument("--address", default="127.0.0.1:8080", help="host:port to listen on (':8080' is loopback)")
+    a.add_argument("--namespace", default="", help="prefix for service names, e.g. go.micro.api")
     return p
+
+
+async def _api(client: Any, args: argparse.Namespace) -> None:
+    """Serve the gateway until SIGINT/SIGTERM, then drain (``server_grace_period``) and return."""
+    from ..api import Gateway
+
+    gateway = Gateway(client, namespace=args.namespace, grace=client.options.server_grace_period)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            with collapse_excgroups():
+                async with trio.open_nursery() as nursery:
+                    bound = await nursery.start(gateway.serve, args.address)
+                    print(f"api gateway listening on http://{bound}", flush=True)
+                    async for _ in signals:
+                        gateway.stop()
+                        break
+        except (OSError, ValueError) as exc:  # address in use, malformed --address
+            raise SystemExit(f"trimicro api: cannot listen on {args.address}: {exc}") from None
 
 
 async def _run(args: argparse.Namespace, options: list[str]) -> int:
@@ -70,6 +93,8 @@ async def _run(args: argparse.Namespace, options: list[str]) -> int:
             print(json.dumps(await client.call(args.service, "Debug.Health", {}, address=args.address)))
         elif args.command == "publish":
             await client.publish(args.topic, json.loads(args.message), content_type="application/json")
+        elif args.command == "api":
+            await _api(client, args)
     return 0
 
 
