@@ -308,7 +308,9 @@ async def test_websocket_server_streaming_ends_with_1000():
         with trio.fail_after(5):
             async with trio_websocket.open_websocket_url(ws_url(port, "/greeter/Greeter/Stream")) as ws:
                 await ws.send_message('{"count": 3}')
-                got = [json.loads(await ws.get_message()) for _ in range(3)]
+                raw = [await ws.get_message() for _ in range(3)]
+                assert raw[0] == '{"message":"m0"}'  # the service's JSON as it came, minus the newline
+                got = [json.loads(m) for m in raw]
                 assert [m["message"] for m in got] == ["m0", "m1", "m2"]
                 with pytest.raises(ConnectionClosed) as info:
                     await ws.get_message()

@@ -392,9 +392,9 @@ class Gateway:
 
                     async def downstream() -> None:  # service -> browser: one response, one text message
                         async for reply in stream:
-                            await send(
-                                {"type": "websocket.send", "text": bytes(reply).decode("utf-8", "replace")}
-                            )
+                            # One JSON document per message: Go's encoder's closing newline adds nothing.
+                            text = bytes(reply).rstrip(b"\n").decode("utf-8", "replace")
+                            await send({"type": "websocket.send", "text": text})
                         outcome.append((_WS_CLOSE_NORMAL, None))
                         nursery.cancel_scope.cancel()
 
