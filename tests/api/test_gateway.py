@@ -340,6 +340,23 @@ async def test_websocket_errors_send_error_json_then_1011():
                 assert info.value.reason.code == 1007
 
 
+async def test_websocket_to_unary_endpoint_and_oversized_messages():
+    async with gateway_stack(max_body=1024) as (port, _, _gw):
+        with trio.fail_after(5):
+            async with trio_websocket.open_websocket_url(ws_url(port, "/greeter/Greeter/Hello")) as ws:
+                await ws.send_message('{"name": "x"}')
+                err = json.loads(await ws.get_message())
+                assert err["code"] == 400 and "not streaming" in err["detail"]
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason.code == 1011
+            async with trio_websocket.open_websocket_url(ws_url(port, "/greeter/Greeter/Echo")) as ws:
+                await ws.send_message('{"text": "' + "x" * 2000 + '"}')
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason.code == 1009
+
+
 # -- shutdown --
 
 
