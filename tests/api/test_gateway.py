@@ -13,6 +13,8 @@ import h11
 import pytest
 import trio
 import trio_websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed
 
 import trimicro
@@ -148,6 +150,23 @@ def test_rpc_resolver_follows_go_micro(path, namespace, route):
     assert rpc_resolver(path, namespace) == route
 
 
+fuzz = settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+
+
+@fuzz
+@given(st.text(), st.text(max_size=20))
+def test_rpc_resolver_takes_any_path(path, namespace):
+    route = rpc_resolver(path, namespace)
+    assert isinstance(route.service, str) and isinstance(route.endpoint, str)
+
+
+@fuzz
+@given(st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=40)), max_size=8))
+def test_request_metadata_takes_any_headers(headers):
+    md = request_metadata(headers)
+    assert all(k[:1] != ":" and not k.startswith("Micro-") for k in md)
+
+
 def test_request_metadata_keeps_caller_headers_only():
     md = request_metadata(
         [
@@ -160,6 +179,7 @@ def test_request_metadata_keeps_caller_headers_only():
             (b"timeout", b"1"),
             (b"micro-stream", b"1"),
             (b"micro-endpoint", b"Evil.X"),
+            (b"micro-anything", b"x"),
             (b"sec-websocket-key", b"k"),
             (b":authority", b"h"),
         ]

@@ -48,8 +48,8 @@ _JSON = "application/json"
 _CLOSE_MARGIN = 1.0  # seconds for cancelled calls to write their 503 before the server is cancelled
 _WS_CLOSE_NORMAL, _WS_GOING_AWAY, _WS_BAD_DATA, _WS_ERROR = 1000, 1001, 1007, 1011
 
-# Headers that describe this HTTP hop or route the call: never call metadata. Micro-* routing headers
-# are dropped too, so a browser cannot set Micro-Stream or Micro-Endpoint behind the client's back.
+# Headers that describe this HTTP hop or route the call: never call metadata. Every Micro-* header is
+# dropped too, so a browser cannot set Micro-Stream or Micro-Endpoint behind the client's back.
 _HOP_HEADERS = frozenset(
     {
         "Accept-Encoding",
@@ -84,14 +84,14 @@ class _TooLarge(Exception):
 
 def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Call metadata from HTTP request headers: canonical names, repeated headers joined by ``,``
-    (as Go's ``ctx.FromRequest``), hop-by-hop and routing headers left out."""
+    (as Go's ``ctx.FromRequest``), hop-by-hop, routing and ``Micro-*`` headers left out."""
     md: dict[str, str] = {}
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1")
         if name.startswith(":"):  # HTTP/2 pseudo-headers
             continue
         key = canonical(name)
-        if key in _SKIP_HEADERS:
+        if key in _SKIP_HEADERS or key.startswith("Micro-"):
             continue
         value = raw_value.decode("latin-1")
         md[key] = f"{md[key]},{value}" if key in md else value
