@@ -67,6 +67,10 @@ def test_timeout_roundtrip_never_shortens(seconds: float) -> None:
         (90.0, "90S"),
         (3600.0, "1H"),
         (1e-9, "1n"),
+        (1e-13, "1n"),
+        (0.0, "1n"),
+        (float("inf"), "99999999H"),
+        (1e12, "99999999H"),
     ],
 )
 def test_timeout_repeats_for_hpack(seconds: float, encoded: str) -> None:

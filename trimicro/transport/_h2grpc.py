@@ -70,9 +70,13 @@ def encode_grpc_timeout(seconds: float) -> str:
     coarsest unit that holds it exactly: a remaining 4.99987 s becomes ``5S``. Like grpc-core's
     rounding, this keeps the header the same from call to call, so header blocks repeat and HPACK
     caches them; the server's deadline is at most 0.1% later than the client's, never earlier."""
+    if math.isnan(seconds):
+        raise ValueError("grpc-timeout of NaN seconds")
     if seconds <= 0:
         return "1n"
-    nanos = math.ceil(seconds * 1e9 - 1e-3)
+    if seconds >= _MAX_VALUE * 3600:
+        return f"{_MAX_VALUE}H"
+    nanos = max(1, math.ceil(seconds * 1e9 - 1e-3))
     digits = len(str(nanos))
     if digits > _SIGNIFICANT:
         step = 10 ** (digits - _SIGNIFICANT)
