@@ -28,9 +28,13 @@ async def test_grpcio_calls_a_service_and_trimicro_calls_it_over_grpc(registry, 
         assert await trio.to_thread.run_sync(grpcio_call) == "Hello grpcio"
 
     async with trimicro.open_client(registry=registry, transport="grpc") as client:
-        rsp = await client.call("greeter", "Greeter.Hello", pb.HelloRequest(name="h2"), response_type=pb.HelloResponse)
+        rsp = await client.call(
+            "greeter", "Greeter.Hello", pb.HelloRequest(name="h2"), response_type=pb.HelloResponse
+        )
         assert rsp.greeting == "Hello h2"
         with pytest.raises(trimicro.MicroError) as info:
-            await client.call("greeter", "Greeter.Fail", pb.HelloRequest(name="x"), response_type=pb.HelloResponse)
+            await client.call(
+                "greeter", "Greeter.Fail", pb.HelloRequest(name="x"), response_type=pb.HelloResponse
+            )
         assert info.value == trimicro.MicroError("greeter", 400, "bad name x", "Bad Request")
     assert svc.server.stats.requests >= 3

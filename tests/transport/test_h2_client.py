@@ -330,3 +330,134 @@ async def test_server_that_ends_first_without_reset_frees_the_stream_slot() -> N
         assert conn.h2.open_outbound_streams == 0 and not conn.h2.streams
         await hold.aclose()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("n", "size"), [(32, 150_000), (128, 150_000)])
+async def test_many_large_calls_on_one_connection_do_not_deadlock(n: int, size: int) -> None:
+    """Both sides write big bodies at once: the server's reader must keep reading while its writer
+    is blocked on a client that is itself blocked writing (it used to wait for its writer)."""
+    async with serve_grpc() as (address, _server, _), grpc_client(max_message_size=64 << 20) as (client, _t):
+        greetings: list[int] = []
+
+        async def one() -> None:
+            rsp = await client.call(
+                "greeter", "Greeter.Hello", pb.HelloRequest(name="x" * size), response_type=pb.HelloResponse,
+                address=address, retries=0, timeout=20,
+            )  # fmt: skip
+            greetings.append(len(rsp.greeting))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(n):
+                    nursery.start_soon(one)
+        assert greetings == [size + len("Hello ")] * n
+
+
+async def test_reply_refused_by_the_client_cancels_the_handler_now() -> None:
+    """A reply the client refuses (over its message limit) resets the stream: that RST_STREAM must be
+    written at once, not left queued until some later call, or the handler runs on."""
+    async with (
+        serve_grpc() as (address, server, greeter),
+        grpc_client(max_message_size=4) as (client, transport),
+    ):
+        hold = await transport.dial(address)  # keeps the connection open and otherwise idle
+        with pytest.raises(MicroError) as info:
+            async with client.stream(
+                "greeter", "Greeter.Stream", request=pb.StreamRequest(count=-1), response_type=pb.StreamResponse,
+                address=address,
+            ) as s:  # fmt: skip
+                await s.close_send()
+                await s.receive()
+        assert info.value.code == 429
+        with trio.fail_after(5):
+            while greeter.cancelled != 1 or server.open_streams:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+        await hold.aclose()
+
+
+async def test_server_answering_first_without_reset_or_window() -> None:
+    """A server that answers (END_STREAM) before reading a large request, sends no RST_STREAM and
+    never opens its window: the client must stop pushing the request and read the answer."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def h2_server(sock: trio.SocketStream) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        await sock.send_all(conn.data_to_send())
+        while data := await sock.receive_some(65536):
+            for ev in conn.receive_data(data):  # DATA is never acknowledged: the request is not wanted
+                if isinstance(ev, h2.events.RequestReceived):
+                    conn.send_headers(
+                        ev.stream_id,
+                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "3"),
+                         ("grpc-message", "no")],
+                        end_stream=True,
+                    )  # fmt: skip
+            if out := conn.data_to_send():
+                await sock.send_all(out)
+
+    async with trio.open_nursery() as nursery, grpc_client() as (client, _transport):
+        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
+        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        with pytest.raises(MicroError) as info:
+            await client.call(
+                "greeter", "Greeter.Hello", pb.HelloRequest(name="x" * 200_000), response_type=pb.HelloResponse,
+                address=address, retries=0, timeout=5,
+            )  # fmt: skip
+        assert info.value.code == 400 and info.value.detail == "no"  # the trailers, not a 408
+        nursery.cancel_scope.cancel()
+
+
+async def test_call_cancelled_mid_write_does_not_poison_the_connection() -> None:
+    """A call cancelled while its request is half written leaves part of a frame on the wire: that
+    connection is dropped, and the next call works on a fresh one instead of hanging on garbage."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    connections = 0
+
+    async def h2_server(sock: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+        await sock.send_all(conn.data_to_send())
+        while data := await sock.receive_some(65536):
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    if first:
+                        await trio.sleep_forever()  # stop reading: the client's write blocks half-way
+                    conn.send_headers(
+                        ev.stream_id,
+                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "5"),
+                         ("grpc-message", "answered")],
+                        end_stream=True,
+                    )  # fmt: skip
+            if out := conn.data_to_send():
+                await sock.send_all(out)
+
+    async with trio.open_nursery() as nursery, grpc_client() as (client, _transport):
+        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
+        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        with trio.move_on_after(0.5) as scope:
+            await client.call(
+                "greeter", "Greeter.Hello", pb.HelloRequest(name="x" * (40 << 20)), response_type=pb.HelloResponse,
+                address=address, retries=0,
+            )  # fmt: skip
+        assert scope.cancelled_caught
+        with trio.fail_after(5), pytest.raises(MicroError) as info:
+            await client.call(
+                "greeter", "Greeter.Hello", pb.HelloRequest(name="y"), response_type=pb.HelloResponse,
+                address=address, retries=0,
+            )  # fmt: skip
+        assert (info.value.code, info.value.detail) == (404, "answered") and connections == 2
+        nursery.cancel_scope.cancel()

@@ -259,7 +259,8 @@ async def test_client_goaway_lets_inflight_calls_finish() -> None:
 
 async def test_rapid_reset_is_bounded_by_the_stream_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Streams opened and reset at once ("rapid reset", CVE-2023-44487) free their HTTP/2 slots
-    before their handler tasks have even started: the tasks themselves must be bounded."""
+    before their handler tasks have even started: the tasks themselves must be bounded, and a
+    stream reset while it waits for a slot never starts one."""
     from trimicro.server._grpc import GrpcServer
     from trimicro.transport._h2conn import MAX_STREAMS
     from trimicro.transport._h2proto import PREFACE, encode_headers
@@ -345,3 +346,61 @@ async def test_drain_sends_goaway_and_finishes_inflight_calls() -> None:
             await grpc_server.wait_idle()  # both connections closed by the server
         await raw.sock.aclose()
         await client.aclose()
+
+
+@pytest.mark.parametrize("code", [8, 0])
+async def test_client_reset_after_its_request_cancels_the_handler(code: int) -> None:
+    """RST_STREAM after the request's END_STREAM, even with NO_ERROR, means "stop": the handler
+    is cancelled (only a *client* receiving RST(NO_ERROR) after a full answer keeps that answer)."""
+    async with serve_grpc() as (address, server, greeter):
+        client = await RawClient.connect(address)
+        sid = await client.call(
+            "/greeter.Greeter/Stream", frame(pb.StreamRequest(count=-1).SerializeToString())
+        )
+        await client.until(sid, h2.events.DataReceived)
+        client.h2.reset_stream(sid, code)
+        await client.flush()
+        await hello_ok(client)
+        with trio.fail_after(5):
+            while greeter.cancelled != 1 or server.open_streams:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+        await client.sock.aclose()
+
+
+async def test_connection_accepted_while_draining_gets_goaway() -> None:
+    """A client that reconnects after our GOAWAY lands on a server still draining: that connection
+    is told GOAWAY at once too (and closed), rather than having each call refused."""
+    from trimicro.client import Client
+    from trimicro.errors import MicroError, TransportError
+    from trimicro.transport.grpc import GrpcTransport
+
+    async with serve_grpc() as (address, grpc_server, greeter):
+        busy, late = Client(None, GrpcTransport()), GrpcTransport()
+        slept: list[int] = []
+
+        async def slow() -> None:
+            rsp = await busy.call(
+                "greeter",
+                "Greeter.Slow",
+                pb.SlowRequest(sleep_ms=300),
+                response_type=pb.SlowResponse,
+                address=address,
+            )
+            slept.append(rsp.slept_ms)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow)
+            await greeter.started.wait()
+            nursery.start_soon(grpc_server.server.drain, 5.0)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(5), pytest.raises((MicroError, TransportError)) as info:
+                await Client(None, late).call(
+                    "greeter", "Greeter.Hello", pb.HelloRequest(name="late"), response_type=pb.HelloResponse,
+                    address=address, retries=0,
+                )  # fmt: skip
+            assert "GOAWAY" in str(info.value)  # not a refused stream
+        assert slept == [300]  # the call in flight is still answered
+        await busy.aclose()
+        await late.aclose()
+        with trio.fail_after(5):
+            await grpc_server.wait_idle()

@@ -56,6 +56,10 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
+#: After a drained connection's last reply, how long we wait for the client to close first.
+_GOAWAY_LINGER: Final = 1.0
+#: Streams that may wait for a handler slot before the connection is closed as abusive.
+_UNSTARTED_MAX: Final = 4 * MAX_STREAMS
 _RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "trimicro_grpc_response_metadata", default=None
 )
@@ -105,14 +109,16 @@ class _ServerConn(H2Conn):
         self._sending = False
         #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
         self.handlers = 0
+        #: streams waiting for a handler slot, oldest first (see on_event)
+        self.unstarted: dict[StreamState, None] = {}
 
     def wake(self) -> None:
         """Have the writer write what h2 has queued (e.g. a GOAWAY)."""
         self._wake.set()
 
-    async def wait(self, ev: Signal) -> None:
+    async def wait(self, ev: Signal, other: Signal | None = None) -> None:
         # The reader task fires every notifier, including when the connection dies.
-        await ev.wait()
+        await (ev.wait() if other is None else wait_any(ev, other))
 
     def queue_message(self, st: StreamState, frame: bytes) -> bool:
         """Queue one gRPC message on ``st`` for the writer; True once a frame's worth is queued
@@ -122,6 +128,13 @@ class _ServerConn(H2Conn):
         self.dirty[st] = None
         self._wake.set()
         return st.out_len >= self.h2.max_outbound_frame_size
+
+    async def flush_control(self) -> None:
+        # The reader never waits for the writer: a client that is itself blocked writing to us
+        # (its request bodies) would then never read our replies, and neither side could move.
+        # What the reader queues (acks, WINDOW_UPDATE, RST) is bounded by _h2proto's control cap.
+        self._wake.set()
+        await trio.lowlevel.checkpoint()
 
     async def flush(self) -> None:
         """Have the writer task write what is queued; wait for it only past ``FLUSH_AT`` bytes."""
@@ -149,7 +162,12 @@ class _ServerConn(H2Conn):
                 if not data:
                     if self.h2.closed and not self.handlers and not self.dirty:
                         # GOAWAY sent (drain) and written, every stream answered: the connection
-                        # is done; cancelling its nursery ends the reader and closes the socket.
+                        # is done. Linger a moment for the client to close first (as Go's server
+                        # does), so frames it still had in flight do not meet a TCP reset that
+                        # could destroy our last replies; then end the reader and close.
+                        with trio.move_on_after(_GOAWAY_LINGER):
+                            while self.closed is None:
+                                await self._slots.event.wait()
                         self.nursery.cancel_scope.cancel()
                         return
                     await wait_any(wake, window) if self.dirty else await wake.wait()
@@ -178,6 +196,18 @@ class _ServerConn(H2Conn):
     def release(self, st: StreamState) -> None:
         self.dirty.pop(st, None)
         super().release(st)
+        self._wake.set()  # a RST_STREAM release() queued must reach the client
+
+    def handler_done(self) -> None:
+        """A handler task ended: start a waiting stream in its slot."""
+        self.handlers -= 1
+        while self.unstarted and self.handlers < MAX_STREAMS:
+            st = next(iter(self.unstarted))
+            del self.unstarted[st]
+            self.handlers += 1
+            self.nursery.start_soon(self.owner._serve_stream, self, st)
+        if self.h2.closed and not self.handlers:
+            self._wake.set()  # drained after our GOAWAY: the writer closes the connection
 
     def on_event(self, event: h2p.Event) -> None:
         if isinstance(event, h2p.RequestReceived):
@@ -185,12 +215,22 @@ class _ServerConn(H2Conn):
             self.streams[st.id] = st
             if event.stream_ended:
                 st.ended = True
-            # REFUSED_STREAM is safe for a client to retry (elsewhere). Handler tasks are counted,
-            # not HTTP/2 streams: a peer that opens and at once resets streams ("rapid reset")
-            # frees its stream slots before the tasks it caused have ended.
-            if self.owner.draining or self.handlers >= MAX_STREAMS:
-                self.reset_stream(st, 7)
+            if self.owner.draining:
+                self.reset_stream(st, 7)  # REFUSED_STREAM: safe for the client to retry elsewhere
                 self.release(st)
+                return
+            # Handler tasks are counted, not HTTP/2 streams: a stream's slot frees when its last
+            # frame is queued, a little before its task ends, so a client that keeps to
+            # MAX_CONCURRENT_STREAMS may open the next one early: it waits for a slot (as Go's
+            # unstartedHandlers do). A stream reset while it waits leaves the queue unstarted, so
+            # a peer that opens and at once resets streams ("rapid reset", CVE-2023-44487) costs
+            # no task; one that opens more than the queue holds is closed.
+            if self.handlers >= MAX_STREAMS:
+                if len(self.unstarted) >= _UNSTARTED_MAX:
+                    self.h2.close_connection(h2p.ErrorCode.ENHANCE_YOUR_CALM)
+                    self.lose(TransportError("HTTP/2 peer opened too many streams at once"))
+                    return
+                self.unstarted[st] = None
                 return
             self.handlers += 1
             self.nursery.start_soon(self.owner._serve_stream, self, st)
@@ -202,6 +242,9 @@ class _ServerConn(H2Conn):
     def on_reset(self, st: StreamState) -> None:
         if st.scope is not None:
             st.scope.cancel()
+        elif st in self.unstarted:  # reset while waiting for a slot: it never runs
+            del self.unstarted[st]
+            self.release(st)
 
     def lose(self, error: TransportError) -> None:
         # Cancel the handlers before waking them, so they see trio.Cancelled rather than an error.
@@ -280,6 +323,8 @@ class GrpcServer:
                 conn = _ServerConn(self, stream, nursery, remote)
                 self._conns.add(conn)
                 conn.start()
+                if self.draining:  # accepted while draining: no new streams here either
+                    conn.h2.close_connection(h2p.ErrorCode.NO_ERROR)
                 nursery.start_soon(conn.run_writer)
                 try:
                     await conn.flush()
@@ -334,9 +379,7 @@ class GrpcServer:
                     except TransportError:
                         pass
             conn.release(st)
-            conn.handlers -= 1
-            if conn.h2.closed and not conn.handlers:
-                conn.wake()  # drained after our GOAWAY: the writer writes the last replies and closes
+            conn.handler_done()
             self.open_streams -= 1
             self._check_quiet()
             self.server.exit_call()
@@ -486,7 +529,7 @@ class _Call:
         if raw is not None:
             body = await self._unary_request(decoder, pending)
             try:
-                with trio.fail_after(timeout if timeout else float("inf")):
+                with trio.fail_after(timeout if timeout is not None else float("inf")):
                     out = await raw(body)
             except MicroError as err:
                 await self.finish_error(err)

@@ -252,11 +252,18 @@ class H2Conn:
             await trio.lowlevel.checkpoint()
             return
         async with self._write_lock:
+            # Cancellation is taken here, before the bytes leave h2's buffer, or not at all...
+            await trio.lowlevel.checkpoint_if_cancelled()
             data = self.h2.data_to_send()
             if not data:
                 return
             try:
                 await self.sock.send_all(data)
+            except trio.Cancelled:
+                # ...except inside send_all, waiting for a peer that reads slowly: then part of a
+                # frame may be on the wire, and the connection is out of step for good.
+                self.lose(TransportError("HTTP/2 connection lost: a write was cut off by cancellation"))
+                raise
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 err = TransportError(f"HTTP/2 connection lost: {exc}")
                 self.lose(err)
@@ -316,7 +323,7 @@ class H2Conn:
             # The stream is closed. If the peer ended it and then said stop (RST_STREAM NO_ERROR
             # after a complete response, RFC 9113 8.1), what we still had to send is moot, not an
             # error: the caller reads the peer's answer next.
-            if st.reset is None and st.lost is None and not st.ended:
+            if st.reset is None and st.lost is None and not self._answered(st):
                 st.reset = 0
             st.out_len = 0
             return True
@@ -329,18 +336,29 @@ class H2Conn:
         """Hand all of ``st``'s queued DATA to h2, writing and waiting for WINDOW_UPDATE as needed."""
         while True:
             ev = self._window.event
+            changed = st.changed.event
             if self.move_out(st):
                 break
             self._check(st)
+            if self._answered(st):
+                # The server answered in full without reading all of it (and may never open its
+                # window again): the rest is moot, the caller reads the answer next.
+                st.out.clear()
+                st.out_len = 0
+                break
             await self.flush()
-            await self.wait(ev)
+            await self.wait(ev, changed)
         self._check(st)
+
+    def _answered(self, st: StreamState) -> bool:
+        """Client side: the server sent its whole response, so what we still send is moot."""
+        return st.ended and self.h2.client_side
 
     def _call(self, fn: Any, st: StreamState, *args: Any, **kw: Any) -> None:
         try:
             fn(st.id, *args, **kw)
         except h2p.StreamClosedError:
-            if st.ended and st.reset is None and st.lost is None:
+            if self._answered(st) and st.reset is None and st.lost is None:
                 return  # the peer already answered in full and stopped us: see move_out
             raise StreamReset(st.id, st.reset or 0) from None
         except h2p.H2Error as exc:
@@ -411,18 +429,22 @@ class H2Conn:
                 pass
         self._slots.fire()
 
-    async def wait(self, ev: Signal) -> None:
-        """Wait until ``ev`` fires, reading the socket for everyone if nobody else is (client side).
+    async def wait(self, ev: Signal, other: Signal | None = None) -> None:
+        """Wait until ``ev`` (or ``other``) fires, reading the socket for everyone if nobody else is
+        (client side).
 
-        The baton holder reads until *its own* ``ev`` fires, then hands the baton on; every read
+        The baton holder reads until *its own* signal fires, then hands the baton on; every read
         fires the signals of the streams it touched, so the other waiters never depend on it."""
-        while not ev.flag:
+        while not (ev.flag or (other is not None and other.flag)):
             if self._reading:
-                await wait_any(ev, self._baton.event)
+                if other is None:
+                    await wait_any(ev, self._baton.event)
+                else:
+                    await wait_any(ev, other, self._baton.event)
                 continue
             self._reading = True
             try:
-                while not ev.flag:
+                while not (ev.flag or (other is not None and other.flag)):
                     await self.read_once()
             finally:
                 self._reading = False
@@ -455,8 +477,13 @@ class H2Conn:
             return False
         for event in events:
             self.dispatch(event)
-        await self.flush()
+        await self.flush_control()
         return self.closed is None
+
+    async def flush_control(self) -> None:
+        """Write what reading queued (acks, WINDOW_UPDATE, RST_STREAM); the server's reader only
+        hands it to its writer (see ``_ServerConn.flush_control``)."""
+        await self.flush()
 
     def dispatch(self, event: h2p.Event) -> None:
         if isinstance(event, h2p.DataReceived):
@@ -474,12 +501,13 @@ class H2Conn:
             self._slots.fire()
         elif isinstance(event, h2p.StreamReset):
             st = self.streams.get(event.stream_id)
-            if st is not None and st.ended and not event.error_code:
+            if st is not None and st.ended and not event.error_code and self.h2.client_side:
                 # RST_STREAM(NO_ERROR) after a complete response just tells us to stop sending
-                # (RFC 9113 8.1): what was received stands, it is not a failure.
+                # (RFC 9113 8.1): what was received stands, it is not a failure. (A client that
+                # does this to a server still cancels its handler: below.)
                 st.changed.fire()
             elif st is not None:
-                st.reset = event.error_code if event.error_code is not None else 0
+                st.reset = event.error_code
                 # Cancel first: a handler blocked on this stream then sees trio.Cancelled, not an error.
                 self.on_reset(st)
                 st.changed.fire()

@@ -91,6 +91,8 @@ _MAX_FRAME: Final = 2**24 - 1
 #: Stream ids we reset and whose late frames we must therefore ignore (RFC 9113 5.4.2): remembered
 #: for this many most recent resets, then such frames are ignored anyway as "closed".
 _RESET_MEMORY: Final = 1024
+#: Control-frame bytes the peer may make us queue between two writes (see ``_control``).
+_CONTROL_MAX: Final = 1024 * 1024
 
 #: a header name: an RFC 9110 token in lower case
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
@@ -347,6 +349,7 @@ class H2Protocol:
         self._next_local_id = 1 if client_side else 2
         self._last_remote_id = 0
         self._reset_ids: dict[int, None] = {}
+        self._control_queued = 0
         self.open_outbound_streams = 0
         self.open_inbound_streams = 0
         self.closed = False
@@ -364,6 +367,7 @@ class H2Protocol:
         data = out[0] if len(out) == 1 else b"".join(out)
         self._out = []
         self._out_len = 0
+        self._control_queued = 0
         return data
 
     def _frame(self, ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> None:
@@ -601,6 +605,7 @@ class H2Protocol:
                         )
                     if not flags & _ACK:
                         self._frame(_PING, _ACK, 0, payload)
+                        self._control(17)
                 elif ftype == _GOAWAY:
                     if sid:
                         raise ProtocolError("GOAWAY on a stream")
@@ -628,8 +633,19 @@ class H2Protocol:
                 self._stream_error(err, events)
         return pos
 
+    def _control(self, size: int) -> None:
+        """Count a frame the peer made us queue (PING/SETTINGS ack, RST_STREAM for its errors): a
+        peer that sends those and never reads would grow our output buffer without bound (Go's
+        http2 server has the same guard)."""
+        self._control_queued += size
+        if self._control_queued > _CONTROL_MAX:
+            raise ProtocolError(
+                "too many control frames queued for a peer that does not read", ErrorCode.ENHANCE_YOUR_CALM
+            )
+
     def _stream_error(self, err: _StreamError, events: list[Event]) -> None:
         st = self.streams.get(err.stream_id)
+        self._control(13)
         self._frame(_RST_STREAM, 0, err.stream_id, _U32.pack(err.code))
         self._remember_reset(err.stream_id)
         if st is not None:
@@ -851,4 +867,5 @@ class H2Protocol:
                 continue
             changed[key] = value
         self._frame(_SETTINGS, _ACK, 0)
+        self._control(9)
         events.append(RemoteSettingsChanged(changed))

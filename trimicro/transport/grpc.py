@@ -230,6 +230,24 @@ class GrpcSocket:
                 raise self._open_error
         if self._st is None or self._finished:
             raise trio.EndOfChannel
+        msg = await self._receive()
+        if self._finished:
+            await self._flush_aborts()
+        return msg
+
+    async def _flush_aborts(self) -> None:
+        """Write a RST_STREAM that finishing the call queued (a bad or oversized reply, a server
+        that ended first): the server's handler must hear of it now, not with some later call."""
+        conn = self._conn
+        if conn.h2.pending and conn.closed is None:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await conn.flush()
+                except TransportError:
+                    pass
+
+    async def _receive(self) -> Message:
         try:
             if self._streaming:
                 payload = await self._next_message()
@@ -326,13 +344,8 @@ class GrpcSocket:
         self._closed = True
         if self._st is not None and not self._finished:
             self._abort()
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                try:
-                    await self._conn.flush()
-                except TransportError:
-                    pass
         self._release_stream()
+        await self._flush_aborts()
         await self._transport._unref(self._conn)
 
 
