@@ -1,10 +1,12 @@
 """One HTTP/2 connection driven by trio: the machinery both gRPC ends share.
 
-h2 is the sans-IO state machine; this adapter adds exactly three things:
+``_h2proto.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
+adapter adds exactly three things:
 
-- **Serialised writes.** Any task may change h2's state (``send_headers``, ``send_data``, ...) — those
-  calls are synchronous — and then ``await flush()``, which takes one lock and writes whatever h2 has
-  queued, so concurrent writers coalesce into one ``send_all``.
+- **Serialised writes.** Any task may change the protocol state (``send_headers``, ``send_data``,
+  ...) — those calls are synchronous — and then ``await flush()``, which takes one lock and writes
+  whatever is queued, so concurrent writers coalesce into one ``send_all``. A write that
+  cancellation cuts off half-way loses the connection (part of a frame may be on the wire).
 - **Per-stream inboxes bounded by flow control.** DATA is queued per stream and *acknowledged only when
   the stream's consumer takes it* (``receive_chunk``), so a slow handler or a client that never reads
   stops the peer at its stream window instead of growing memory. The connection window is opened wide

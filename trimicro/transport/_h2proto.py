@@ -286,7 +286,7 @@ def _check_headers(
         if b"\r" in value or b"\n" in value or b"\0" in value:
             return False
         if name[:1] == b":":
-            if regular or name not in allowed_pseudo or name in seen or not value:
+            if regular or name not in allowed_pseudo or name in seen or (not value and name != b":authority"):
                 return False
             seen.add(name)
         elif not _TOKEN.match(name):  # also rejects upper case, as HTTP/2 requires
