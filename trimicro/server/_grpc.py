@@ -193,10 +193,12 @@ class _ServerConn(H2Conn):
                             pass
             self._written.fire()
 
-    def release(self, st: StreamState) -> None:
+    def release(self, st: StreamState) -> bool:
         self.dirty.pop(st, None)
-        super().release(st)
-        self._wake.set()  # a RST_STREAM release() queued must reach the client
+        reset = super().release(st)
+        if reset:
+            self._wake.set()  # the RST_STREAM must reach the client
+        return reset
 
     def handler_done(self) -> None:
         """A handler task ended: start a waiting stream in its slot."""

@@ -410,14 +410,17 @@ class H2Conn:
                 raise st.lost
             await self.wait(st.changed.event)
 
-    def release(self, st: StreamState) -> None:
+    def release(self, st: StreamState) -> bool:
         """Forget ``st``: hand back the connection window its unread DATA still holds, and cancel it
         if it is still open either way (a peer that ended its side without a RST_STREAM must not
-        keep the stream counted against MAX_CONCURRENT_STREAMS)."""
+        keep the stream counted against MAX_CONCURRENT_STREAMS). True if that queued a RST_STREAM
+        (the caller should see it written)."""
         self.streams.pop(st.id, None)
+        reset = False
         if st.id in self.h2.streams and self.closed is None:
             try:
                 self.h2.reset_stream(st.id, h2p.ErrorCode.CANCEL)
+                reset = True
             except h2p.H2Error:
                 pass
         left = st.buffered
@@ -430,6 +433,7 @@ class H2Conn:
             except h2p.H2Error:
                 pass
         self._slots.fire()
+        return reset
 
     async def wait(self, ev: Signal, other: Signal | None = None) -> None:
         """Wait until ``ev`` (or ``other``) fires, reading the socket for everyone if nobody else is

@@ -127,6 +127,8 @@ class GrpcSocket:
     #: since a stream's reader may start before the first send has found a free stream slot.
     _opened: trio.Event | None = attrs.field(default=None, init=False)
     _open_error: TransportError | None = attrs.field(default=None, init=False)
+    #: a RST_STREAM was queued for this call and not yet written (see _flush_aborts)
+    _rst_queued: bool = attrs.field(default=False, init=False)
 
     # -- sending --
     async def send(self, msg: Message) -> None:
@@ -231,13 +233,14 @@ class GrpcSocket:
         if self._st is None or self._finished:
             raise trio.EndOfChannel
         msg = await self._receive()
-        if self._finished:
+        if self._rst_queued:
             await self._flush_aborts()
         return msg
 
     async def _flush_aborts(self) -> None:
         """Write a RST_STREAM that finishing the call queued (a bad or oversized reply, a server
         that ended first): the server's handler must hear of it now, not with some later call."""
+        self._rst_queued = False
         conn = self._conn
         if conn.h2.pending and conn.closed is None:
             with trio.move_on_after(1) as scope:
@@ -331,10 +334,12 @@ class GrpcSocket:
         if st is not None and (st.reset is None and st.lost is None):
             self._conn.reset_stream(st, 8)  # CANCEL: the server's handler is cancelled
             st.reset = 8
+            self._rst_queued = True
 
     def _release_stream(self) -> None:
         if self._st is not None:
-            self._conn.release(self._st)
+            if self._conn.release(self._st):
+                self._rst_queued = True
             self._st = None
 
     async def aclose(self) -> None:
@@ -345,7 +350,8 @@ class GrpcSocket:
         if self._st is not None and not self._finished:
             self._abort()
         self._release_stream()
-        await self._flush_aborts()
+        if self._rst_queued:
+            await self._flush_aborts()
         await self._transport._unref(self._conn)
 
 
