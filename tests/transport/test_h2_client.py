@@ -461,3 +461,66 @@ async def test_call_cancelled_mid_write_does_not_poison_the_connection() -> None
             )  # fmt: skip
         assert (info.value.code, info.value.detail) == (404, "answered") and connections == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_caller_reading_wakes_when_another_callers_write_is_cut_off() -> None:
+    """One caller waits for a stream message (holding the read baton, inside receive_some) while
+    another's write is cut off by its deadline: the connection is closed at once, so the waiting
+    caller gets a TransportError instead of waiting on a connection that is already lost."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    from trimicro.codec.grpc import encode_frame
+    from trimicro.transport._base import Message
+
+    answered = trio.Event()
+
+    async def h2_server(sock: trio.SocketStream) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+        await sock.send_all(conn.data_to_send())
+        while not answered.is_set():
+            for ev in conn.receive_data(await sock.receive_some(65536)):
+                if isinstance(ev, h2.events.RequestReceived):
+                    conn.send_headers(
+                        ev.stream_id, [(":status", "200"), ("content-type", "application/grpc")]
+                    )
+                    conn.send_data(ev.stream_id, encode_frame(b""))
+                    answered.set()  # one message for the waiting caller, then never read again
+            await sock.send_all(conn.data_to_send())
+        await trio.sleep_forever()
+
+    header = {"Micro-Service": "greeter", "Micro-Stream": "1", "Content-Type": "application/protobuf"}
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
+        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        transport = GrpcTransport()
+        waiting = await transport.dial(address)
+        await waiting.send(Message({**header, "Micro-Endpoint": "Greeter.Stream"}, b""))
+        await waiting.receive()
+        failed = trio.Event()
+
+        async def wait_for_more() -> None:
+            with pytest.raises(TransportError):
+                await waiting.receive()  # holds the read baton, blocked in receive_some
+            failed.set()
+
+        nursery.start_soon(wait_for_more)
+        await trio.testing.wait_all_tasks_blocked()
+        writer = await transport.dial(address)
+        with trio.move_on_after(0.3) as cut:
+            await writer.send(Message({**header, "Micro-Endpoint": "Greeter.Echo"}, b""))
+            await writer.send(Message({**header, "Micro-Endpoint": "Greeter.Echo"}, b"x" * (40 << 20)))
+        assert cut.cancelled_caught
+        with trio.fail_after(3):
+            await failed.wait()
+        await writer.aclose()
+        await waiting.aclose()
+        await transport.aclose()
+        nursery.cancel_scope.cancel()

@@ -404,3 +404,24 @@ async def test_connection_accepted_while_draining_gets_goaway() -> None:
         await late.aclose()
         with trio.fail_after(5):
             await grpc_server.wait_idle()
+
+
+async def test_peer_flooding_pings_without_reading_is_disconnected() -> None:
+    """PING acks we must queue for a peer that never reads are capped; past the cap the connection
+    is closed (GOAWAY ENHANCE_YOUR_CALM, best effort), not left with a reader stuck behind a writer."""
+    import socket
+
+    from trimicro.transport._h2proto import PREFACE
+
+    async with serve_grpc() as (address, server, _):
+        host, _, port = address.rpartition(":")
+        sock = await trio.open_tcp_stream(host, int(port))
+        sock.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.send_all(PREFACE + raw_frame(4, 0, 0))
+        pings = raw_frame(6, 0, 0, b"12345678") * 4096
+        with trio.fail_after(10), pytest.raises((trio.BrokenResourceError, OSError)):
+            for _ in range(1000):  # ~70 MB at most; the server gives up long before
+                await sock.send_all(pings)
+        with trio.fail_after(5):
+            await server.wait_idle()
+        await sock.aclose()

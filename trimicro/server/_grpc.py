@@ -58,8 +58,6 @@ log = logging.getLogger("trimicro.server.grpc")
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
 #: After a drained connection's last reply, how long we wait for the client to close first.
 _GOAWAY_LINGER: Final = 1.0
-#: Streams that may wait for a handler slot before the connection is closed as abusive.
-_UNSTARTED_MAX: Final = 4 * MAX_STREAMS
 _RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "trimicro_grpc_response_metadata", default=None
 )
@@ -203,7 +201,7 @@ class _ServerConn(H2Conn):
     def handler_done(self) -> None:
         """A handler task ended: start a waiting stream in its slot."""
         self.handlers -= 1
-        while self.unstarted and self.handlers < MAX_STREAMS:
+        while self.unstarted and self.handlers < MAX_STREAMS and self.closed is None:
             st = next(iter(self.unstarted))
             del self.unstarted[st]
             self.handlers += 1
@@ -224,14 +222,11 @@ class _ServerConn(H2Conn):
             # Handler tasks are counted, not HTTP/2 streams: a stream's slot frees when its last
             # frame is queued, a little before its task ends, so a client that keeps to
             # MAX_CONCURRENT_STREAMS may open the next one early: it waits for a slot (as Go's
-            # unstartedHandlers do). A stream reset while it waits leaves the queue unstarted, so
-            # a peer that opens and at once resets streams ("rapid reset", CVE-2023-44487) costs
-            # no task; one that opens more than the queue holds is closed.
+            # unstartedHandlers do). The queue is bounded by that same limit, which _h2proto
+            # enforces on open streams (REFUSED_STREAM beyond it). A stream reset while it waits
+            # leaves the queue unstarted, so a peer that opens and at once resets streams ("rapid
+            # reset", CVE-2023-44487) costs no task.
             if self.handlers >= MAX_STREAMS:
-                if len(self.unstarted) >= _UNSTARTED_MAX:
-                    self.h2.close_connection(h2p.ErrorCode.ENHANCE_YOUR_CALM)
-                    self.lose(TransportError("HTTP/2 peer opened too many streams at once"))
-                    return
                 self.unstarted[st] = None
                 return
             self.handlers += 1

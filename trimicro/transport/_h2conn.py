@@ -150,6 +150,17 @@ class _Notifier:
         ev.set()
 
 
+def _close_now(stream: trio.abc.Stream) -> None:
+    """Close the socket under ``stream`` without awaiting: a task blocked reading it wakes with
+    ClosedResourceError (trio notifies waiters on close). TLS layers are skipped, not shut down."""
+    while not isinstance(stream, trio.SocketStream):
+        inner = getattr(stream, "transport_stream", None)
+        if inner is None:
+            return
+        stream = inner
+    stream.socket.close()
+
+
 class StreamState:
     """What arrived on one stream, and how far its consumer got."""
 
@@ -254,7 +265,8 @@ class H2Conn:
             await trio.lowlevel.checkpoint()
             return
         async with self._write_lock:
-            # Cancellation is taken here, before the bytes leave h2's buffer, or not at all...
+            # Cancellation is taken here, before the bytes leave h2's buffer (plain TCP: a small
+            # write then cannot be cut off)...
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self.h2.data_to_send()
             if not data:
@@ -262,9 +274,12 @@ class H2Conn:
             try:
                 await self.sock.send_all(data)
             except trio.Cancelled:
-                # ...except inside send_all, waiting for a peer that reads slowly: then part of a
-                # frame may be on the wire, and the connection is out of step for good.
+                # ...except inside send_all (waiting for a peer that reads slowly, or TLS taking
+                # its lock): then part of a frame may be on the wire, and the connection is out of
+                # step for good. Close the socket now, so a caller reading it wakes up and the
+                # peer's handlers learn it, rather than waiting for the last user to let go.
                 self.lose(TransportError("HTTP/2 connection lost: a write was cut off by cancellation"))
+                _close_now(self.sock)
                 raise
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 err = TransportError(f"HTTP/2 connection lost: {exc}")
@@ -474,9 +489,10 @@ class H2Conn:
         try:
             events = self.h2.receive_data(data)
         except h2p.ProtocolError as exc:
-            # h2p queued a GOAWAY; send it, then the connection is over.
+            # h2p queued a GOAWAY: hand it to whoever writes (never wait: the peer may not be
+            # reading), then the connection is over.
             try:
-                await self.flush()
+                await self.flush_control()
             except TransportError:
                 pass
             self.lose(TransportError(f"HTTP/2 protocol error from peer: {exc}"))
