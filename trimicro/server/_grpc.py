@@ -226,6 +226,7 @@ class _ServerConn(H2Conn):
             # enforces on open streams (REFUSED_STREAM beyond it). A stream reset while it waits
             # leaves the queue unstarted, so a peer that opens and at once resets streams ("rapid
             # reset", CVE-2023-44487) costs no task.
+            self.owner.admit()
             if self.handlers >= MAX_STREAMS:
                 self.unstarted[st] = None
                 return
@@ -242,10 +243,15 @@ class _ServerConn(H2Conn):
         elif st in self.unstarted:  # reset while waiting for a slot: it never runs
             del self.unstarted[st]
             self.release(st)
+            self.owner.retire()
 
     def lose(self, error: TransportError) -> None:
         # Cancel the handlers before waking them, so they see trio.Cancelled rather than an error.
         self.nursery.cancel_scope.cancel()
+        waiting, self.unstarted = list(self.unstarted), {}
+        for st in waiting:  # admitted, never started: they end with the connection
+            self.release(st)
+            self.owner.retire()
         super().lose(error)
         self.dirty.clear()
         self._wake.set()
@@ -348,9 +354,18 @@ class GrpcServer:
             self._check_quiet()
 
     # -- one stream --
-    async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
+    def admit(self) -> None:
+        """A stream was accepted (it counts as in flight from now, even while it waits for a
+        handler slot, so a drain waits for it too)."""
         self.open_streams += 1
         self.server.enter_call()
+
+    def retire(self) -> None:
+        self.open_streams -= 1
+        self._check_quiet()
+        self.server.exit_call()
+
+    async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
         token = _RESPONSE_MD.set({})
         call = _Call(self, conn, st)
         try:
@@ -377,9 +392,7 @@ class GrpcServer:
                         pass
             conn.release(st)
             conn.handler_done()
-            self.open_streams -= 1
-            self._check_quiet()
-            self.server.exit_call()
+            self.retire()
 
 
 def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
