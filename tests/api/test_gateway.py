@@ -31,6 +31,7 @@ class Greeter:
         self.started = trio.Event()
         self.release = trio.Event()
         self.cancelled = trio.Event()
+        self.started_flood = trio.Event()
         self.calls = 0
 
     async def Hello(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
@@ -62,6 +63,17 @@ class Greeter:
     ) -> None:
         for i in range(req.count):
             await stream.send(StreamResponse(count=i, message=f"m{i}"))
+
+    async def Flood(
+        self,
+        req: StreamRequest,
+        stream: trimicro.Stream[StreamRequest, StreamResponse],
+        ctx: trimicro.Context,
+    ) -> None:
+        """64 KiB messages, as fast as the consumer takes them."""
+        self.started_flood.set()
+        for i in range(req.count):
+            await stream.send(StreamResponse(count=i, message="x" * 65536))
 
     async def Echo(self, stream: trimicro.Stream[EchoMessage, EchoMessage], ctx: trimicro.Context) -> None:
         self.started.set()
@@ -465,3 +477,50 @@ async def test_cli_api_serves_until_sigterm():
                     proc.kill()
                     with trio.CancelScope(shield=True):
                         await proc.wait()
+
+
+async def test_control_characters_in_the_path_are_400_and_leave_the_node_alone():
+    """A decoded path may hold %00 or CR/LF: refused by the gateway (400), never sent, so the
+    service's node is not marked bad for everyone else."""
+    async with gateway_stack() as (port, _greeter, _gw):
+        for path in ("/greeter/Greeter/Hello%00", "/greeter/Greeter/Hel%0d%0alo", "/gree%7fter/hello"):
+            status, _, body = await post(port, path, {"name": "x"})
+            assert status == 400, (path, body)
+            assert json.loads(body)["id"] == "go.micro.api"
+        status, _, body = await post(port, "/greeter/Greeter/Hello", {"name": "ok"})
+        assert (status, json.loads(body)) == (200, {"greeting": "Hello ok"})
+
+
+async def test_non_ascii_header_values_reach_the_handler_unchanged():
+    async with gateway_stack() as (port, _, _gw):
+        status, _, body = await post(port, "/greeter/Greeter/Meta", {}, [("x-name", "é 名".encode())])
+        assert status == 200 and json.loads(body)["X-Name"] == "é 名"
+
+
+async def test_stop_is_bounded_by_write_timeout_for_a_browser_that_never_reads():
+    """hypercorn's writes cannot be cancelled; TCP_USER_TIMEOUT (``write_timeout``) lets the kernel
+    drop a connection whose replies sit unread, so a drain cannot hang on it."""
+    import socket
+
+    import trio.testing
+    import wsproto
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    streams = []
+    with trio.fail_after(20):
+        async with gateway_stack(grace=0.5, write_timeout=1.0) as (port, greeter, gateway):
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", port))
+            stream = trio.SocketStream(sock)
+            streams.append(stream)
+            ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+            await stream.send_all(ws.send(Request(host="127.0.0.1", target="/greeter/Greeter/Flood")))
+            while not any(isinstance(e, AcceptConnection) for e in ws.events()):
+                ws.receive_data(await stream.receive_some(4096))
+            await stream.send_all(ws.send(TextMessage(data='{"count": 100000}')))  # never read again
+            await greeter.started_flood.wait()
+            await trio.testing.wait_all_tasks_blocked(0.01)  # every buffer full: the writes block
+            gateway.stop()
+        # leaving gateway_stack waited for serve() to return, with the browser still connected
+    await streams[0].aclose()

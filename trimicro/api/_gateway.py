@@ -19,6 +19,8 @@ unary calls ``grace`` seconds, then cancels them (503) and the server.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -45,6 +47,7 @@ DEFAULT_MAX_BODY = 4 << 20
 """Largest request body / websocket message accepted, in bytes (4 MiB)."""
 
 _JSON = "application/json"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _CLOSE_MARGIN = 1.0  # seconds for cancelled calls to write their 503 before the server is cancelled
 _WS_CLOSE_NORMAL, _WS_GOING_AWAY, _WS_BAD_DATA, _WS_ERROR = 1000, 1001, 1007, 1011
 
@@ -87,13 +90,13 @@ def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     (as Go's ``ctx.FromRequest``), hop-by-hop, routing and ``Micro-*`` headers left out."""
     md: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1")
+        name = raw_name.decode("ascii", "replace")
         if name.startswith(":"):  # HTTP/2 pseudo-headers
             continue
         key = canonical(name)
         if key in _SKIP_HEADERS or key.startswith("Micro-"):
             continue
-        value = raw_value.decode("latin-1")
+        value = raw_value.decode("utf-8", "surrogateescape")  # bytes pass through, as in Go
         md[key] = f"{md[key]},{value}" if key in md else value
     return md
 
@@ -128,12 +131,20 @@ class Gateway:
     resolver: Resolver = attrs.field(default=rpc_resolver, kw_only=True)
     max_body: int = attrs.field(default=DEFAULT_MAX_BODY, kw_only=True)
     grace: float = attrs.field(default=10.0, kw_only=True)
+    #: how long a connection may leave our replies unread (TCP_USER_TIMEOUT) before the kernel drops
+    #: it; it also bounds shutdown, since a write to a client that never reads cannot be cancelled
+    write_timeout: float = attrs.field(default=30.0, kw_only=True)
     _stopping: trio.Event = attrs.field(factory=trio.Event, init=False)
     _calls: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _sockets: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     # -- lifecycle --
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called (or serving was cancelled): draining or done."""
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """Begin a graceful stop: :meth:`serve` drains and returns."""
         self._stopping.set()
@@ -144,7 +155,8 @@ class Gateway:
         """Serve HTTP on ``address`` until :meth:`stop` or cancellation; ``task_status.started`` gets
         the bound ``host:port``. An empty host (``:8080``) means loopback; other interfaces are opt-in."""
         from hypercorn.config import Config
-        from hypercorn.trio import serve as hypercorn_serve
+        from hypercorn.trio.run import worker_serve
+        from hypercorn.utils import wrap_app
 
         host, port = split_address(address)
         config = Config()
@@ -163,12 +175,21 @@ class Gateway:
             # the drain cancels this scope when its time is up.
             try:
                 with shield:
-                    await hypercorn_serve(
-                        app,
+                    # hypercorn.trio.serve, but on sockets we made: hypercorn writes to clients
+                    # in shielded scopes, so only the kernel can end a write to a client that
+                    # never reads (TCP_USER_TIMEOUT, inherited by accepted sockets on Linux).
+                    sockets = config.create_sockets()
+                    for sock in sockets.insecure_sockets:
+                        if hasattr(socket, "TCP_USER_TIMEOUT"):
+                            ms = int(self.write_timeout * 1000)
+                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+                        sock.listen(config.backlog)
+                    await worker_serve(
+                        wrap_app(app, config.wsgi_max_body_size, "asgi"),
                         config,
+                        sockets=sockets,
                         shutdown_trigger=self._stopping.wait,
                         task_status=task_status,
-                        mode="asgi",
                     )
             finally:
                 server_done.set()
@@ -220,7 +241,12 @@ class Gateway:
             await _lifespan(receive, send)
 
     def _route(self, scope: Scope) -> Route:
-        return self.resolver(str(scope.get("path", "/")), self.namespace)
+        route = self.resolver(str(scope.get("path", "/")), self.namespace)
+        # A decoded path may hold control characters (%00, %0d%0a): no service or endpoint name
+        # does, and letting them reach the transport would fail there and mark a healthy node bad.
+        if _CONTROL.search(route.service) or _CONTROL.search(route.endpoint):
+            raise errors.bad_request(GATEWAY_ID, "path has control characters")
+        return route
 
     async def _check_service(self, service: str) -> None:
         """Go Micro's router looks the service up before calling: unknown -> 500 service not found."""

@@ -58,11 +58,23 @@ async def _api(client: Any, args: argparse.Namespace) -> None:
         try:
             with collapse_excgroups():
                 async with trio.open_nursery() as nursery:
-                    bound = await nursery.start(gateway.serve, args.address)
+
+                    async def serve(task_status: trio.TaskStatus[str]) -> None:
+                        await gateway.serve(args.address, task_status=task_status)
+                        nursery.cancel_scope.cancel()  # drained: stop listening for signals too
+
+                    bound = await nursery.start(serve)
                     print(f"api gateway listening on http://{bound}", flush=True)
-                    async for _ in signals:
-                        gateway.stop()
-                        break
+
+                    async def on_signals() -> None:
+                        # first signal: drain; a second one: stop now
+                        async for _ in signals:
+                            if gateway.stopping:
+                                nursery.cancel_scope.cancel()
+                                return
+                            gateway.stop()
+
+                    nursery.start_soon(on_signals)
         except (OSError, ValueError) as exc:  # address in use, malformed --address
             raise SystemExit(f"trimicro api: cannot listen on {args.address}: {exc}") from None
 

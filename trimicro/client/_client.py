@@ -238,7 +238,13 @@ class Client:
             ok = False
             try:
                 try:
-                    await sock.send(msg)
+                    try:
+                        await sock.send(msg)
+                    except ProtocolError as exc:
+                        # Our own request cannot be put on the wire (a control character in the
+                        # endpoint, say): the caller's mistake, not the node's. 400, no retry,
+                        # and the node is not marked bad.
+                        raise errors.bad_request(CLIENT_ID, "cannot send request: %s", exc) from None
                     reply = await sock.receive()
                 except trio.EndOfChannel:
                     if pooled:
