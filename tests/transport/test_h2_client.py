@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 import trio
 import trio.testing
@@ -294,32 +298,57 @@ async def test_server_answering_before_the_request_ends_keeps_its_status() -> No
             assert info.value.code == 400 and "negative" in info.value.detail
 
 
+# -- stock-h2 servers that misbehave on purpose (the peer is the `h2` library, not our code) --
+
+
+async def h2_handshake(sock: trio.SocketStream, *, wide_window: bool = False) -> h2.connection.H2Connection:
+    """A server-side h2 connection after its preface; ``wide_window`` never makes the client wait."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    if wide_window:
+        conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+        )
+    conn.initiate_connection()
+    if wide_window:
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+    await sock.send_all(conn.data_to_send())
+    return conn
+
+
+def answer_trailers_only(conn: h2.connection.H2Connection, stream_id: int, status: int, message: str) -> None:
+    conn.send_headers(
+        stream_id,
+        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", str(status)),
+         ("grpc-message", message)],
+        end_stream=True,
+    )  # fmt: skip
+
+
+async def answers_first_server(sock: trio.SocketStream) -> None:
+    """Answers every request trailers-only (INVALID_ARGUMENT "no") at once: no RST_STREAM, and the
+    request's DATA is never acknowledged (its window never opens)."""
+    conn = await h2_handshake(sock)
+    while data := await sock.receive_some(65536):
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                answer_trailers_only(conn, ev.stream_id, 3, "no")
+        if out := conn.data_to_send():
+            await sock.send_all(out)
+
+
+@asynccontextmanager
+async def raw_h2_server(handler: Callable[[trio.SocketStream], Awaitable[None]]) -> AsyncIterator[str]:
+    """``handler`` serving on 127.0.0.1; yields its address."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        yield f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        nursery.cancel_scope.cancel()
+
+
 async def test_server_that_ends_first_without_reset_frees_the_stream_slot() -> None:
     """A server that answers trailers-only and sends no RST_STREAM (RFC 9113 makes it a MAY; h2-based
     servers skip it) must not leave the client's stream counted against MAX_CONCURRENT_STREAMS."""
-    import h2.config
-    import h2.connection
-    import h2.events
-
-    async def h2_server(sock: trio.SocketStream) -> None:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
-        conn.initiate_connection()
-        await sock.send_all(conn.data_to_send())
-        while data := await sock.receive_some(65536):
-            for ev in conn.receive_data(data):
-                if isinstance(ev, h2.events.RequestReceived):
-                    conn.send_headers(
-                        ev.stream_id,
-                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "3"),
-                         ("grpc-message", "no")],
-                        end_stream=True,
-                    )  # fmt: skip
-            if out := conn.data_to_send():
-                await sock.send_all(out)
-
-    async with trio.open_nursery() as nursery, grpc_client() as (client, transport):
-        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
-        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with raw_h2_server(answers_first_server) as address, grpc_client() as (client, transport):
         hold = await transport.dial(address)  # keeps the connection (and its counters) alive
         for _ in range(3):
             async with client.stream("greeter", "Greeter.Sum", response_type=pb.Total, address=address) as s:
@@ -329,7 +358,6 @@ async def test_server_that_ends_first_without_reset_frees_the_stream_slot() -> N
         (conn,) = transport._conns.values()
         assert conn.h2.open_outbound_streams == 0 and not conn.h2.streams
         await hold.aclose()
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize(("n", "size"), [(32, 150_000), (128, 150_000)])
@@ -378,76 +406,35 @@ async def test_reply_refused_by_the_client_cancels_the_handler_now() -> None:
 async def test_server_answering_first_without_reset_or_window() -> None:
     """A server that answers (END_STREAM) before reading a large request, sends no RST_STREAM and
     never opens its window: the client must stop pushing the request and read the answer."""
-    import h2.config
-    import h2.connection
-    import h2.events
-
-    async def h2_server(sock: trio.SocketStream) -> None:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
-        conn.initiate_connection()
-        await sock.send_all(conn.data_to_send())
-        while data := await sock.receive_some(65536):
-            for ev in conn.receive_data(data):  # DATA is never acknowledged: the request is not wanted
-                if isinstance(ev, h2.events.RequestReceived):
-                    conn.send_headers(
-                        ev.stream_id,
-                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "3"),
-                         ("grpc-message", "no")],
-                        end_stream=True,
-                    )  # fmt: skip
-            if out := conn.data_to_send():
-                await sock.send_all(out)
-
-    async with trio.open_nursery() as nursery, grpc_client() as (client, _transport):
-        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
-        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with raw_h2_server(answers_first_server) as address, grpc_client() as (client, _transport):
         with pytest.raises(MicroError) as info:
             await client.call(
                 "greeter", "Greeter.Hello", pb.HelloRequest(name="x" * 200_000), response_type=pb.HelloResponse,
                 address=address, retries=0, timeout=5,
             )  # fmt: skip
         assert info.value.code == 400 and info.value.detail == "no"  # the trailers, not a 408
-        nursery.cancel_scope.cancel()
 
 
 async def test_call_cancelled_mid_write_does_not_poison_the_connection() -> None:
     """A call cancelled while its request is half written leaves part of a frame on the wire: that
     connection is dropped, and the next call works on a fresh one instead of hanging on garbage."""
-    import h2.config
-    import h2.connection
-    import h2.events
-    import h2.settings
-
     connections = 0
 
     async def h2_server(sock: trio.SocketStream) -> None:
         nonlocal connections
         connections += 1
         first = connections == 1
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
-        conn.local_settings = h2.settings.Settings(
-            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
-        )
-        conn.initiate_connection()
-        conn.increment_flow_control_window(2**31 - 1 - 65535)
-        await sock.send_all(conn.data_to_send())
+        conn = await h2_handshake(sock, wide_window=True)
         while data := await sock.receive_some(65536):
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.RequestReceived):
                     if first:
                         await trio.sleep_forever()  # stop reading: the client's write blocks half-way
-                    conn.send_headers(
-                        ev.stream_id,
-                        [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "5"),
-                         ("grpc-message", "answered")],
-                        end_stream=True,
-                    )  # fmt: skip
+                    answer_trailers_only(conn, ev.stream_id, 5, "answered")
             if out := conn.data_to_send():
                 await sock.send_all(out)
 
-    async with trio.open_nursery() as nursery, grpc_client() as (client, _transport):
-        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
-        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with raw_h2_server(h2_server) as address, grpc_client() as (client, _transport):
         with trio.move_on_after(0.5) as scope:
             await client.call(
                 "greeter", "Greeter.Hello", pb.HelloRequest(name="x" * (40 << 20)), response_type=pb.HelloResponse,
@@ -460,31 +447,19 @@ async def test_call_cancelled_mid_write_does_not_poison_the_connection() -> None
                 address=address, retries=0,
             )  # fmt: skip
         assert (info.value.code, info.value.detail) == (404, "answered") and connections == 2
-        nursery.cancel_scope.cancel()
 
 
 async def test_caller_reading_wakes_when_another_callers_write_is_cut_off() -> None:
     """One caller waits for a stream message (holding the read baton, inside receive_some) while
     another's write is cut off by its deadline: the connection is closed at once, so the waiting
     caller gets a TransportError instead of waiting on a connection that is already lost."""
-    import h2.config
-    import h2.connection
-    import h2.events
-    import h2.settings
-
     from trimicro.codec.grpc import encode_frame
     from trimicro.transport._base import Message
 
     answered = trio.Event()
 
     async def h2_server(sock: trio.SocketStream) -> None:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
-        conn.local_settings = h2.settings.Settings(
-            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
-        )
-        conn.initiate_connection()
-        conn.increment_flow_control_window(2**31 - 1 - 65535)
-        await sock.send_all(conn.data_to_send())
+        conn = await h2_handshake(sock, wide_window=True)
         while not answered.is_set():
             for ev in conn.receive_data(await sock.receive_some(65536)):
                 if isinstance(ev, h2.events.RequestReceived):
@@ -497,9 +472,7 @@ async def test_caller_reading_wakes_when_another_callers_write_is_cut_off() -> N
         await trio.sleep_forever()
 
     header = {"Micro-Service": "greeter", "Micro-Stream": "1", "Content-Type": "application/protobuf"}
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, h2_server, 0, host="127.0.0.1"))
-        address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with trio.open_nursery() as nursery, raw_h2_server(h2_server) as address:
         transport = GrpcTransport()
         waiting = await transport.dial(address)
         await waiting.send(Message({**header, "Micro-Endpoint": "Greeter.Stream"}, b""))
@@ -523,4 +496,3 @@ async def test_caller_reading_wakes_when_another_callers_write_is_cut_off() -> N
         await writer.aclose()
         await waiting.aclose()
         await transport.aclose()
-        nursery.cancel_scope.cancel()

@@ -384,12 +384,7 @@ class GrpcServer:
                 # Finished while the client still sends: stop it with NO_ERROR, as gRPC servers do;
                 # unfinished (cancelled, e.g. shutdown): CANCEL, so the client sees an error.
                 conn.reset_stream(st, 0 if call.done else 8)
-                with trio.move_on_after(1) as cleanup:
-                    cleanup.shield = True
-                    try:
-                        await conn.flush()
-                    except TransportError:
-                        pass
+                await conn.flush_bounded()
             conn.release(st)
             conn.handler_done()
             self.retire()

@@ -242,12 +242,8 @@ class H2Conn:
         """Send GOAWAY (best effort, bounded) and close the socket."""
         with trio.CancelScope(shield=True):
             if self.closed is None:
-                with trio.move_on_after(1):
-                    try:
-                        self.h2.close_connection()
-                        await self.flush()
-                    except (TransportError, h2p.H2Error):
-                        pass
+                self.h2.close_connection()
+                await self.flush_bounded()
             self.lose(TransportError("HTTP/2 connection closed"))
             # TLS sends close_notify, which can block on a peer that stops reading; a cut-off
             # SSLStream.aclose() falls back to closing the socket forcefully.
@@ -258,6 +254,17 @@ class H2Conn:
                     pass
 
     # -- writing --
+    async def flush_bounded(self) -> None:
+        """Write what is queued even while being cancelled, for at most a second: frames that must
+        reach the peer on the way out (RST_STREAM, GOAWAY), best effort."""
+        if self.closed is not None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            try:
+                await self.flush()
+            except TransportError:
+                pass
+
     async def flush(self) -> None:
         if not self.h2.pending:
             # Nothing queued (e.g. an acknowledgement that did not reach the WINDOW_UPDATE

@@ -215,6 +215,16 @@ class Decoder:
             n, v = table.pop()
             self._size -= len(n) + len(v) + _ENTRY_OVERHEAD
 
+    def _literal(self, block: bytes, pos: int, prefix_bits: int) -> tuple[tuple[bytes, bytes], int]:
+        """A literal field: its name by table index (or literal when the index is 0), then its value."""
+        index, pos = _read_integer(block, pos, prefix_bits)
+        if index:
+            name = self._entry(index)[0]
+        else:
+            name, pos = _read_string(block, pos)
+        value, pos = _read_string(block, pos)
+        return (name, value), pos
+
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         headers: list[tuple[bytes, bytes]] = []
         total = 0
@@ -227,14 +237,8 @@ class Decoder:
                 index, pos = _read_integer(block, pos, 7)
                 header = self._entry(index)
             elif b & 0x40:  # literal with incremental indexing
-                index, pos = _read_integer(block, pos, 6)
-                if index:
-                    name = self._entry(index)[0]
-                else:
-                    name, pos = _read_string(block, pos)
-                value, pos = _read_string(block, pos)
-                header = (name, value)
-                self._add(name, value)
+                header, pos = self._literal(block, pos, 6)
+                self._add(*header)
                 changed = True
             elif b & 0x20:  # dynamic table size update: only before the first field, at most two
                 updates += 1
@@ -248,13 +252,7 @@ class Decoder:
                 changed = True
                 continue
             else:  # literal without indexing / never indexed
-                index, pos = _read_integer(block, pos, 4)
-                if index:
-                    name = self._entry(index)[0]
-                else:
-                    name, pos = _read_string(block, pos)
-                value, pos = _read_string(block, pos)
-                header = (name, value)
+                header, pos = self._literal(block, pos, 4)
             total += len(header[0]) + len(header[1]) + _ENTRY_OVERHEAD
             if total > self.max_header_list_size:
                 raise OversizedHeaderList(f"header list exceeds {self.max_header_list_size} bytes")

@@ -241,14 +241,7 @@ class GrpcSocket:
         """Write a RST_STREAM that finishing the call queued (a bad or oversized reply, a server
         that ended first): the server's handler must hear of it now, not with some later call."""
         self._rst_queued = False
-        conn = self._conn
-        if conn.h2.pending and conn.closed is None:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                try:
-                    await conn.flush()
-                except TransportError:
-                    pass
+        await self._conn.flush_bounded()
 
     async def _receive(self) -> Message:
         try:
