@@ -68,6 +68,27 @@ def _float(value: Any) -> float:
     return parse_duration(value)
 
 
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _at_least(low: float) -> Any:
+    def check(_: Any, attribute: Any, value: float) -> None:
+        if not value >= low:
+            raise ValueError(f"option {attribute.name} must be >= {low:g}, got {value!r}")
+
+    return check
+
+
+def _between(low: float, high: float, *, open_low: bool = False) -> Any:
+    def check(_: Any, attribute: Any, value: float) -> None:
+        if not (low < value if open_low else low <= value) or not value <= high:
+            lo = "(" if open_low else "["
+            raise ValueError(f"option {attribute.name} must be in {lo}{low:g}, {high:g}], got {value!r}")
+
+    return check
+
+
 @attrs.define
 class Options:
     """Every setting a service, client or plugin reads. Durations are seconds."""
@@ -95,6 +116,10 @@ class Options:
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
     server_tls_cert: str = ""
     server_tls_key: str = ""
+    #: handlers running at once (0: no limit); beyond it calls wait in a queue of ``server_max_queue``,
+    #: and beyond that get a fast 503 with ``Micro-Retry-After`` (see server/_limit.py)
+    server_max_concurrent: int = attrs.field(default=0, validator=_at_least(0))
+    server_max_queue: int = attrs.field(default=100, validator=_at_least(0))
     # transport
     transport: str = "http"
     transport_address: list[str] = attrs.field(factory=list, converter=_addresses)
@@ -104,8 +129,28 @@ class Options:
     # selector / client
     selector: str = "random"
     selector_cache_ttl: float = attrs.field(default=60.0, converter=_float)
+    # outlier ejection (selector/_outlier.py): failing nodes are taken out of rotation for a while
+    selector_ejection_time: float = attrs.field(default=5.0, converter=_float, validator=_at_least(1e-3))
+    selector_max_ejection_time: float = attrs.field(default=60.0, converter=_float, validator=_at_least(1e-3))
+    selector_max_ejection_percent: float = attrs.field(
+        default=50.0, converter=_number, validator=_between(0, 100)
+    )
+    selector_consecutive_failures: int = attrs.field(default=5, validator=_at_least(0))
+    selector_failure_rate: float = attrs.field(
+        default=0.5, converter=_number, validator=_between(0, 1, open_low=True)
+    )
     client_request_timeout: float = attrs.field(default=5.0, converter=_float)
-    client_retries: int = 1
+    client_retries: int = attrs.field(default=1, validator=_at_least(0))
+    #: one attempt's timeout (0: automatic, a third of what is left while retries remain; see
+    #: client/_retry.py); so a node that never answers costs one attempt, not the call
+    client_attempt_timeout: float = attrs.field(default=0.0, converter=_float, validator=_at_least(0))
+    #: retry budget per service (gRFC A6 throttling): tokens (0: no budget) and refill per success
+    client_retry_budget: int = attrs.field(default=10, validator=_at_least(0))
+    client_retry_budget_ratio: float = attrs.field(
+        default=0.1, converter=_number, validator=_between(0, 1, open_low=True)
+    )
+    #: send a second attempt to another node after this long without an answer (0: off)
+    client_hedge_delay: float = attrs.field(default=0.0, converter=_float, validator=_at_least(0))
     client_pool_size: int = 100
     client_pool_ttl: float = attrs.field(default=60.0, converter=_float)
     client_content_type: str = "application/protobuf"
@@ -129,7 +174,10 @@ _ALIASES = {
 def _coerce(name: str, value: Any) -> Any:
     field = _FIELDS[name]
     if field.type in ("int", int) and isinstance(value, str):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name} must be an integer, got {value!r}") from None
     return value
 
 

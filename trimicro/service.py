@@ -203,9 +203,12 @@ class Service:
             self._registry = registry
             selector_obj = self._plugins.get("selector")
             if selector_obj is None:
-                from .selector.cache import CachingSelector
+                from .selector.cache import CachingSelector, OutlierPolicy
 
-                selector_obj = CachingSelector(registry, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+                selector_obj = CachingSelector(
+                    registry, strategy=opts.selector, ttl=opts.selector_cache_ttl,
+                    outlier=OutlierPolicy.from_options(opts),
+                )  # fmt: skip
             selector: Selector = await stack.enter_async_context(selector_obj)
             transport: Transport = self._plugin("transport")
             client = Client(selector, transport, opts, list(self._client_wrappers))
@@ -216,7 +219,7 @@ class Service:
             server.h2_handler = GrpcServer.from_server(server, opts).handle_connection
             self._server = server
             if "Debug.Health" not in self.router.routes:
-                self.router.handle(Debug(server.stats), name="Debug", internal=True)
+                self.router.handle(Debug(server.stats, [selector, client]), name="Debug", internal=True)
             broker = await self._open_broker(stack)
             client.broker = broker
             with collapse_excgroups():

@@ -20,6 +20,9 @@ class Debug:
     """Registered with ``internal=True`` so it is callable but not advertised."""
 
     stats: Stats
+    #: objects with ``stats() -> dict`` and a ``name`` (the selector: ejections; the client: retries,
+    #: throttled retries, hedges), each shown under its own key
+    sources: list[Any] = attrs.field(factory=list)
 
     async def Health(self, req: Any, ctx: Any) -> dict[str, Any]:
         return {"status": "ok"}
@@ -28,7 +31,7 @@ class Debug:
         s = self.stats
         # ru_maxrss is KiB on Linux; Go Micro reports bytes.
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {
+        out = {
             "started": int(s.started),
             "uptime": int(time.time() - s.started),
             "memory": memory,
@@ -37,3 +40,14 @@ class Debug:
             "requests": s.requests,
             "errors": s.errors,
         }
+        for source in self.sources:
+            stats = getattr(source, "stats", None)
+            if callable(stats):
+                out[_key(source)] = stats()
+        return out
+
+
+def _key(source: Any) -> str:
+    from ..client import Client
+
+    return "client" if isinstance(source, Client) else "selector"
