@@ -144,8 +144,9 @@ class Options:
     #: one attempt's timeout (0: automatic, a third of what is left while retries remain; see
     #: client/_retry.py); so a node that never answers costs one attempt, not the call
     client_attempt_timeout: float = attrs.field(default=0.0, converter=_float, validator=_at_least(0))
-    #: retry budget per service (gRFC A6 throttling): tokens (0: no budget) and refill per success
-    client_retry_budget: int = attrs.field(default=10, validator=_at_least(0))
+    #: retry budget per service (gRFC A6 throttling): tokens (0: no budget) and refill per success;
+    #: 100 so the few failures before a bad node is ejected never throttle (see client/_retry.py)
+    client_retry_budget: int = attrs.field(default=100, validator=_at_least(0))
     client_retry_budget_ratio: float = attrs.field(
         default=0.1, converter=_number, validator=_between(0, 1, open_low=True)
     )

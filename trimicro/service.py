@@ -33,6 +33,7 @@ from .registry import Service as ServiceRecord
 from .selector import Selector
 from .server import HandlerWrapper, MethodSpec, Router, Server
 from .server._grpc import GrpcServer
+from .server._limit import HandlerLimit
 from .transport._base import Transport
 
 __all__ = ["Service", "open_client", "open_service"]
@@ -214,12 +215,14 @@ class Service:
             client = Client(selector, transport, opts, list(self._client_wrappers))
             stack.push_async_callback(client.aclose)
             self._client = client
-            server = Server(self.name, self.router, transport, opts.server_address)
+            server = Server(
+                self.name, self.router, transport, opts.server_address, limit=HandlerLimit.from_options(opts)
+            )
             # One port: HTTP/2 connections (gRPC) are sniffed and handed to the gRPC server.
             server.h2_handler = GrpcServer.from_server(server, opts).handle_connection
             self._server = server
             if "Debug.Health" not in self.router.routes:
-                self.router.handle(Debug(server.stats, [selector, client]), name="Debug", internal=True)
+                self.router.handle(Debug(server.stats, {"selector": selector, "client": client, "server_limit": server.limit}), name="Debug", internal=True)
             broker = await self._open_broker(stack)
             client.broker = broker
             with collapse_excgroups():

@@ -99,7 +99,7 @@ async def test_retry_budget_stops_retries_when_everything_fails(registry, nurser
     svc = trimicro.Service("greeter", registry=registry, argv=[], handle_signals=False)
     svc.handle(handler, name="Greeter")
     await nursery.start(svc.run)
-    async with trimicro.open_client(registry=registry, client_retries=3) as client:
+    async with trimicro.open_client(registry=registry, client_retries=3, client_retry_budget=10) as client:
         for _ in range(20):
             with pytest.raises(MicroError) as info:
                 await _hello(client)

@@ -267,5 +267,5 @@ async def test_stats_show_in_debug_stats(autojump_clock: trio.testing.MockClock)
         nxt = await sel.select(S)
         node = nxt()
         sel.mark(S, node, DOWN)
-        stats = await Debug(Stats(), [sel]).Stats(None, None)
+        stats = await Debug(Stats(), {"selector": sel}).Stats(None, None)
     assert stats["selector"] == {"ejections": 1, "reinstated": 0, "probes": 0, "ejected": {S: [node.id]}}

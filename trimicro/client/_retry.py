@@ -12,7 +12,9 @@ One call has one deadline (its timeout, capped by any enclosing one). Within it:
 - **Retry budget** (gRFC A6 retry throttling), per service: ``client_retry_budget`` tokens, one taken
   by each failed attempt, ``client_retry_budget_ratio`` given back by each success; retries (and
   hedges) are allowed only while more than half the tokens are left. When every node fails, retries
-  stop multiplying the load after a few calls, and come back as calls succeed again.
+  stop multiplying the load after a few calls, and come back as calls succeed again. The default
+  (100 tokens, 0.1) is larger than A6's example (10): the handful of failures it takes to eject a bad
+  node must not use up half the budget, or the calls right after would lose their retries.
 - **Pushback.** A reply carrying ``Micro-Retry-After`` (a duration) or gRPC's
   ``grpc-retry-pushback-ms`` delays the retry by that much (if the deadline allows); a negative or
   unreadable value means "do not retry" (A6).
@@ -85,7 +87,7 @@ def _backoff(attempt: int) -> float:
 class RetryBudget:
     """gRFC A6 retry throttling, one bucket per service; ``max_tokens=0`` disables it."""
 
-    max_tokens: float = 10.0
+    max_tokens: float = 100.0
     ratio: float = 0.1
     _tokens: dict[str, float] = attrs.field(factory=dict)
 

@@ -20,9 +20,9 @@ class Debug:
     """Registered with ``internal=True`` so it is callable but not advertised."""
 
     stats: Stats
-    #: objects with ``stats() -> dict`` and a ``name`` (the selector: ejections; the client: retries,
-    #: throttled retries, hedges), each shown under its own key
-    sources: list[Any] = attrs.field(factory=list)
+    #: name -> object with ``stats() -> dict`` (the selector: ejections; the client: retries, throttled
+    #: retries, hedges; the server's handler limit), each shown under its name
+    sources: dict[str, Any] = attrs.field(factory=dict)
 
     async def Health(self, req: Any, ctx: Any) -> dict[str, Any]:
         return {"status": "ok"}
@@ -40,14 +40,8 @@ class Debug:
             "requests": s.requests,
             "errors": s.errors,
         }
-        for source in self.sources:
+        for name, source in self.sources.items():
             stats = getattr(source, "stats", None)
             if callable(stats):
-                out[_key(source)] = stats()
+                out[name] = stats()
         return out
-
-
-def _key(source: Any) -> str:
-    from ..client import Client
-
-    return "client" if isinstance(source, Client) else "selector"

@@ -23,6 +23,7 @@ from ..context import ROUTING_HEADERS, Context, decode_timeout, reset_incoming, 
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream, _Core
 from ..transport._base import Listener, Message, Socket, Transport
+from ._limit import HandlerLimit, Overloaded
 from ._router import SERVER_ID, Request, Route, Router
 
 __all__ = ["Server", "Stats"]
@@ -55,6 +56,8 @@ def _reply_header(header: dict[str, str], content_type: str) -> dict[str, str]:
 def _error_reply(header: dict[str, str], content_type: str, err: MicroError) -> Message:
     out = _reply_header(header, content_type)
     out["Micro-Error"] = err.to_json()
+    if isinstance(err, Overloaded):
+        out["Micro-Retry-After"] = f"{err.retry_after:g}"
     return Message(out, b"")
 
 
@@ -148,6 +151,7 @@ class Server:
     transport: Transport
     address: str = "127.0.0.1:0"
     stats: Stats = attrs.field(factory=Stats)
+    limit: HandlerLimit = attrs.field(factory=HandlerLimit)
     #: optional HTTP/2 handler for the one port (gRPC), given the raw stream and sniffed bytes
     h2_handler: Callable[[Any, bytes], Awaitable[None]] | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
@@ -371,9 +375,11 @@ class Server:
             return self._encode_error(header, content_type, codec, endpoint, seq, err)
         ctx, timeout = self.context_for(header, content_type, remote)
         try:
-            rsp = await self.invoke(
-                route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout, on_scope
-            )
+            # server_max_concurrent (server/_limit.py); Debug.* answers even when full
+            async with self.limit.slot(ctx.deadline, exempt=route.internal):
+                rsp = await self.invoke(
+                    route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout, on_scope
+                )
             body_out = codec.encode_response(endpoint, seq, rsp, None)
         except MicroError as err:
             self.stats.errors += 1
