@@ -14,25 +14,19 @@ same scenario across simulated hosts when the tests run as root.
 from __future__ import annotations
 
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator
 
-import attrs
 import pytest
 import trio
 
-from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
-from tests.test_etcd_resilience import SERVICE, ProcessNode, etcd, start_process  # noqa: F401 (fixture)
+from tests.cluster._load import SERVICE, Phase
+from tests.test_etcd_resilience import ProcessNode, etcd, start_process  # noqa: F401 (fixture)
 from trimicro import open_client
-from trimicro.client import Client
-from trimicro.errors import MicroError
 from trimicro.testing.etcd import EtcdProcess
 
 pytestmark = [pytest.mark.loopback, pytest.mark.timeout(90)]
 
-CALLERS = 8
-TIMEOUT = 1.0
-CALLS = 1500  # per phase
+CALLS = 1500  # per phase (8 callers, 1 s timeout each)
 
 
 @pytest.fixture
@@ -48,54 +42,6 @@ def env(etcd: EtcdProcess, monkeypatch: pytest.MonkeyPatch) -> EtcdProcess:  # n
     }.items():
         monkeypatch.setenv(key, value)
     return etcd
-
-
-@attrs.define(eq=False)
-class Phase:
-    """``calls`` calls from ``callers`` tasks, as fast as they go; failures kept, answers per node."""
-
-    name: str
-    calls: int
-    ok: int = 0
-    failed: list[MicroError] = attrs.field(factory=list)
-    by_node: Counter[str] = attrs.field(factory=Counter)
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    async def run(self, client: Client, callers: int = CALLERS) -> Phase:
-        issued = 0
-
-        async def caller(i: int) -> None:
-            nonlocal issued
-            while issued < self.calls:
-                issued += 1
-                try:
-                    rsp = await client.call(
-                        SERVICE,
-                        "Greeter.Hello",
-                        HelloRequest(name=f"c{i}"),
-                        response_type=HelloResponse,
-                        timeout=TIMEOUT,
-                    )
-                except MicroError as exc:
-                    self.failed.append(exc)
-                else:
-                    self.ok += 1
-                    self.by_node[rsp.greeting.rpartition(" from ")[2]] += 1
-
-        start = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            for i in range(callers):
-                nursery.start_soon(caller, i)
-        self.seconds = trio.current_time() - start
-        print(
-            f"[{self.name}] calls={self.ok + len(self.failed)} ok={self.ok} failed={len(self.failed)} "
-            f"{self.rate:.0f} calls/s in {self.seconds:.2f}s by_node={dict(self.by_node)}"
-        )
-        return self
 
 
 @pytest.fixture
@@ -132,7 +78,7 @@ async def test_sigstopped_node_costs_no_call(nodes: list[ProcessNode]) -> None:
         back = Phase("after SIGCONT", CALLS)
         with trio.fail_after(30):
             while client.selector.stats()["reinstated"] < 1:  # type: ignore[union-attr]
-                await Phase("waiting for the probe", 200).run(client, callers=2)
+                await Phase("waiting for the probe", 200, callers=2).run(client)
             await back.run(client)
         assert not back.failed
         assert zombie.id in back.by_node
