@@ -222,7 +222,8 @@ class Service:
             server.h2_handler = GrpcServer.from_server(server, opts).handle_connection
             self._server = server
             if "Debug.Health" not in self.router.routes:
-                self.router.handle(Debug(server.stats, {"selector": selector, "client": client, "server_limit": server.limit}), name="Debug", internal=True)
+                sources = {"selector": selector, "client": client, "server_limit": server.limit}
+                self.router.handle(Debug(server.stats, sources), name="Debug", internal=True)
             broker = await self._open_broker(stack)
             client.broker = broker
             with collapse_excgroups():
@@ -412,9 +413,14 @@ async def open_client(
                 else _plugins.create("registry", opts.registry, opts)
             )
             reg = await stack.enter_async_context(reg)
-            from .selector.cache import CachingSelector
+            from .selector.cache import CachingSelector, OutlierPolicy
 
-            sel = CachingSelector(reg, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+            sel = CachingSelector(
+                reg,
+                strategy=opts.selector,
+                ttl=opts.selector_cache_ttl,
+                outlier=OutlierPolicy.from_options(opts),
+            )
         sel = await stack.enter_async_context(sel)
         tr = transport if transport is not None and not isinstance(transport, str) else None
         tr = tr or _plugins.create("transport", opts.transport, opts)

@@ -269,3 +269,16 @@ async def test_stats_show_in_debug_stats(autojump_clock: trio.testing.MockClock)
         sel.mark(S, node, DOWN)
         stats = await Debug(Stats(), {"selector": sel}).Stats(None, None)
     assert stats["selector"] == {"ejections": 1, "reinstated": 0, "probes": 0, "ejected": {S: [node.id]}}
+
+
+async def test_options_reach_the_selectors_of_services_and_clients(registry) -> None:
+    import trimicro
+
+    async with trimicro.open_client(
+        registry=registry, selector_ejection_time="250ms", selector_max_ejection_percent=100
+    ) as client:
+        policy = client.selector.detector.policy
+    assert policy.ejection_time == 0.25 and policy.max_ejection_percent == 100
+    with pytest.raises(ValueError, match="option selector_max_ejection_percent must be in"):
+        async with trimicro.open_client(registry=registry, selector_max_ejection_percent=150):
+            pass
