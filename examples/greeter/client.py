@@ -5,8 +5,8 @@ import sys
 import trio
 
 import trimicro
-from examples.greeter.proto.greeter_micro import GreeterClient
-from examples.greeter.proto.greeter_pb2 import HelloRequest
+from proto.greeter_micro import GreeterClient
+from proto.greeter_pb2 import HelloRequest
 
 
 async def main(name: str) -> None:

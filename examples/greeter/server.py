@@ -7,8 +7,8 @@ with ``bash examples/regen.sh``).
 import trio
 
 import trimicro
-from examples.greeter.proto.greeter_micro import register_greeter_handler
-from examples.greeter.proto.greeter_pb2 import HelloRequest, HelloResponse
+from proto.greeter_micro import register_greeter_handler
+from proto.greeter_pb2 import HelloRequest, HelloResponse
 
 
 class Greeter:

@@ -9,7 +9,7 @@ import itertools
 import trio
 
 import trimicro
-from examples.pubsub.events import Event
+from events import Event
 
 
 async def publish(service: trimicro.Service, topic: str, count: int, interval: float) -> None:

@@ -14,7 +14,7 @@ import os
 import trio
 
 import trimicro
-from examples.pubsub.events import Event
+from events import Event
 from trimicro.server import SubscriberCall, SubscriberMessage
 
 
