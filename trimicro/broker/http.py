@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from .. import _plugins
+from .._metadata import MICRO_TOPIC
 from ..errors import BrokerError, RegistryError, ServiceNotFound
 from ..registry import Node, Registry, Service
 from ._base import BrokerMessage, Handler
@@ -356,7 +357,7 @@ class HttpBroker:
         if self._stack is None:
             raise BrokerError("http broker is not open; use `async with broker:`")
         header = dict(message.header)
-        header["Micro-Topic"] = topic
+        header[MICRO_TOPIC] = topic
         body = encode_envelope(BrokerMessage(header, message.body))
         targets = await self._targets(topic)
         self._counts["published"] += 1

@@ -20,15 +20,28 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import (
+    ACCEPT,
+    CONTENT_TYPE,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_ID,
+    MICRO_METHOD,
+    MICRO_SERVICE,
+    MICRO_STREAM,
+    TIMEOUT,
+    Deadline,
+    canonical,
+)
 from .._util import collapse_excgroups
 from ..codec import Codec, get_codec
 from ..config import Options
-from ..context import current_metadata, encode_timeout, remaining
+from ..context import current_metadata, remaining
 from ..errors import MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
 from ..selector import Filter, Next, Selector
 from ..stream import ClientStream, _Core
-from ..transport._base import Message, Transport, canonical
+from ..transport._base import Message, Transport
 from ._pool import Pool
 
 __all__ = ["CallFunc", "CallRequest", "Client", "ClientWrapper", "default_retry"]
@@ -200,12 +213,12 @@ class Client:
 
     def _header(self, req: CallRequest, content_type: str, deadline: float) -> dict[str, str]:
         header = dict(req.metadata)
-        header["Micro-Id"] = _new_id()
-        header["Micro-Service"] = req.service
-        header["Micro-Endpoint"] = header["Micro-Method"] = req.endpoint
-        header["Content-Type"] = header["Accept"] = content_type
+        header[MICRO_ID] = _new_id()
+        header[MICRO_SERVICE] = req.service
+        header[MICRO_ENDPOINT] = header[MICRO_METHOD] = req.endpoint
+        header[CONTENT_TYPE] = header[ACCEPT] = content_type
         if deadline != math.inf:
-            header["Timeout"] = encode_timeout(deadline - trio.current_time())
+            header[TIMEOUT] = Deadline(deadline).to_header()
         return header
 
     async def _call_node(self, req: CallRequest, node: Node, deadline: float) -> Any:
@@ -223,7 +236,7 @@ class Client:
             raise errors.bad_request(CLIENT_ID, "cannot encode request: %s", exc) from None
         msg = Message(self._header(req, content_type, deadline), body)
         reply = await self._roundtrip(node.address, msg, deadline)
-        err = reply.header.get("Micro-Error")
+        err = reply.header.get(MICRO_ERROR)
         if err:
             raise errors.parse(err, default_id=CLIENT_ID)
         try:
@@ -320,7 +333,7 @@ class Client:
                 self.selector.mark(service, node, exc)
             raise errors.internal_server_error(CLIENT_ID, "%s", exc) from exc
         header = self._header(req, req.content_type, deadline)
-        header["Micro-Stream"] = header["Micro-Id"]
+        header[MICRO_STREAM] = header[MICRO_ID]
         core: _Core[Any, Any] = _Core(sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer)
         try:
             with collapse_excgroups():

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .._metadata import CONTENT_TYPE, MESSAGE_ID, MICRO_ID, MICRO_TOPIC, canonical
 from ..broker import BrokerMessage
 from ..codec import Frame, get_codec
 from ..context import current_metadata
 from ..errors import BrokerError, CodecError
-from ..transport._base import canonical
 
 __all__ = ["PUBLISH_CONTENT_TYPE", "publish"]
 
@@ -61,8 +61,8 @@ async def publish(
     header = current_metadata()
     if metadata:
         header.update({canonical(k): str(v) for k, v in metadata.items()})
-    header["Content-Type"] = ct
-    header["Micro-Topic"] = topic
-    header["Micro-ID"] = str(uuid.uuid4())
-    header.pop("Micro-Id", None)
+    header[CONTENT_TYPE] = ct
+    header[MICRO_TOPIC] = topic
+    header[MESSAGE_ID] = str(uuid.uuid4())
+    header.pop(MICRO_ID, None)
     await broker.publish(topic, BrokerMessage(header, body))

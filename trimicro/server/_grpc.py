@@ -22,8 +22,18 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import (
+    CONTENT_TYPE,
+    GRPC_RESERVED,
+    GRPC_TIMEOUT,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_METHOD,
+    TIMEOUT,
+    decode_grpc_timeout,
+    encode_timeout,
+)
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
-from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
@@ -40,10 +50,8 @@ from ..transport._h2conn import (
 )
 from ..transport._h2grpc import (
     GRPC_CONTENT_TYPES,
-    RESERVED,
     Status,
     check_metadata,
-    decode_grpc_timeout,
     endpoint_for_path,
     incoming_metadata,
     status_for_error,
@@ -396,7 +404,7 @@ def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
     out = []
     for k, v in md.items():
         name = k.lower()
-        if name in RESERVED or name.startswith(":"):
+        if name in GRPC_RESERVED or name.startswith(":"):
             log.warning("dropping reserved gRPC response metadata %r", k)
             continue
         try:
@@ -523,13 +531,13 @@ class _Call:
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unknown method {path} (endpoint {endpoint})")
 
         header = incoming_metadata(headers)
-        timeout = decode_grpc_timeout(hmap.get("grpc-timeout"))
-        header.pop("Timeout", None)
+        timeout = decode_grpc_timeout(hmap.get(GRPC_TIMEOUT))
+        header.pop(TIMEOUT, None)
         if timeout is not None:
-            header["Timeout"] = encode_timeout(timeout)
+            header[TIMEOUT] = encode_timeout(timeout)
         if endpoint:
-            header["Micro-Endpoint"] = header["Micro-Method"] = endpoint
-        header["Content-Type"] = ct_key
+            header[MICRO_ENDPOINT] = header[MICRO_METHOD] = endpoint
+        header[CONTENT_TYPE] = ct_key
 
         if raw is not None:
             body = await self._unary_request(decoder, pending)
@@ -548,7 +556,8 @@ class _Call:
         if not route.streaming:
             body = await self._unary_request(decoder, pending)
             reply = await server.handle_unary(header, body, remote=self.conn.remote)
-            err_text = reply.header.get("Micro-Error")
+            err_text = reply.header.get(MICRO_ERROR)
+
             if err_text:
                 await self.finish_error(errors.parse(err_text, default_id=SERVER_ID))
             else:

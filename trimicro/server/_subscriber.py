@@ -31,9 +31,10 @@ from typing import Any
 import attrs
 import trio
 
+from .._metadata import CONTENT_TYPE, MESSAGE_ID, MICRO_ID, ROUTING_HEADERS
 from ..codec import get_codec
 from ..codec.describe import describe
-from ..context import ROUTING_HEADERS, Context, reset_incoming, set_incoming
+from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError
 from ..registry import Endpoint, Value
 
@@ -143,7 +144,7 @@ def subscriber_endpoints(subscriptions: Sequence[Subscription]) -> list[Endpoint
 
 
 def _metadata(header: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in header.items() if k not in ROUTING_HEADERS and k != "Micro-ID"}
+    return {k: v for k, v in header.items() if k not in ROUTING_HEADERS and k != MESSAGE_ID}
 
 
 def _chain(handler: Callable[..., Any], wrappers: Sequence[SubscriberWrapper]) -> SubscriberCall:
@@ -172,7 +173,7 @@ def _make_delivery(
         stats.received += 1
         header: dict[str, str] = event.message.header
         body: bytes = event.message.body
-        content_type = header.get("Content-Type") or "application/protobuf"
+        content_type = header.get(CONTENT_TYPE) or "application/protobuf"
         try:
             payload = get_codec(content_type).decode(body, into)
         except CodecError as exc:
@@ -189,7 +190,7 @@ def _make_delivery(
             endpoint=topic,
             metadata=md,
             content_type=content_type,
-            id=header.get("Micro-ID") or header.get("Micro-Id", ""),
+            id=header.get(MESSAGE_ID) or header.get(MICRO_ID, ""),
         )
         token = set_incoming(md)
         try:

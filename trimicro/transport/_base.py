@@ -2,7 +2,8 @@
 
 A :class:`Message` is one frame: headers plus an opaque body. Over mucp/HTTP/1.1 a client frame is an
 HTTP request and a server frame an HTTP ``200 OK`` response (wire/mucp.md). Header names are kept in
-canonical MIME form (``Micro-Endpoint``, ``Content-Type``); use :func:`canonical` on input.
+canonical MIME form (``Micro-Endpoint``, ``Content-Type``); use :func:`canonical` on input (it and
+the header names live in trimicro/_metadata.py).
 
 - ``Transport.listen(address)`` binds and returns a :class:`Listener`; ``await listener.serve(handler)``
   runs one task per connection (``handler(socket)``) until cancelled, closing each socket afterwards.
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-__all__ = ["Listener", "Message", "Socket", "Transport", "canonical"]
+__all__ = ["Listener", "Message", "Socket", "Transport"]
 
 
 @attrs.define(slots=True)
@@ -30,21 +31,6 @@ class Message:
 
     header: dict[str, str] = attrs.field(factory=dict)
     body: bytes = b""
-
-
-_CANON_CACHE: dict[str, str] = {}
-
-
-def canonical(name: str) -> str:
-    """``micro-endpoint`` -> ``Micro-Endpoint`` (Go's ``http.CanonicalHeaderKey``)."""
-    try:
-        return _CANON_CACHE[name]
-    except KeyError:
-        pass
-    out = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-    if len(_CANON_CACHE) < 4096:
-        _CANON_CACHE[name] = out
-    return out
 
 
 class Socket(Protocol):
