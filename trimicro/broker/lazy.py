@@ -8,6 +8,11 @@ The real broker is entered by a task of this broker's own nursery, not by the ta
 publish first: that task may be a request handler that ends long before the service does, and the task
 that enters a broker must also be the one that leaves it. Leaving the lazy broker (the service
 stopping) leaves the real one.
+
+``subscribe`` is passed on too, for brokers that deliver from their own nursery (http, nats). The
+memory broker delivers in the session of the *subscribing* task, so through a lazy broker it raises
+BrokerError unless that task is itself inside ``async with`` the memory broker; a Service with
+subscribers enters its broker directly and never hands out a lazy one.
 """
 
 from __future__ import annotations
