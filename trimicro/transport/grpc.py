@@ -33,7 +33,7 @@ from ..codec.grpc import encode_frame
 from ..context import decode_timeout
 from ..errors import MicroError, ProtocolError, TransportError
 from . import _h2proto as h2p
-from ._base import Listener, Message
+from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
     Status,
@@ -363,12 +363,12 @@ class GrpcTransport:
     def open_connections(self) -> int:
         return len(self._conns)
 
-    async def listen(self, address: str, **kw: Any) -> Listener:
+    async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> Listener:
         """The server's one port speaks both protocols; the HTTP transport sniffs for HTTP/2."""
         from . import http
 
         inner = http.from_options(self.options) if self.options is not None else http.HttpTransport()
-        listener: Listener = await inner.listen(address, **kw)
+        listener: Listener = await inner.listen(address, h2_handler=h2_handler)
         return listener
 
     async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:
