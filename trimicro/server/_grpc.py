@@ -1,9 +1,12 @@
-"""The gRPC side of the server's one port: HTTP/2 streams -> the same Router, wrappers and deadlines.
+"""The gRPC side of the server's one port: gRPC calls -> the same Router, wrappers and deadlines.
 
-``GrpcServer(server).handle_connection`` is the transport's ``h2_handler``: it runs one reader task
-per connection (feeding h2, hypercorn-style) and one task per stream, all in the connection's nursery,
-so nothing outlives the connection. A peer's RST_STREAM cancels that stream's handler; a lost
-connection cancels them all.
+``GrpcServer(server).handle_connection`` is the transport's ``h2_handler``. The HTTP/2 side of each
+connection (reader and writer tasks, one task per stream in the connection's nursery, flow control,
+handler-slot limits, GOAWAY on drain) is :class:`trimicro.transport._h2server.H2Server`'s; this
+module is the :class:`~trimicro.transport._h2server.H2App` it serves, and sees one call as an
+:class:`~trimicro.transport._h2server.H2ServerStream`: request headers, DATA in, headers /
+messages / trailers out. A peer's RST_STREAM cancels that call's handler; a lost connection cancels
+them all.
 
 Mapping (docs/grpc.md): path ``/<pkg>.<Service>/<Method>`` -> ``router.grpc_paths`` or endpoint
 ``<Service>.<Method>``; ``grpc-timeout`` -> the handler's deadline; non-reserved headers -> metadata;

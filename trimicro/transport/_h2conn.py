@@ -1,5 +1,8 @@
 """One HTTP/2 connection driven by trio: the machinery both gRPC ends share.
 
+The server side (reader and writer tasks, handler slots, GOAWAY) is :mod:`._h2server`, the client
+side :mod:`.grpc`; the wakeup primitives both wait on are :mod:`._sync`.
+
 ``_h2proto.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
 adapter adds exactly three things:
 
@@ -14,10 +17,10 @@ adapter adds exactly three things:
 - **Waiting for windows.** ``send_data`` writes at most what the peer's windows allow and otherwise
   waits for WINDOW_UPDATE, never buffering without bound.
 
-Who reads the socket differs: the server runs one reader task per connection (``run_reader``); the
-client has no background task at all. There, one waiting caller holds the *read baton* and reads for
-everyone, while every other waiter sleeps on its own condition **or** the baton coming free
-(:meth:`H2Conn.wait`). A waiter whose data arrives therefore wakes at once, not when the reader
+Who reads the socket differs: the server runs one reader task per connection (``run_reader`` in
+:mod:`._h2server`); the client has no background task at all. There, one waiting caller holds the
+*read baton* and reads for everyone, while every other waiter sleeps on its own condition **or** the
+baton coming free (:meth:`H2Conn.wait`). A waiter whose data arrives therefore wakes at once, not when the reader
 happens to let go: the reader may be a stream that waits for a message that never comes. (Queuing
 the others on a read lock, as httpcore does for request/response, deadlocked idle bidi streams.)
 """
@@ -435,7 +438,7 @@ class H2Conn:
 
     async def flush_control(self) -> None:
         """Write what reading queued (acks, WINDOW_UPDATE, RST_STREAM); the server's reader only
-        hands it to its writer (see ``_ServerConn.flush_control``)."""
+        hands it to its writer (see ``_h2server.H2ServerConn.flush_control``)."""
         await self.flush()
 
     def dispatch(self, event: h2p.Event) -> None:

@@ -16,7 +16,8 @@ with ``Micro-Error: EOS``.
 No background task exists: one waiting caller holds the read baton and reads the shared socket for
 everyone, while the others wait for their own data or the baton (see :mod:`trimicro.transport._h2conn`
 and docs/grpc.md for why not a reader task), so structured concurrency holds without a transport
-nursery.
+nursery. (The server side of HTTP/2 is :mod:`trimicro.transport._h2server`; ``listen`` hands the one
+port to the HTTP transport, which passes HTTP/2 connections to the ``h2_handler``.)
 """
 
 from __future__ import annotations
