@@ -89,7 +89,13 @@ class GrpcServer:
     def __attrs_post_init__(self) -> None:
         self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
         self.health.statuses.setdefault(self.server.name, 1)
-        self._h2 = H2Server(self, max_header_size=self.max_header_size)
+        self._h2 = H2Server(
+            self,
+            max_header_size=self.max_header_size,
+            # a stream counts as a call in flight from its acceptance: the server's drain waits
+            on_accept=self.server.enter_call,
+            on_retire=self.server.exit_call,
+        )
         self.server.on_drain.append(self.goaway)
 
     @classmethod
@@ -131,12 +137,6 @@ class GrpcServer:
     @property
     def draining(self) -> bool:
         return self.server.draining
-
-    def enter_call(self) -> None:
-        self.server.enter_call()
-
-    def exit_call(self) -> None:
-        self.server.exit_call()
 
     async def serve_stream(self, stream: H2ServerStream) -> None:
         """One gRPC call on one stream (the transport runs it in a scope a reset cancels)."""

@@ -8,9 +8,9 @@ connection: a peer's RST_STREAM cancels that stream's task, a lost connection ca
 
 The boundary to the application is small and explicit:
 
-- :class:`H2App` is what the server asks of the application: whether it is draining, two hooks that
-  count a stream in flight from the moment it is accepted until it is retired (served or not), and
-  ``serve_stream``;
+- :class:`H2App` is what the server asks of the application: whether it is draining, and
+  ``serve_stream``; two optional hooks, ``on_accept``/``on_retire``, let it count a stream in flight
+  from the moment it is accepted until it is retired (served or not);
 - :class:`H2ServerStream` is what the application gets for one stream: the request ``headers``, the
   peer's address, ``receive`` for request DATA, and ``send_headers`` / ``send_message`` /
   ``send_data`` / ``send_trailers`` / ``flush`` for the response.
@@ -29,6 +29,7 @@ connections get GOAWAY at once; :meth:`H2Server.goaway` tells the open ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import attrs
@@ -53,13 +54,6 @@ class H2App(Protocol):
         """True once no new stream may start: they are refused, new connections get GOAWAY."""
         ...
 
-    def enter_call(self) -> None:
-        """A stream was accepted: it counts as in flight from now (a drain waits for it), also while
-        it waits for a handler slot."""
-
-    def exit_call(self) -> None:
-        """An accepted stream is done, whether its handler ran or not (reset while waiting, lost)."""
-
     async def serve_stream(self, stream: H2ServerStream) -> None:
         """Answer one request stream. Runs in the connection's nursery, inside a cancel scope that a
         peer's RST_STREAM or a lost connection cancels. ``stream``'s methods raise
@@ -74,21 +68,18 @@ class H2ServerStream:
     stream coalesce into one DATA frame and replies of concurrent streams into one ``send_all``.
     """
 
-    __slots__ = ("_conn", "_st", "finished", "remote")
+    __slots__ = ("_conn", "_st", "finished", "headers", "remote")
 
     def __init__(self, conn: H2ServerConn, st: StreamState) -> None:
         self._conn = conn
         self._st = st
+        #: the request headers, pseudo-headers (``:method``, ``:path``, ...) included, in order
+        self.headers: list[tuple[str, str]] = st.headers or []
         #: peer ``host:port`` ("" if unknown)
         self.remote = conn.remote
         #: the application began its final answer: if the peer is still sending when the handler
         #: ends, it is told to stop with NO_ERROR rather than CANCEL (set it before answering)
         self.finished = False
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        """The request headers, pseudo-headers (``:method``, ``:path``, ...) included, in order."""
-        return self._st.headers or []
 
     async def receive(self) -> bytes | None:
         """The next request DATA (granted back to the peer's window now); ``None`` at END_STREAM.
@@ -327,6 +318,10 @@ class H2ServerConn(H2Conn):
             pass
 
 
+def _nothing() -> None:
+    pass
+
+
 @attrs.define(eq=False)
 class H2Server:
     """Serves HTTP/2 connections for one :class:`H2App`; counts what is open (leak tests, drain)."""
@@ -334,6 +329,12 @@ class H2Server:
     app: H2App
     #: largest request header block accepted (SETTINGS_MAX_HEADER_LIST_SIZE)
     max_header_size: int = 64 * 1024
+    #: called when a stream is accepted: it counts as in flight from then on (the gRPC server's
+    #: drain waits for it), also while it waits for a handler slot
+    on_accept: Callable[[], None] = _nothing
+    #: called when an accepted stream is done, whether its handler ran or not (reset while
+    #: waiting for a slot, connection lost)
+    on_retire: Callable[[], None] = _nothing
     #: live counters, for leak tests and Debug.Stats-style reporting
     open_connections: int = attrs.field(default=0, init=False)
     open_streams: int = attrs.field(default=0, init=False)
@@ -361,12 +362,12 @@ class H2Server:
         """A stream was accepted (it counts as in flight from now, even while it waits for a
         handler slot, so a drain waits for it too)."""
         self.open_streams += 1
-        self.app.enter_call()
+        self.on_accept()
 
     def _retire(self) -> None:
         self.open_streams -= 1
         self._check_quiet()
-        self.app.exit_call()
+        self.on_retire()
 
     async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
         """Serve one connection whose first bytes (the HTTP/2 preface, maybe more) were already read."""
