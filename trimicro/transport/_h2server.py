@@ -9,8 +9,8 @@ connection: a peer's RST_STREAM cancels that stream's task, a lost connection ca
 The boundary to the application is small and explicit:
 
 - :class:`H2App` is what the server asks of the application: whether it is draining, and
-  ``serve_stream``; two optional hooks, ``on_accept``/``on_retire``, let it count a stream in flight
-  from the moment it is accepted until it is retired (served or not);
+  ``serve_stream``; :class:`H2Server`'s optional ``on_accept``/``on_retire`` hooks let it count a
+  stream in flight from the moment it is accepted until it is retired (served or not);
 - :class:`H2ServerStream` is what the application gets for one stream: the request ``headers``, the
   peer's address, ``receive`` for request DATA, and ``send_headers`` / ``send_message`` /
   ``send_data`` / ``send_trailers`` / ``flush`` for the response.
