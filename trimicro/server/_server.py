@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -35,7 +35,7 @@ from ..codec import Codec, get_codec
 from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream, _Core
-from ..transport._base import Listener, Message, Socket, Transport
+from ..transport._base import H2Handler, Listener, Message, Socket, Transport
 from ._router import SERVER_ID, Request, Route, Router
 
 __all__ = ["Server", "Stats"]
@@ -162,7 +162,7 @@ class Server:
     address: str = "127.0.0.1:0"
     stats: Stats = attrs.field(factory=Stats)
     #: optional HTTP/2 handler for the one port (gRPC), given the raw stream and sniffed bytes
-    h2_handler: Callable[[Any, bytes], Awaitable[None]] | None = None
+    h2_handler: H2Handler | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     #: called when a drain starts (the gRPC server sends GOAWAY on its connections)
@@ -181,7 +181,7 @@ class Server:
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started(address)`` once bound."""
         if self.h2_handler is not None:
-            listener = await self.transport.listen(self.address, h2_handler=self.h2_handler)  # type: ignore[call-arg]
+            listener = await self.transport.listen(self.address, h2_handler=self.h2_handler)
         else:
             listener = await self.transport.listen(self.address)
         self.listener = listener

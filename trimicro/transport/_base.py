@@ -12,6 +12,15 @@ the header names live in trimicro/_metadata.py).
   *between* frames, :class:`~trimicro.errors.ProtocolError` on malformed or oversized input (carrying an
   HTTP-style ``code``), and :class:`~trimicro.errors.TransportError` when the connection dies.
 - ``Socket.send(msg)`` writes one frame; raises :class:`TransportError` if the connection is gone.
+
+**One port, two protocols.** ``Transport.listen(address, h2_handler=handler)`` also serves HTTP/2 on
+the same port: a connection that opens with the HTTP/2 client preface (h2c, prior knowledge), or
+negotiates ALPN ``h2`` under TLS, is handed to ``await handler(stream, initial_bytes)`` (the raw
+trio stream and the bytes already read from it, the preface included) instead of becoming a
+:class:`Socket`; everything else is mucp as usual. The server uses it to answer gRPC and mucp on
+one address (Go Micro's servers each want a port of their own). A transport that cannot tell the
+protocols apart raises :class:`~trimicro.errors.TransportError` when given an ``h2_handler``;
+without one, ``listen`` serves its own protocol only.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-__all__ = ["Listener", "Message", "Socket", "Transport"]
+__all__ = ["H2Handler", "Listener", "Message", "Socket", "Transport"]
 
 
 @attrs.define(slots=True)
@@ -61,11 +70,18 @@ class Listener(Protocol):
     async def aclose(self) -> None: ...
 
 
+H2Handler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
+"""``await h2_handler(stream, initial_bytes)``: serve one HTTP/2 connection whose first bytes were
+already read; the transport closes the stream afterwards (see "One port" above)."""
+
+
 class Transport(Protocol):
     """Creates listeners and dials connections for one wire protocol."""
 
     name: str
 
-    async def listen(self, address: str) -> Listener: ...
+    async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> Listener:
+        """Bind ``address``; with ``h2_handler``, HTTP/2 connections on the port go to it."""
+        ...
 
     async def dial(self, address: str, *, timeout: float | None = None) -> Socket: ...

@@ -16,7 +16,8 @@ with ``Micro-Error: EOS``.
 No background task exists: one waiting caller holds the read baton and reads the shared socket for
 everyone, while the others wait for their own data or the baton (see :mod:`trimicro.transport._h2conn`
 and docs/grpc.md for why not a reader task), so structured concurrency holds without a transport
-nursery.
+nursery. (The server side of HTTP/2 is :mod:`trimicro.transport._h2server`; ``listen`` hands the one
+port to the HTTP transport, which passes HTTP/2 connections to the ``h2_handler``.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..errors import MicroError, ProtocolError, TransportError
 from . import _h2proto as h2p
-from ._base import Listener, Message
+from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
     Status,
@@ -373,12 +374,12 @@ class GrpcTransport:
     def open_connections(self) -> int:
         return len(self._conns)
 
-    async def listen(self, address: str, **kw: Any) -> Listener:
+    async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> Listener:
         """The server's one port speaks both protocols; the HTTP transport sniffs for HTTP/2."""
         from . import http
 
         inner = http.from_options(self.options) if self.options is not None else http.HttpTransport()
-        listener: Listener = await inner.listen(address, **kw)
+        listener: Listener = await inner.listen(address, h2_handler=h2_handler)
         return listener
 
     async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:

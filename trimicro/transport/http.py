@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from ..errors import ProtocolError, TransportError
-from ._base import Message
+from ._base import H2Handler, Message
 from .mucp import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["H2Handler", "HttpListener", "HttpSocket", "HttpTransport", "from_options", "split_address"]
 
 log = logging.getLogger("trimicro.transport.http")
-
-H2Handler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
-"""``await h2_handler(stream, initial_bytes)``: serve an HTTP/2 connection; the stream is closed after."""
 
 _RECEIVE_SIZE = 256 * 1024  # a 64 KiB body and its headers in one read
 _LINGER = 1.0  # seconds to drain unread input after a protocol error, so the error reply is not reset
