@@ -239,7 +239,10 @@ class Service:
                 nodes=(Node(self.id, self.address, _node_metadata(opts)),),
             )
             await registry.register(self._record, ttl=opts.register_ttl)
-            log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+            log.info(
+                "service %s (%s) listening on %s (transport %s), registered in %s",
+                self.name, self.id, self.address, opts.transport, opts.registry,
+            )  # fmt: skip
             leaving, registrar_done = trio.Event(), trio.Event()
             try:
                 nursery.start_soon(self._registrar, registry, leaving, registrar_done)
