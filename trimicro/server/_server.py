@@ -372,10 +372,9 @@ class Server:
             route = self.router.lookup(endpoint)
             if route.streaming:
                 raise errors.bad_request(SERVER_ID, "endpoint %s is streaming; call it as a stream", endpoint)
+            _, env_seq, msg = codec.decode_request(body, route.spec.request)
             if codec.envelope:
-                _, seq, msg = codec.decode_request(body, route.spec.request)
-            else:
-                msg = codec.decode(body, route.spec.request)
+                seq = env_seq
         except CodecError as exc:
             self.stats.errors += 1
             return _error_reply(header, content_type, errors.bad_request(SERVER_ID, str(exc)))
