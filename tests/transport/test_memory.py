@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -350,3 +354,22 @@ async def test_service_client_and_broker_end_to_end_without_sockets(no_sockets: 
             with trio.fail_after(5):
                 await arrived.wait()
     assert [e.id for e in got] == ["1"]
+
+
+def test_the_documented_example_runs() -> None:
+    """docs/configuration.md's memory transport example, run as written (in a fresh process)."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "docs" / "configuration.md").read_text()
+    section = text[text.index("## In-process: the memory transport") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    res = subprocess.run(
+        [sys.executable, "-c", code.group(1)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["listening on memory:1", "{'greeting': 'Hello memory'}"]
