@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trimicro
 from tests.conftest import Greeter
@@ -125,6 +127,42 @@ async def test_stream_passes_trios_generic_stream_checks() -> None:
         return memory_stream_pair(buffer_size=16)
 
     await check_half_closeable_stream(maker, None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    buffer_size=st.integers(1, 64),
+    writes=st.lists(st.binary(max_size=200), max_size=20),
+    reads=st.lists(st.integers(1, 100), min_size=1, max_size=10),
+)
+def test_any_writes_and_reads_keep_order_and_the_bound(
+    buffer_size: int, writes: list[bytes], reads: list[int]
+) -> None:
+    """Whatever the chunking on both sides, the bytes arrive in order and never exceed the buffer."""
+
+    async def run() -> bytes:
+        a, b = memory_stream_pair(buffer_size=buffer_size)
+        got = bytearray()
+
+        async def writer() -> None:
+            for chunk in writes:
+                await a.send_all(chunk)
+            await a.send_eof()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            i = 0
+            while True:
+                assert a._out.buffered <= buffer_size
+                chunk = await b.receive_some(reads[i % len(reads)])
+                i += 1
+                if not chunk:
+                    break
+                assert len(chunk) <= reads[(i - 1) % len(reads)]
+                got += chunk
+        return bytes(got)
+
+    assert trio.run(run) == b"".join(writes)
 
 
 # -- addresses, dialling, listeners --------------------------------------------------------------
@@ -373,3 +411,53 @@ def test_the_documented_example_runs() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["listening on memory:1", "{'greeting': 'Hello memory'}"]
+
+
+async def test_http2_is_sniffed_on_a_memory_listener_as_on_tcp(no_sockets: None) -> None:
+    """A gRPC call (client: the sans-IO ``h2`` library) reaches the service's gRPC server in memory."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    registry = trimicro.registry.MemoryRegistry()
+    svc = trimicro.Service("greeter", registry=registry, transport="memory", argv=[], handle_signals=False)
+    svc.handle(Greeter(), name="Greeter", grpc_service="greeter.Greeter")
+    async with trimicro.open_service(service=svc):
+        stream = await MemoryTransport().network.connect(svc.address)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        body = HelloRequest(name="h2").SerializeToString()
+        conn.send_headers(
+            1,
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/greeter.Greeter/Hello"),
+                (":authority", svc.address),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            ],
+        )
+        conn.send_data(1, b"\x00" + len(body).to_bytes(4, "big") + body, end_stream=True)
+        await stream.send_all(conn.data_to_send())
+        data, trailers, ended = b"", {}, False
+        with trio.fail_after(5):
+            while not ended:
+                chunk = await stream.receive_some()
+                assert chunk, "the server closed the connection"
+                for event in conn.receive_data(chunk):
+                    if isinstance(event, h2.events.DataReceived):
+                        data += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        trailers = {_str(k): _str(v) for k, v in event.headers}
+                    elif isinstance(event, h2.events.StreamEnded):
+                        ended = True
+                await stream.send_all(conn.data_to_send())
+        await stream.aclose()
+    assert trailers.get("grpc-status") == "0", trailers
+    assert HelloResponse.FromString(data[5:]).greeting == "Hello h2"
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
