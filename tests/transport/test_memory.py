@@ -48,6 +48,8 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "bind", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    with socket.socket() as probe, pytest.raises(AssertionError):  # the guard itself works
+        probe.connect(("127.0.0.1", 9))
 
 
 @pytest.fixture
