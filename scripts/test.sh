@@ -25,7 +25,7 @@ if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
-lint_paths=(trimicro codegen tests examples)
+lint_paths=(trimicro tests examples)
 [ -d bench ] && lint_paths+=(bench)
 echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"
 echo "== mypy"; python3 -m mypy

@@ -20,7 +20,7 @@ import errno
 import logging
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -83,7 +83,8 @@ def _sockname(stream: trio.abc.Stream, peer: bool) -> str:
         if isinstance(name, tuple):
             return _join(str(name[0]), int(name[1]))
         return str(name)
-    return ""
+    # Other streams may name their ends (the memory transport's do).
+    return str(getattr(stream, "remote_address" if peer else "local_address", ""))
 
 
 @attrs.define(eq=False)
@@ -255,7 +256,7 @@ class HttpListener:
     """
 
     address: str
-    _listeners: list[trio.SocketListener]
+    _listeners: Sequence[trio.abc.Listener[trio.abc.HalfCloseableStream]]  # TCP, or memory.py's
     _transport: HttpTransport
     _h2_handler: H2Handler | None = None
     open_connections: int = attrs.field(default=0, init=False)
@@ -274,7 +275,7 @@ class HttpListener:
 
     async def _accept_loop(
         self,
-        listener: trio.SocketListener,
+        listener: trio.abc.Listener[trio.abc.HalfCloseableStream],
         handler: Callable[[HttpSocket], Awaitable[None]],
         nursery: trio.Nursery,
     ) -> None:
@@ -294,7 +295,7 @@ class HttpListener:
             nursery.start_soon(self._connection, stream, handler)
 
     async def _connection(
-        self, tcp: trio.SocketStream, handler: Callable[[HttpSocket], Awaitable[None]]
+        self, tcp: trio.abc.HalfCloseableStream, handler: Callable[[HttpSocket], Awaitable[None]]
     ) -> None:
         stream: trio.abc.Stream = tcp
         t = self._transport
@@ -383,7 +384,7 @@ class HttpListener:
         await self.aclose()
 
 
-async def _linger(tcp: trio.SocketStream) -> None:
+async def _linger(tcp: trio.abc.HalfCloseableStream) -> None:
     """Half-close and drain input briefly, so our last reply is not destroyed by a TCP reset."""
     with trio.move_on_after(_LINGER):
         try:
