@@ -54,7 +54,8 @@ def _node_metadata(options: Options) -> dict[str, str]:
     md = {
         "protocol": "mucp",
         "server": "mucp",
-        "transport": "http",
+        # The one port serves mucp over HTTP whether the client side picked http, mucp or grpc.
+        "transport": "http" if options.transport in ("http", "mucp", "grpc") else options.transport,
         "broker": options.broker,
         "registry": options.registry,
     }
