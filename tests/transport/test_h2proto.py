@@ -30,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trimicro.transport import _h2proto as h2p
-from trimicro.transport._hpack import encode_header
+from trimicro.transport import _http2 as h2p
+from trimicro.transport._http2 import encode_header
 
 prop = settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
@@ -897,7 +897,7 @@ def feed_checked(p: h2p.H2Protocol, chunks: list[bytes]) -> None:
     for chunk in chunks:
         try:
             p.receive_data(chunk)
-        except h2p.ProtocolError as exc:
+        except h2p.H2ProtocolError as exc:
             g = goaway_last(p.data_to_send())
             assert g.error_code == exc.error_code
             return
@@ -1158,7 +1158,7 @@ def kinds(events: list[h2p.Event]) -> list[str]:
 
 
 def expect_connection_error(p: h2p.H2Protocol, data: bytes, code: int = E.PROTOCOL_ERROR) -> None:
-    with pytest.raises(h2p.ProtocolError) as info:
+    with pytest.raises(h2p.H2ProtocolError) as info:
         p.receive_data(data)
     assert info.value.error_code == code
     g = goaway_last(p.data_to_send())
@@ -1399,20 +1399,20 @@ def test_interrupted_continuation_is_a_connection_error() -> None:
 
 def test_oversized_header_list_is_a_connection_error() -> None:
     raw = Raw(max_header_list_size=1000)
-    with pytest.raises(h2p.ProtocolError):
+    with pytest.raises(h2p.H2ProtocolError):
         raw.headers(1, [*REQUEST, ("x-big", "v" * 2000)])
     goaway_last(raw.out())
     # a CONTINUATION stream that never ends is cut off, not buffered without bound
     raw = Raw(max_header_list_size=1000)
     raw.send(frame(HEADERS, 0, 1, raw.block(REQUEST)))
-    with pytest.raises(h2p.ProtocolError):
+    with pytest.raises(h2p.H2ProtocolError):
         for _ in range(100):
             raw.send(frame(CONT, 0, 1, b"\0" * 16384))
     goaway_last(raw.out())
     # ... even when its frames are empty
     raw = Raw()
     raw.send(frame(HEADERS, 0, 1, raw.block(REQUEST)))
-    with pytest.raises(h2p.ProtocolError):
+    with pytest.raises(h2p.H2ProtocolError):
         raw.send(frame(CONT, 0, 1) * 100_000)
     goaway_last(raw.out())
 
@@ -1552,14 +1552,14 @@ def test_decreasing_or_reused_stream_id_is_a_connection_error() -> None:
     # RFC 9113 5.1.1: a new stream's id must exceed every id the peer used before
     raw = Raw()
     raw.headers(5, REQUEST)
-    with pytest.raises(h2p.ProtocolError) as info:
+    with pytest.raises(h2p.H2ProtocolError) as info:
         raw.headers(3, REQUEST, END_HEADERS | END_STREAM)
     assert info.value.error_code in (E.PROTOCOL_ERROR, E.STREAM_CLOSED)
     goaway_last(raw.out())
     raw = Raw()
     raw.headers(1, REQUEST, END_HEADERS | END_STREAM)
     raw.p.send_headers(1, triples([*RESPONSE, *TRAILERS]), end_stream=True)
-    with pytest.raises(h2p.ProtocolError):
+    with pytest.raises(h2p.H2ProtocolError):
         raw.headers(1, REQUEST, END_HEADERS | END_STREAM)
 
 

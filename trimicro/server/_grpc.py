@@ -27,7 +27,7 @@ from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
-from ..transport import _h2proto as h2p
+from ..transport import _http2 as h2p
 from ..transport._h2conn import (
     FLUSH_AT,
     MAX_STREAMS,

@@ -30,7 +30,7 @@ from typing import Any, Final
 import trio
 
 from ..errors import TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 
 __all__ = [
     "FLUSH_AT",
@@ -495,7 +495,7 @@ class H2Conn:
     async def feed(self, data: bytes | bytearray) -> bool:
         try:
             events = self.h2.receive_data(data)
-        except h2p.ProtocolError as exc:
+        except h2p.H2ProtocolError as exc:
             # h2p queued a GOAWAY: hand it to whoever writes (never wait: the peer may not be
             # reading), then the connection is over.
             try:

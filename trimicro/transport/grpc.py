@@ -32,7 +32,7 @@ from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..context import decode_timeout
 from ..errors import MicroError, ProtocolError, TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 from ._base import Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
