@@ -46,7 +46,7 @@ from .._metadata import (
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..errors import MicroError, ProtocolError, TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
