@@ -18,17 +18,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin:/usr/local/go/bin"
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -m pip install -q --disable-pip-version-check -e '.[test,docs]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 # Go Micro interop peers (tests skip with a reason only when Go is absent).
 if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
-lint_paths=(trimicro codegen tests examples)
+lint_paths=(trimicro tests examples)
 [ -d bench ] && lint_paths+=(bench)
 echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"
 echo "== mypy"; python3 -m mypy
+echo "== docs"; NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest"; python3 -m pytest -q -p no:cacheprovider "$@"
 if [ -f bench/run.py ] && [ $# -eq 0 ]; then
   echo "== bench smoke"; python3 -m bench.run --smoke

@@ -57,3 +57,29 @@ async def test_reentrant_sessions_nest(autojump_clock: trio.abc.Clock) -> None:
             await trio.sleep(1.5)
         assert ticker.closed == 1 and ticker.is_open
     assert ticker.closed == 2
+
+
+async def test_sessions_of_different_tasks_close_in_any_order(autojump_clock: trio.abc.Clock) -> None:
+    # A shared resource (the memory broker under two services): the first task to enter leaves first,
+    # and each task's exit closes its own session, not the most recent one of another task.
+    ticker = Ticker()
+    first_in, second_in, first_out = trio.Event(), trio.Event(), trio.Event()
+
+    async def first() -> None:
+        async with ticker:
+            first_in.set()
+            await second_in.wait()
+        first_out.set()
+
+    async def second() -> None:
+        await first_in.wait()
+        async with ticker:
+            second_in.set()
+            await first_out.wait()
+            assert ticker.closed == 1 and ticker.is_open
+            await trio.sleep(1.5)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        nursery.start_soon(second)
+    assert ticker.closed == 2 and not ticker.is_open

@@ -6,9 +6,10 @@ writes its whole life as one ``@asynccontextmanager`` method, ``_lifespan``: ope
 after the ``yield`` (or in ``finally``). Nothing calls a nursery's ``__aenter__`` by hand, so the nursery
 is always closed by the ``async with`` that opened it, in the task that opened it.
 
-``async with resource:`` then enters that lifespan. Entering is re-entrant per task pair of
-enter/exit (a stack), which the memory broker needs (one broker shared by several services, each
-session owning its own deliveries). Errors raised by the body of ``async with resource:`` come out
+``async with resource:`` then enters that lifespan. Entering is re-entrant: each task keeps its own
+stack of open lifespans, and ``__aexit__`` closes the innermost one *of the task leaving*, so one
+resource shared by several tasks (the memory broker under several services, each session owning its
+own deliveries) can be left in any order -- a nursery must be exited by the task that entered it. Errors raised by the body of ``async with resource:`` come out
 unwrapped from the nursery's exception group, so a caller can ``except`` them; a crash of a
 background task stays grouped.
 
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import Self
 
 import attrs
+import trio
 
 from ._util import collapse_excgroups
 
@@ -34,8 +36,9 @@ __all__ = ["NurseryOwner"]
 class NurseryOwner:
     """Base for ``async with`` resources whose life is one ``_lifespan`` context manager."""
 
-    _lifespans: list[AbstractAsyncContextManager[None]] = attrs.field(
-        factory=list, init=False, repr=False, alias="_lifespans"
+    # entering task -> its open lifespans, innermost last
+    _lifespans: dict[trio.lowlevel.Task, list[AbstractAsyncContextManager[None]]] = attrs.field(
+        factory=dict, init=False, repr=False, alias="_lifespans"
     )
 
     def _lifespan(self) -> AbstractAsyncContextManager[None]:
@@ -45,7 +48,7 @@ class NurseryOwner:
     async def __aenter__(self) -> Self:
         lifespan = self._lifespan()
         await lifespan.__aenter__()
-        self._lifespans.append(lifespan)
+        self._lifespans.setdefault(trio.lowlevel.current_task(), []).append(lifespan)
         return self
 
     async def __aexit__(
@@ -54,11 +57,15 @@ class NurseryOwner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        lifespan = self._lifespans.pop()
+        task = trio.lowlevel.current_task()
+        stack = self._lifespans[task]
+        lifespan = stack.pop()
+        if not stack:
+            del self._lifespans[task]
         with collapse_excgroups(only=exc):
             return await lifespan.__aexit__(exc_type, exc, tb)
 
     @property
     def is_open(self) -> bool:
-        """True between a successful ``__aenter__`` and the matching ``__aexit__``."""
+        """True between a successful ``__aenter__`` and the matching ``__aexit__`` (of any task)."""
         return bool(self._lifespans)

@@ -38,6 +38,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "http": "trimicro.transport.http:from_options",
         "mucp": "trimicro.transport.http:from_options",
         "grpc": "trimicro.transport.grpc:from_options",
+        "memory": "trimicro.transport.memory:from_options",
     },
 }
 

@@ -5,7 +5,9 @@ handler runs, that metadata is also the *outgoing* metadata of any call it makes
 ``metadata.FromContext(ctx)``), and the server's cancel scope bounds nested calls, so they inherit the
 remaining time: :func:`remaining` reads it from ``trio.current_effective_deadline()``.
 
-``with trimicro.metadata(user="alice"):`` adds outgoing metadata for calls in that block.
+``with trimicro.metadata(user="alice"):`` adds outgoing metadata for calls in that block. The header
+names, the routing headers that are never metadata, and the ``Timeout`` codec live in
+trimicro/_metadata.py.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from .transport._base import canonical
+from ._metadata import canonical
 
 __all__ = [
     "Context",
     "current_metadata",
-    "decode_timeout",
-    "encode_timeout",
     "metadata",
     "remaining",
 ]
@@ -33,28 +33,6 @@ __all__ = [
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _OUTGOING: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "trimicro_outgoing_metadata", default=_EMPTY
-)
-
-# Headers that route or frame a message: never forwarded as metadata to nested calls.
-ROUTING_HEADERS = frozenset(
-    {
-        "Micro-Id",
-        "Micro-Service",
-        "Micro-Endpoint",
-        "Micro-Method",
-        "Micro-Stream",
-        "Micro-Error",
-        "Micro-Topic",
-        "Micro-From-Service",
-        "Content-Type",
-        "Content-Length",
-        "Accept",
-        "Timeout",
-        "Host",
-        "User-Agent",
-        "Connection",
-        "Transfer-Encoding",
-    }
 )
 
 
@@ -114,24 +92,3 @@ def remaining(timeout: float | None = None) -> float | None:
         return timeout
     left = max(deadline - trio.current_time(), 0.0)
     return left if timeout is None else min(timeout, left)
-
-
-def encode_timeout(seconds: float) -> str:
-    """The ``Timeout`` header: integer nanoseconds (Go Micro)."""
-    return str(max(int(seconds * 1e9), 1))
-
-
-def decode_timeout(value: str | None) -> float | None:
-    """Parse ``Timeout``: integer nanoseconds; also a Go duration (``5s``) for robustness."""
-    if not value:
-        return None
-    try:
-        ns = int(value)
-    except ValueError:
-        from .config import parse_duration
-
-        try:
-            return parse_duration(value)
-        except ValueError:
-            return None
-    return ns / 1e9 if ns > 0 else None

@@ -19,21 +19,22 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import attrs
 import trio
 
 from . import _plugins
 from ._util import collapse_excgroups
+from .broker import Broker, LazyBroker
 from .client import Client, ClientWrapper
 from .config import Options, load_options
 from .debug import Debug
-from .errors import BrokerError, RegistryError
+from .errors import RegistryError
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
 from .server import HandlerWrapper, MethodSpec, Router, Server
 from .server._grpc import GrpcServer
 from .server._limit import HandlerLimit
+from .server._subscriber import Subscribers, SubscriberWrapper
 from .transport._base import Transport
 
 __all__ = ["Service", "open_client", "open_service"]
@@ -54,7 +55,8 @@ def _node_metadata(options: Options) -> dict[str, str]:
     md = {
         "protocol": "mucp",
         "server": "mucp",
-        "transport": "http",
+        # The one port serves mucp over HTTP whether the client side picked http, mucp or grpc.
+        "transport": "http" if options.transport in ("http", "mucp", "grpc") else options.transport,
         "broker": options.broker,
         "registry": options.registry,
     }
@@ -79,7 +81,7 @@ class Service:
         metadata: Mapping[str, str] | None = None,
         address: str | None = None,
         registry: str | Registry | None = None,
-        broker: str | Any | None = None,
+        broker: str | Broker | None = None,
         transport: str | Transport | None = None,
         selector: str | Selector | None = None,
         handlers: Sequence[object] = (),
@@ -120,7 +122,7 @@ class Service:
         self._plugins = plugins
         self.router = Router(list(wrappers))
         self._client_wrappers = list(client_wrappers)
-        self._subscriptions: list[tuple[str, Callable[..., Any], str | None, dict[str, Any]]] = []
+        self.subscribers = Subscribers(self.name)
         self._stop = trio.Event()
         self._client: Client | None = None
         self._server: Server | None = None
@@ -158,7 +160,7 @@ class Service:
         self, topic: str, handler: Callable[..., Any], *, queue: str | None = None, **kw: Any
     ) -> None:
         """Subscribe ``handler(msg, ctx)`` to ``topic`` when the service runs (see the pub/sub docs)."""
-        self._subscriptions.append((topic, handler, queue, kw))
+        self.subscribers.add(topic, handler, queue, kw)
 
     # -- running --
     @property
@@ -224,28 +226,31 @@ class Service:
             if "Debug.Health" not in self.router.routes:
                 sources = {"selector": selector, "client": client, "server_limit": server.limit}
                 self.router.handle(Debug(server.stats, sources), name="Debug", internal=True)
-            broker = await self._open_broker(stack)
+            broker = await stack.enter_async_context(self._broker())
             client.broker = broker
             with collapse_excgroups():
                 await self._serve(server, registry, broker, task_status)
 
     async def _serve(
-        self, server: Server, registry: Registry, broker: Any, task_status: trio.TaskStatus[Service]
+        self, server: Server, registry: Registry, broker: Broker, task_status: trio.TaskStatus[Service]
     ) -> None:
         opts = self.options
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(server.serve)
             self.address = _advertise(bound, opts.server_advertise)
-            await self._start_subscribers(nursery, broker)
+            await self.subscribers.start(nursery, broker, unsubscribe_timeout=opts.registry_timeout)
             self._record = ServiceRecord(
                 name=self.name,
                 version=opts.server_version,
                 metadata={},
-                endpoints=tuple(self.router.endpoints()) + tuple(self._subscriber_endpoints()),
+                endpoints=tuple(self.router.endpoints()) + tuple(self.subscribers.endpoints()),
                 nodes=(Node(self.id, self.address, _node_metadata(opts)),),
             )
             await registry.register(self._record, ttl=opts.register_ttl)
-            log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+            log.info(
+                "service %s (%s) listening on %s (transport %s), registered in %s",
+                self.name, self.id, self.address, opts.transport, opts.registry,
+            )  # fmt: skip
             leaving, registrar_done = trio.Event(), trio.Event()
             try:
                 nursery.start_soon(self._registrar, registry, leaving, registrar_done)
@@ -303,70 +308,26 @@ class Service:
         except RuntimeError:  # not the main thread: the embedding application handles signals
             task_status.started()
 
-    # -- pub/sub hooks (the broker package fills these in) --
-    def wrap_subscriber(self, wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    # -- pub/sub --
+    def wrap_subscriber(self, wrapper: SubscriberWrapper) -> SubscriberWrapper:
         """Add a subscriber wrapper ``w(next) -> call(msg, ctx)`` (outermost first); usable as a decorator."""
-        from .server._subscriber import add_subscriber_wrapper
-
-        add_subscriber_wrapper(self, wrapper)
+        self.subscribers.wrap(wrapper)
         return wrapper
 
-    async def _open_broker(self, stack: AsyncExitStack) -> Any:
-        if not self._subscriptions and "broker" not in self._plugins:
-            return _LazyBroker(self, stack)
-        broker = self._plugin("broker")
-        _share_registry(broker, self._registry)
-        return await stack.enter_async_context(broker)
+    def _broker(self) -> Broker:
+        """The broker to enter for this run: the configured one, or, when nothing subscribes and no
+        broker instance was given, a :class:`~trimicro.broker.LazyBroker` that opens it on first use."""
+        if not self.subscribers and "broker" not in self._plugins:
+            return LazyBroker(self._new_broker, name=self.options.broker)
+        return self._new_broker()
 
-    async def _start_subscribers(self, nursery: trio.Nursery, broker: Any) -> None:
-        if isinstance(broker, _LazyBroker):
-            broker.nursery = nursery  # opened on first publish, in a task of this nursery
-        if not self._subscriptions:
-            return
-        from .server._subscriber import start_subscribers
-
-        await start_subscribers(self, nursery, broker, self._subscriptions)
-
-    def _subscriber_endpoints(self) -> list[Any]:
-        if not self._subscriptions:
-            return []
-        from .server._subscriber import subscriber_endpoints
-
-        return list(subscriber_endpoints(self._subscriptions))
-
-
-def _share_registry(broker: Any, registry: Registry | None) -> None:
-    """Brokers that register themselves (http) use the service's registry unless given their own."""
-    use_registry = getattr(broker, "use_registry", None)
-    if use_registry is not None and registry is not None:
-        use_registry(registry)
-
-
-@attrs.define(eq=False)
-class _LazyBroker:
-    """Opens the configured broker on first publish, in a task of the service nursery (so the task that
-    enters the broker also leaves it, when the service stops)."""
-
-    service: Service
-    stack: AsyncExitStack
-    broker: Any = None
-    nursery: trio.Nursery | None = None
-    _lock: trio.Lock = attrs.field(factory=trio.Lock)
-
-    async def get(self) -> Any:
-        async with self._lock:
-            if self.broker is None:
-                if self.nursery is None:
-                    raise BrokerError("the service is not running: cannot open its broker")
-                self.broker = await self.nursery.start(self._hold)
-        return self.broker
-
-    async def _hold(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        broker = self.service._plugin("broker")
-        _share_registry(broker, self.service._registry)
-        async with broker:
-            task_status.started(broker)
-            await trio.sleep_forever()
+    def _new_broker(self) -> Broker:
+        broker: Broker = self._plugin("broker")
+        # Brokers that register themselves (http) use the service's registry unless given their own.
+        use_registry = getattr(broker, "use_registry", None)
+        if use_registry is not None and self._registry is not None:
+            use_registry(self._registry)
+        return broker
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import trio
 
 from . import errors
+from ._metadata import MICRO_ERROR
 from .codec import Codec
 from .errors import MicroError, TransportError
 from .transport._base import Message, Socket
@@ -84,7 +85,7 @@ class _Core(Generic[SendT, RecvT]):
                     self._lost()
                     await self._in_send.send(TransportError(f"stream connection lost: {exc}"))
                     return
-                err = msg.header.get("Micro-Error")
+                err = msg.header.get(MICRO_ERROR)
                 if err:
                     if err != EOS:
                         await self._in_send.send(errors.parse(err, default_id=self._error_id))
@@ -156,7 +157,7 @@ class _Core(Generic[SendT, RecvT]):
             return
         self._send_closed = True
         header = dict(self._header)
-        header["Micro-Error"] = error.to_json() if error is not None else EOS
+        header[MICRO_ERROR] = error.to_json() if error is not None else EOS
         try:
             await self._out_send.send(Message(header, b""))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

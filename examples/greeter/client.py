@@ -3,10 +3,10 @@
 import sys
 
 import trio
+from proto.greeter_micro import GreeterClient
+from proto.greeter_pb2 import HelloRequest
 
 import trimicro
-from examples.greeter.proto.greeter_micro import GreeterClient
-from examples.greeter.proto.greeter_pb2 import HelloRequest
 
 
 async def main(name: str) -> None:

@@ -2,7 +2,6 @@
 # Two processes that find each other through mdns on loopback: the greeter server and a client.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 examples/greeter/server.py &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

@@ -4,7 +4,6 @@
 # queue members split them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 pids=()
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true' EXIT
 python3 examples/pubsub/subscriber.py & pids+=($!)

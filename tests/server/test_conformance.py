@@ -146,7 +146,7 @@ async def test_error_reply_shape(service):
         ("Foo", 400, "rpc: endpoint ill-formed: Foo"),
         ("Foo.Bar.Baz", 400, "rpc: endpoint ill-formed: Foo.Bar.Baz"),
         ("Foo.Bar", 404, "unknown service Foo"),
-        ("Greeter.Nope", 404, "unknown service Greeter.Nope"),
+        ("Greeter.Nope", 404, "unknown service Greeter.Nope: handler Greeter has no method Nope"),
     ],
 )
 async def test_unknown_endpoints(service, endpoint, code, detail):

@@ -261,20 +261,20 @@ async def test_rapid_reset_is_bounded_by_the_stream_limit(monkeypatch: pytest.Mo
     """Streams opened and reset at once ("rapid reset", CVE-2023-44487) free their HTTP/2 slots
     before their handler tasks have even started: the tasks themselves must be bounded, and a
     stream reset while it waits for a slot never starts one."""
-    from trimicro.server._grpc import GrpcServer
     from trimicro.transport._h2conn import MAX_STREAMS
-    from trimicro.transport._h2proto import PREFACE, encode_headers
+    from trimicro.transport._h2server import H2ServerConn
+    from trimicro.transport._http2 import PREFACE, encode_headers
 
     started = peak = 0
-    orig = GrpcServer._serve_stream
+    orig = H2ServerConn._run_stream
 
-    async def counting(self: Any, conn: Any, st: Any) -> None:
+    async def counting(conn: Any, st: Any) -> None:
         nonlocal started, peak
         started += 1
         peak = max(peak, conn.handlers)  # spawned and not yet finished, this one included
-        await orig(self, conn, st)
+        await orig(conn, st)
 
-    monkeypatch.setattr(GrpcServer, "_serve_stream", counting)
+    monkeypatch.setattr(H2ServerConn, "_run_stream", counting)
     headers = encode_headers(
         [(b":method", b"POST", False), (b":scheme", b"http", False), (b":path", b"/greeter.Greeter/Slow", False),
          (b"content-type", b"application/grpc", False)]
@@ -411,7 +411,7 @@ async def test_peer_flooding_pings_without_reading_is_disconnected() -> None:
     is closed (GOAWAY ENHANCE_YOUR_CALM, best effort), not left with a reader stuck behind a writer."""
     import socket
 
-    from trimicro.transport._h2proto import PREFACE
+    from trimicro.transport._http2 import PREFACE
 
     async with serve_grpc() as (address, server, _):
         host, _, port = address.rpartition(":")

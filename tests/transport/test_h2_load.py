@@ -22,7 +22,6 @@ from trimicro.config import Options
 from trimicro.errors import MicroError
 from trimicro.server import Router, Server
 from trimicro.server._grpc import GrpcServer
-from trimicro.transport._h2conn import Signal, wait_any
 from trimicro.transport.grpc import GrpcTransport
 from trimicro.transport.http import HttpTransport
 
@@ -154,37 +153,6 @@ async def test_idle_streams_reading_do_not_block_another_stream() -> None:
                         await busy.send(pb.EchoMessage(text="y", seq=i))
                         assert (await busy.receive()).seq == i
                     await busy.close_send()
-
-
-# -- the wait-on-either primitive the read baton needs --
-
-
-async def test_wait_any_wakes_on_either_signal_and_forgets_the_other() -> None:
-    a, b = Signal(), Signal()
-    woke: list[str] = []
-
-    async def waiter(name: str) -> None:
-        await wait_any(a, b)
-        woke.append(name)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(waiter, "1")
-        nursery.start_soon(waiter, "2")
-        await trio.testing.wait_all_tasks_blocked()
-        b.set()
-    assert sorted(woke) == ["1", "2"]
-    assert not a._parked and not b._parked  # nothing left parked on the signal that never fired
-    a.set()
-    with trio.fail_after(1):
-        await a.wait()  # already set: returns at once
-
-
-async def test_wait_any_is_cancellable() -> None:
-    a, b = Signal(), Signal()
-    with trio.move_on_after(0.01) as scope:
-        await wait_any(a, b)
-    assert scope.cancelled_caught
-    assert not a._parked and not b._parked
 
 
 async def test_bad_metadata_is_a_clear_error_and_the_connection_survives() -> None:

@@ -1,4 +1,5 @@
-"""Sans-IO gRPC header rules: grpc-timeout, grpc-message, paths, metadata, status, health messages."""
+"""Sans-IO gRPC header rules: grpc-message, paths, metadata, status, health messages (grpc-timeout:
+tests/test_metadata.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from trimicro.errors import MicroError
 from trimicro.transport._h2grpc import (
     check_metadata,
     decode_grpc_message,
-    decode_grpc_timeout,
     encode_grpc_message,
-    encode_grpc_timeout,
     endpoint_for_path,
     error_from_status,
     grpc_content_type,
@@ -23,58 +22,6 @@ from trimicro.transport._h2grpc import (
     path_for_endpoint,
     status_for_error,
 )
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("1H", 3600.0),
-        ("2M", 120.0),
-        ("3S", 3.0),
-        ("250m", 0.25),
-        ("5u", 5e-6),
-        ("7n", 7e-9),
-        ("99999999S", 99999999.0),
-    ],
-)
-def test_decode_timeout_units(value: str, seconds: float) -> None:
-    assert decode_grpc_timeout(value) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("value", [None, "", "S", "10", "10x", "-1S", "123456789S", "1.5S", "\u0661S"])
-def test_decode_timeout_rejects(value: str | None) -> None:
-    assert decode_grpc_timeout(value) is None
-
-
-@given(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False))
-def test_timeout_roundtrip_never_shortens(seconds: float) -> None:
-    encoded = encode_grpc_timeout(seconds)
-    assert 2 <= len(encoded) <= 9
-    decoded = decode_grpc_timeout(encoded)
-    assert decoded is not None
-    # Rounded up to four significant digits: never shorter, at most 0.1% longer.
-    assert decoded >= seconds * (1 - 1e-9)
-    assert decoded <= seconds * 1.001 + 1e-9
-
-
-@pytest.mark.parametrize(
-    ("seconds", "encoded"),
-    [
-        (4.99987, "5S"),
-        (5.0, "5S"),
-        (0.25, "250m"),
-        (0.0012345, "1235u"),
-        (90.0, "90S"),
-        (3600.0, "1H"),
-        (1e-9, "1n"),
-        (1e-13, "1n"),
-        (0.0, "1n"),
-        (float("inf"), "99999999H"),
-        (1e12, "99999999H"),
-    ],
-)
-def test_timeout_repeats_for_hpack(seconds: float, encoded: str) -> None:
-    assert encode_grpc_timeout(seconds) == encoded
 
 
 @given(st.text())

@@ -28,12 +28,11 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import MICRO_PREFIX, ROUTING_HEADERS, canonical
 from .._util import collapse_excgroups
 from ..client import Client
 from ..codec.json import loads as json_loads
-from ..context import ROUTING_HEADERS
 from ..errors import MicroError, RegistryError, ServiceNotFound, TrimicroError
-from ..transport._base import canonical
 from ..transport.http import split_address
 from ._resolver import Resolver, Route, rpc_resolver
 
@@ -94,7 +93,7 @@ def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
         if name.startswith(":"):  # HTTP/2 pseudo-headers
             continue
         key = canonical(name)
-        if key in _SKIP_HEADERS or key.startswith("Micro-"):
+        if key in _SKIP_HEADERS or key.startswith(MICRO_PREFIX):
             continue
         value = raw_value.decode("utf-8", "surrogateescape")  # bytes pass through, as in Go
         md[key] = f"{md[key]},{value}" if key in md else value

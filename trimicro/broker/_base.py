@@ -15,6 +15,7 @@ tasks it needs in a nursery it owns); leaving disconnects. Inside:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Protocol
 
 import attrs
@@ -61,7 +62,12 @@ class Broker(Protocol):
 
     async def __aenter__(self) -> Broker: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
 
     @property
     def address(self) -> str: ...

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import attrs
 
+from .._metadata import MICRO_TOPIC
 from ..errors import CodecError
 from ..registry import Node, Service
 from ._base import BrokerMessage
@@ -50,16 +51,16 @@ LEGACY_SERVICE = "go.micro.http.broker"
 BROADCAST = "ff.http.broadcast"
 PATH = "/"
 LEGACY_PATH = "/_sub"
-TOPIC_HEADER = "Micro-Topic"
+_TOPIC_LOWER = MICRO_TOPIC.lower()
 BROKER_ID = "go.micro.broker"
 
 
 def topic_of(header: dict[str, str]) -> str:
     """The ``Micro-Topic`` header (exact key first, as Go; then any case)."""
-    topic = header.get(TOPIC_HEADER)
+    topic = header.get(MICRO_TOPIC)
     if topic is None:
         for key, value in header.items():
-            if key.lower() == "micro-topic":
+            if key.lower() == _TOPIC_LOWER:
                 return value
         return ""
     return topic

@@ -28,14 +28,15 @@ import logging
 import random
 import secrets
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
 import trio
 
-from .._util import collapse_excgroups
+from .._lifecycle import NurseryOwner
 from ..errors import BrokerError, ProtocolError, TransportError
 from . import _nats_protocol as proto
 from ._nats_protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ping, Pong
@@ -232,7 +233,7 @@ class _Inbox:
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)  # hot counters: plain setattr
-class NatsClient:
+class NatsClient(NurseryOwner):
     """A NATS connection with reconnect, bounded buffers and request/reply (see the module doc)."""
 
     servers: list[str] = attrs.field(factory=lambda: ["127.0.0.1:4222"], converter=_str_list)
@@ -256,8 +257,6 @@ class NatsClient:
     _connected: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _entered: bool = attrs.field(default=False, init=False, repr=False)
-    _nursery_cm: Any = attrs.field(default=None, init=False, repr=False)
-    _nursery: trio.Nursery | None = attrs.field(default=None, init=False, repr=False)
     _conn_scope: trio.CancelScope | None = attrs.field(default=None, init=False, repr=False)
     _out: list[bytes] = attrs.field(factory=list, init=False, repr=False)
     _out_bytes: int = attrs.field(default=0, init=False, repr=False)
@@ -300,32 +299,27 @@ class NatsClient:
         value = self._info.get("max_payload")
         return value if isinstance(value, int) and value > 0 else proto.DEFAULT_MAX_PAYLOAD
 
-    async def __aenter__(self) -> NatsClient:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """Connect, run the connection supervisor until the body ends, flush on a clean exit."""
         if self._entered:
             raise RuntimeError("a NatsClient can be entered only once")
         self._entered = True
         stream, parser = await self._connect_round()
         self._connected = True
-        self._nursery_cm = trio.open_nursery()
-        self._nursery = await self._nursery_cm.__aenter__()
-        self._nursery.start_soon(self._supervise, stream, parser)
-        return self
-
-    async def __aexit__(self, *exc: object) -> bool | None:
-        try:
-            if exc[0] is None and self._connected and not self._closed:
-                with trio.move_on_after(self.close_timeout):
-                    try:
-                        await self.flush()
-                    except BrokerError:
-                        pass
-        finally:
-            self._shutdown()
-            assert self._nursery is not None
-            self._nursery.cancel_scope.cancel()
-            with collapse_excgroups(only=exc[1]):
-                suppressed: bool | None = await self._nursery_cm.__aexit__(*exc)
-        return suppressed
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._supervise, stream, parser)
+            try:
+                yield
+                if self._connected and not self._closed:
+                    with trio.move_on_after(self.close_timeout):
+                        try:
+                            await self.flush()
+                        except BrokerError:
+                            pass
+            finally:
+                self._shutdown()
+                nursery.cancel_scope.cancel()
 
     def _shutdown(self) -> None:
         if self._closed:

@@ -29,14 +29,16 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
 from .. import _plugins
+from .._lifecycle import NurseryOwner
+from .._metadata import MICRO_TOPIC
 from ..errors import BrokerError, RegistryError, ServiceNotFound
 from ..registry import Node, Registry, Service
 from ._base import BrokerMessage, Handler
@@ -126,7 +128,7 @@ class _Retry:
 
 
 @attrs.define(eq=False)
-class HttpBroker:
+class HttpBroker(NurseryOwner):
     """Go Micro's http broker; see the module docstring.
 
     ``registry``: where subscriptions are registered and looked up. If None, the service running this
@@ -153,7 +155,6 @@ class HttpBroker:
     name: str = attrs.field(default="http", init=False)
 
     _bound: str = attrs.field(default="", init=False)
-    _stack: AsyncExitStack | None = attrs.field(default=None, init=False, repr=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False, repr=False)
     _selector: Any = attrs.field(default=None, init=False, repr=False)
     _client: PostClient = attrs.field(init=False, repr=False)
@@ -181,11 +182,15 @@ class HttpBroker:
 
     def use_registry(self, registry: Registry) -> None:
         """Use ``registry`` unless one was given already (Service calls this with its own)."""
-        if self.registry is None and self._stack is None:
+        if self.registry is None and not self.is_open:
             self.registry = registry
 
-    async def __aenter__(self) -> HttpBroker:
-        if self._stack is not None:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """Registry (if we create it), listeners, selector and POST client around one nursery (retry
+        loop, registrar, accept loops, connections); on the way out the nursery is cancelled first,
+        then subscriptions are deregistered (``_shutdown``) and the rest closes in reverse."""
+        if self.is_open:
             raise BrokerError("http broker is already open")
         from ..selector.cache import CachingSelector
         from ..transport.http import split_address
@@ -218,25 +223,19 @@ class HttpBroker:
             )
             stack.push_async_callback(self._client.aclose)
             stack.push_async_callback(self._shutdown)
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            self._nursery = nursery
-            send, receive = trio.open_memory_channel[_Retry](self.retry_queue_size)
-            self._retry_send = send
-            nursery.start_soon(self._retry_loop, receive)
-            nursery.start_soon(self._registrar)
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            self._stack = stack.pop_all()
-        log.debug("http broker listening on %s", self._bound)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-        await stack.aclose()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                send, receive = trio.open_memory_channel[_Retry](self.retry_queue_size)
+                self._retry_send = send
+                nursery.start_soon(self._retry_loop, receive)
+                nursery.start_soon(self._registrar)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                log.debug("http broker listening on %s", self._bound)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
 
     async def _shutdown(self) -> None:
         """Runs after the nursery is cancelled: deregister every subscription, count unsent retries."""
@@ -264,7 +263,7 @@ class HttpBroker:
         self, topic: str, handler: Handler, *, queue: str | None = None, auto_ack: bool = True
     ) -> HttpSubscription:
         """Register ``handler`` for ``topic`` (live when this returns). ``auto_ack`` has no effect."""
-        if self._stack is None or self.registry is None:
+        if not self.is_open or self.registry is None:
             raise BrokerError("http broker is not open; use `async with broker:`")
         if not topic:
             raise BrokerError("empty topic")
@@ -353,10 +352,10 @@ class HttpBroker:
     async def publish(self, topic: str, message: BrokerMessage) -> None:
         """Deliver to every broadcast subscriber and one member per queue group (see the module doc).
         BrokerError if the broker is closed or the registry cannot be read."""
-        if self._stack is None:
+        if not self.is_open:
             raise BrokerError("http broker is not open; use `async with broker:`")
         header = dict(message.header)
-        header["Micro-Topic"] = topic
+        header[MICRO_TOPIC] = topic
         body = encode_envelope(BrokerMessage(header, message.body))
         targets = await self._targets(topic)
         self._counts["published"] += 1

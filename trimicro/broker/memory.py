@@ -11,21 +11,25 @@ is ever dropped for being slow; ``stats.dropped`` only counts messages whose sub
 mid-publish). A handler that raises is logged on ``trimicro.broker`` and counted in ``stats.errors``;
 delivery continues with the next message.
 
-``publish`` works from any task; ``subscribe`` needs an open broker. Delivery tasks live in the nursery of the nearest enclosing ``async with broker:`` of the task that
-subscribes, so one shared broker (:func:`from_options`) can serve several services in one process,
-each owning its own subscribers' tasks.
+``publish`` works from any task; ``subscribe`` needs an open broker. ``async with broker:`` opens a
+*session* (a :class:`~trimicro._lifecycle.NurseryOwner` lifespan; sessions nest and are kept per
+task). Delivery tasks live in the nursery of the nearest enclosing session of the task that
+subscribes (found by walking up the parent tasks), so one shared broker (:func:`from_options`) can
+serve several services in one process, each owning its own subscribers' tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
-from .._util import collapse_excgroups
+from .._lifecycle import NurseryOwner
 from ..errors import BrokerError
 from ._base import BrokerMessage, Handler
 
@@ -100,14 +104,14 @@ class MemorySubscription:
 
 
 @attrs.define(eq=False)
-class MemoryBroker:
+class MemoryBroker(NurseryOwner):
     """An in-memory pub/sub broker; see the module doc for delivery and backpressure rules."""
 
     buffer_size: int = 256
     name: str = attrs.field(default="memory", init=False)
     _subs: dict[str, list[MemorySubscription]] = attrs.field(factory=dict, init=False, repr=False)
-    # task that entered -> stack of (nursery manager, nursery) it opened
-    _sessions: dict[trio.lowlevel.Task, list[tuple[Any, trio.Nursery]]] = attrs.field(
+    # task that entered -> stack of its sessions' nurseries (innermost last)
+    _sessions: dict[trio.lowlevel.Task, list[trio.Nursery]] = attrs.field(
         factory=dict, init=False, repr=False
     )
     _published: int = attrs.field(default=0, init=False, repr=False)
@@ -123,32 +127,32 @@ class MemoryBroker:
     def stats(self) -> BrokerStats:
         return BrokerStats(self._published, self._delivered, self._errors, self._dropped, 0)
 
-    async def __aenter__(self) -> MemoryBroker:
-        manager = trio.open_nursery()
-        nursery = await manager.__aenter__()
-        self._sessions.setdefault(trio.lowlevel.current_task(), []).append((manager, nursery))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """One session: a nursery for the deliveries of subscriptions made inside it (by this task or
+        its children); leaving stops those subscriptions and no others."""
         task = trio.lowlevel.current_task()
-        stack = self._sessions[task]
-        manager, nursery = stack.pop()
-        if not stack:
-            del self._sessions[task]
-        for subs in list(self._subs.values()):
-            for sub in list(subs):
-                if sub._nursery is nursery:
-                    sub._stop()
-        nursery.cancel_scope.cancel()
-        with collapse_excgroups(only=exc[1]):
-            await manager.__aexit__(*exc)
+        async with trio.open_nursery() as nursery:
+            self._sessions.setdefault(task, []).append(nursery)
+            try:
+                yield
+            finally:
+                stack = self._sessions[task]
+                stack.pop()
+                if not stack:
+                    del self._sessions[task]
+                for subs in list(self._subs.values()):
+                    for sub in list(subs):
+                        if sub._nursery is nursery:
+                            sub._stop()
+                nursery.cancel_scope.cancel()
 
     def _session_nursery(self) -> trio.Nursery:
         task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
         while task is not None:
             stack = self._sessions.get(task)
             if stack:
-                return stack[-1][1]
+                return stack[-1]
             parent = task.parent_nursery
             task = parent.parent_task if parent is not None else None
         raise BrokerError("MemoryBroker.subscribe must run inside `async with broker:` (which owns delivery)")

@@ -21,12 +21,14 @@ acknowledgements, so ``auto_ack`` and ``Event.ack()`` have no effect.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import attrs
 import trio
 
-from .._util import collapse_excgroups
+from .._lifecycle import NurseryOwner
 from ..errors import BrokerError, CodecError
 from ._base import BrokerMessage, Handler
 from ._envelope import decode_envelope, encode_envelope
@@ -128,7 +130,7 @@ class NatsBrokerSubscription:
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)  # hot counters: plain setattr
-class NatsBroker:
+class NatsBroker(NurseryOwner):
     """Broker over NATS; ``servers`` are tried in order (``host:port`` or ``nats://host:port``).
 
     ``client_options`` go to :class:`NatsClient` (``pending_msgs_limit``, ``reconnect_buffer_size``,
@@ -140,7 +142,6 @@ class NatsBroker:
     client_options: dict[str, Any] = attrs.field(factory=dict)
     name: str = attrs.field(default="nats", init=False)
     _client: NatsClient | None = attrs.field(default=None, init=False, repr=False)
-    _nursery_manager: Any = attrs.field(default=None, init=False, repr=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False, repr=False)
     _live: set[NatsBrokerSubscription] = attrs.field(factory=set, init=False, repr=False)
     _published: int = attrs.field(default=0, init=False, repr=False)
@@ -171,30 +172,19 @@ class NatsBroker:
         dropped = self._retired_dropped + sum(s.dropped for s in self._live)
         return BrokerStats(self._published, self._delivered, self._errors, dropped, self._undecodable)
 
-    async def __aenter__(self) -> NatsBroker:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """The connection around the nursery of the delivery tasks: deliveries stop before it closes."""
         if self._client is not None:
             raise RuntimeError("NatsBroker is already connected")
-        client = NatsClient(self.servers, **self.client_options)
-        await client.__aenter__()
-        try:
-            manager = trio.open_nursery()
-            self._nursery = await manager.__aenter__()
-        except BaseException as exc:
-            await client.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._nursery_manager = manager
-        self._client = client
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        client, self._client = self._client, None
-        assert client is not None and self._nursery is not None
-        try:
-            self._nursery.cancel_scope.cancel()
-            with collapse_excgroups(only=exc[1]):
-                await self._nursery_manager.__aexit__(*exc)
-        finally:
-            await client.__aexit__(*exc)
+        async with NatsClient(self.servers, **self.client_options) as client:
+            async with trio.open_nursery() as nursery:
+                self._client, self._nursery = client, nursery
+                try:
+                    yield
+                finally:
+                    self._client = self._nursery = None
+                    nursery.cancel_scope.cancel()
 
     async def publish(self, topic: str, message: BrokerMessage) -> None:
         client = self.client

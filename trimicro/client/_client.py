@@ -1,5 +1,8 @@
 """The client: call, stream and publish, with discovery, retries and deadlines.
 
+``publish`` hands an encoded message to :attr:`Client.broker` (a running Service sets its own; the
+client knows only the :class:`~trimicro.broker.Broker` contract, never the service).
+
 A call's timeout is a trio cancel scope (capped by any enclosing deadline, so nested calls inherit the
 remaining time) and travels in the ``Timeout`` header. Each attempt asks the selector's Next for a node,
 so a retry goes to another node; connection errors and retryable codes (408, 503 by default) are
@@ -13,6 +16,7 @@ import itertools
 import logging
 import math
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,15 +25,31 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import (
+    ACCEPT,
+    CONTENT_TYPE,
+    MESSAGE_ID,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_ID,
+    MICRO_METHOD,
+    MICRO_SERVICE,
+    MICRO_STREAM,
+    MICRO_TOPIC,
+    TIMEOUT,
+    Deadline,
+    canonical,
+)
 from .._util import collapse_excgroups
-from ..codec import Codec, get_codec
+from ..broker import Broker, BrokerMessage
+from ..codec import Codec, Frame, get_codec
 from ..config import Options
-from ..context import current_metadata, encode_timeout, remaining
-from ..errors import MicroError, ProtocolError, ServiceNotFound, TransportError
+from ..context import current_metadata, remaining
+from ..errors import BrokerError, CodecError, MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
 from ..selector import Filter, Next, Selector
 from ..stream import ClientStream, _Core
-from ..transport._base import Message, Transport, canonical
+from ..transport._base import Message, Transport
 from ._pool import Pool
 from ._retry import Retrier, attach_pushback
 
@@ -40,6 +60,9 @@ CLIENT_ID = "go.micro.client"
 
 _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(6).hex()
+
+#: ``publish``'s default Content-Type (Go Micro v5's client default).
+PUBLISH_CONTENT_TYPE = "application/json"
 
 # Node metadata "protocol" missing -> Go Micro speaks the rpc envelopes (wire/mucp.md).
 _FALLBACK = {"application/json": "application/json-rpc", "application/protobuf": "application/proto-rpc"}
@@ -84,7 +107,8 @@ class Client:
     options: Options = attrs.field(factory=Options)
     wrappers: list[ClientWrapper] = attrs.field(factory=list)
     retry: Callable[[BaseException], bool] = default_retry
-    broker: Any = None
+    #: Where ``publish`` sends; a running Service sets its own (None: publishing raises BrokerError).
+    broker: Broker | None = None
     pool: Pool = attrs.field(init=False)
     retrier: Retrier = attrs.field(init=False)
     _call_chain: CallFunc = attrs.field(init=False)
@@ -177,12 +201,12 @@ class Client:
 
     def _header(self, req: CallRequest, content_type: str, deadline: float) -> dict[str, str]:
         header = dict(req.metadata)
-        header["Micro-Id"] = _new_id()
-        header["Micro-Service"] = req.service
-        header["Micro-Endpoint"] = header["Micro-Method"] = req.endpoint
-        header["Content-Type"] = header["Accept"] = content_type
+        header[MICRO_ID] = _new_id()
+        header[MICRO_SERVICE] = req.service
+        header[MICRO_ENDPOINT] = header[MICRO_METHOD] = req.endpoint
+        header[CONTENT_TYPE] = header[ACCEPT] = content_type
         if deadline != math.inf:
-            header["Timeout"] = encode_timeout(deadline - trio.current_time())
+            header[TIMEOUT] = Deadline(deadline).to_header()
         return header
 
     async def _call_node(self, req: CallRequest, node: Node, deadline: float) -> Any:
@@ -200,7 +224,7 @@ class Client:
             raise errors.bad_request(CLIENT_ID, "cannot encode request: %s", exc) from None
         msg = Message(self._header(req, content_type, deadline), body)
         reply = await self._roundtrip(node.address, msg, deadline)
-        err = reply.header.get("Micro-Error")
+        err = reply.header.get(MICRO_ERROR)
         if err:
             raise attach_pushback(errors.parse(err, default_id=CLIENT_ID), reply.header)
         try:
@@ -251,11 +275,44 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> None:
-        """Publish ``message`` on ``topic`` through the broker (headers Content-Type, Micro-Topic,
-        Micro-Id and the caller's metadata; body encoded by the codec for ``content_type``)."""
-        from ._publish import publish
+        """Publish ``message`` on ``topic`` through :attr:`broker`.
 
-        await publish(self, topic, message, metadata=metadata, content_type=content_type)
+        Headers, as Go Micro's ``client.Publish`` sets them: the caller's context metadata
+        (:func:`trimicro.metadata` / a handler's incoming metadata), then ``metadata=``, then
+        ``Content-Type``, ``Micro-Topic`` and ``Micro-ID`` (a fresh UUID; Go spells it with a capital
+        ``ID`` inside broker messages). The body is encoded by the codec for ``content_type``, default
+        ``application/json`` (Go Micro v5's client default, and what a Go subscriber decodes into any
+        type); protobuf messages encode with either. A :class:`~trimicro.codec.Frame` is sent as its
+        raw bytes. CodecError if the message cannot be encoded; BrokerError if there is no broker or
+        it refused the message.
+        """
+        if not topic:
+            raise BrokerError("publish: empty topic")
+        broker = self.broker
+        if broker is None:
+            raise BrokerError("this client has no broker: publish from a running Service (service.client)")
+        ct = content_type or PUBLISH_CONTENT_TYPE
+        if isinstance(message, Frame):
+            body = message.data
+        elif isinstance(message, bytes | bytearray) and ct == "application/octet-stream":
+            body = bytes(message)
+        else:
+            try:
+                body = get_codec(ct).encode(message)
+            except CodecError:
+                raise
+            except Exception as exc:  # a codec meeting a type it cannot handle
+                raise CodecError(
+                    f"publish {topic!r}: cannot encode {type(message).__name__} as {ct}: {exc}"
+                ) from exc
+        header = current_metadata()
+        if metadata:
+            header.update({canonical(k): str(v) for k, v in metadata.items()})
+        header[CONTENT_TYPE] = ct
+        header[MICRO_TOPIC] = topic
+        header[MESSAGE_ID] = str(uuid.uuid4())
+        header.pop(MICRO_ID, None)
+        await broker.publish(topic, BrokerMessage(header, body))
 
     # -- streams --
     @asynccontextmanager
@@ -299,7 +356,7 @@ class Client:
         if self.selector is not None and not req.address:
             self.selector.mark(service, node, None)  # connected: the node is up (and not held in flight)
         header = self._header(req, req.content_type, deadline)
-        header["Micro-Stream"] = header["Micro-Id"]
+        header[MICRO_STREAM] = header[MICRO_ID]
         core: _Core[Any, Any] = _Core(sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer)
         try:
             with collapse_excgroups():

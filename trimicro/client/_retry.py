@@ -38,6 +38,7 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import GRPC_RETRY_PUSHBACK_MS, MICRO_RETRY_AFTER
 from ..config import Options, parse_duration
 from ..errors import AttemptTimeout, MicroError, ServiceNotFound, TransportError
 from ..registry import Node
@@ -54,6 +55,8 @@ ATTEMPT_FLOOR = 0.05
 _SHARE = 3.0  # an attempt with retries left gets 1/_SHARE of the time left
 
 _PUSHBACK = "_trimicro_pushback"
+_RETRY_AFTER = MICRO_RETRY_AFTER.lower()
+_PUSHBACK_MS = GRPC_RETRY_PUSHBACK_MS.lower()
 
 
 def attach_pushback(exc: MicroError, header: Mapping[str, str]) -> MicroError:
@@ -61,12 +64,12 @@ def attach_pushback(exc: MicroError, header: Mapping[str, str]) -> MicroError:
     value: float | None = None
     for key, raw in header.items():
         low = key.lower()
-        if low == "micro-retry-after":
+        if low == _RETRY_AFTER:
             try:
                 value = parse_duration(raw)
             except ValueError:
                 value = -1.0
-        elif low == "grpc-retry-pushback-ms":
+        elif low == _PUSHBACK_MS:
             value = int(raw) / 1000.0 if raw.strip().lstrip("-").isdigit() else -1.0
     if value is not None:
         setattr(exc, _PUSHBACK, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from ._model import Result, Service
@@ -43,7 +44,12 @@ class Registry(Protocol):
 
     async def __aenter__(self) -> Registry: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
 
     async def register(self, service: Service, *, ttl: float | None = None) -> None: ...
 

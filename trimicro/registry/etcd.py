@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._lifecycle import NurseryOwner
 from ..errors import RegistryError
 from ._base import Watcher
 from ._etcd_client import EtcdClient, EtcdWatch
@@ -165,7 +166,7 @@ class EtcdWatcher:
 
 
 @attrs.define(eq=False)
-class EtcdRegistry:
+class EtcdRegistry(NurseryOwner):
     """Go Micro's etcd registry on trio; ``async with`` it to run its keep-alive task.
 
     ``addresses`` are etcd client endpoints (``host:port``, ``http://...``, ``https://...``), tried in
@@ -179,12 +180,13 @@ class EtcdRegistry:
     ssl_context: ssl.SSLContext | None = None
     name: str = "etcd"
     _client: EtcdClient | None = attrs.field(default=None, init=False)
-    _nursery_manager: Any = attrs.field(default=None, init=False)
-    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
     _registrations: dict[str, _Registration] = attrs.field(factory=dict, init=False)
     _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
 
-    async def __aenter__(self) -> EtcdRegistry:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """The etcd client and the keep-alive task; leaving forgets the registrations (their leases
+        run out by themselves) and closes the client's pooled connections."""
         client = EtcdClient(
             list(self.addresses) or [DEFAULT_ADDRESS],
             timeout=self.timeout,
@@ -192,22 +194,14 @@ class EtcdRegistry:
             password=self.password,
             ssl_context=self.ssl_context,
         )
-        manager = trio.open_nursery()
-        nursery = await manager.__aenter__()
-        self._client, self._nursery_manager, self._nursery = client, manager, nursery
-        nursery.start_soon(self._keepalive_loop)
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        manager, nursery, client = self._nursery_manager, self._nursery, self._client
-        self._nursery_manager = self._nursery = None
-        if manager is None or nursery is None or client is None:
-            return
-        nursery.cancel_scope.cancel()
+        self._client = client
         try:
-            # The body's own exception is not handed to the nursery, so it propagates as raised rather
-            # than wrapped in an ExceptionGroup; a crash of the keep-alive task still surfaces here.
-            await manager.__aexit__(None, None, None)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keepalive_loop)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
             self._client = None
             self._registrations.clear()

@@ -21,12 +21,13 @@ import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
+from .._lifecycle import NurseryOwner
 from ..errors import RegistryError
 from ._base import Watcher
 from ._mdns_proto import SERVICE_TYPE, Effects, MdnsState
@@ -75,7 +76,7 @@ def _open_socket(interface: str) -> trio.socket.SocketType:
 
 
 @attrs.define(eq=False)
-class MdnsRegistry:
+class MdnsRegistry(NurseryOwner):
     """Go Micro's default registry over multicast DNS; see the module docstring for the safety story.
 
     ``interfaces``: IPv4 addresses to run on (default loopback only). ``port``: 5353 unless a test wants
@@ -91,8 +92,7 @@ class MdnsRegistry:
     name: str = attrs.field(default="mdns", init=False)
     _state: MdnsState = attrs.field(init=False)
     _sockets: list[tuple[str, trio.socket.SocketType]] = attrs.field(factory=list, init=False)
-    _stack: AsyncExitStack | None = attrs.field(default=None, init=False)
-    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _open: bool = attrs.field(default=False, init=False)
     _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False)
     _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _warm_at: float = attrs.field(default=0.0, init=False)
@@ -101,8 +101,11 @@ class MdnsRegistry:
     def __attrs_post_init__(self) -> None:
         self._state = MdnsState(self.service_type)
 
-    async def __aenter__(self) -> MdnsRegistry:
-        if self._stack is not None:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """Bound sockets around one nursery (a receive loop per interface, the timer loop); leaving
+        sends goodbyes (so peers forget us now), ends the watchers, then closes the sockets."""
+        if self._open:
             raise RuntimeError("MdnsRegistry is already open")
         if not self.interfaces:
             raise RegistryError("mdns needs at least one interface")
@@ -121,38 +124,33 @@ class MdnsRegistry:
                 sock.close()
             raise
         self._sockets = sockets
-        stack = AsyncExitStack()
-        self._nursery = await stack.enter_async_context(trio.open_nursery())
-        self._stack = stack
-        for interface, sock in sockets:
-            self._nursery.start_soon(self._receive_loop, interface, sock)
-        self._nursery.start_soon(self._timer_loop)
-        self._warm_at = trio.current_time() + _WARMUP
-        await self._apply(self._state.query())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                await self._apply(self._state.unpublish_all())  # goodbyes, so peers forget us now
-        except RegistryError as exc_:
-            log.warning("%s", exc_)
+            async with trio.open_nursery() as nursery:
+                self._open = True
+                for interface, sock in sockets:
+                    nursery.start_soon(self._receive_loop, interface, sock)
+                nursery.start_soon(self._timer_loop)
+                self._warm_at = trio.current_time() + _WARMUP
+                await self._apply(self._state.query())
+                try:
+                    yield
+                finally:
+                    self._open = False
+                    try:
+                        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                            await self._apply(self._state.unpublish_all())
+                    except RegistryError as exc_:
+                        log.warning("%s", exc_)
+                    finally:
+                        for send in list(self._watchers):
+                            send.close()
+                        self._watchers.clear()
+                        nursery.cancel_scope.cancel()
         finally:
-            for send in list(self._watchers):
-                send.close()
-            self._watchers.clear()
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
-            try:
-                await stack.aclose()
-            finally:
-                for _, sock in self._sockets:
-                    sock.close()
-                self._sockets = []
-                self._nursery = None
+            self._open = False
+            for _, sock in self._sockets:
+                sock.close()
+            self._sockets = []
 
     # -- Registry API -------------------------------------------------------------------------------
     async def register(self, service: Service, *, ttl: float | None = None) -> None:
@@ -200,7 +198,7 @@ class MdnsRegistry:
 
     # -- plumbing -----------------------------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._stack is None:
+        if not self._open:
             raise RegistryError("mdns registry is not open; use `async with registry:`")
 
     async def _apply(self, effects: Effects) -> None:

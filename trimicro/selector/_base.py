@@ -9,6 +9,7 @@ caching selector runs registry watches in a nursery it owns).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Protocol
 
 from ..registry import Node, Service
@@ -28,7 +29,12 @@ class Selector(Protocol):
 
     async def __aenter__(self) -> Selector: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
 
     async def select(
         self, service: str, *, filters: Sequence[Filter] = (), strategy: Strategy | None = None

@@ -22,14 +22,15 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
 from .. import _plugins
+from .._lifecycle import NurseryOwner
 from ..errors import RegistryError, ServiceNotFound
 from ..registry import Node, Registry, Result, Service
 from ._base import Filter, Next, Strategy
@@ -151,7 +152,7 @@ def _check_found(service: str, services: list[Service]) -> None:
 
 
 @attrs.define(eq=False)
-class CachingSelector:
+class CachingSelector(NurseryOwner):
     """Selector with a TTL cache kept fresh by a registry watch; see the module docstring.
 
     ``owns_registry``: enter/exit the registry with the selector (``from_options`` sets it).
@@ -168,31 +169,28 @@ class CachingSelector:
     _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False)
     _pending: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
     _detector: OutlierDetector = attrs.field(init=False)
-    _stack: AsyncExitStack | None = attrs.field(default=None, init=False)
-    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _open: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._detector = OutlierDetector(self.outlier)
 
-    async def __aenter__(self) -> CachingSelector:
-        if self._stack is not None:
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """The registry (when owned) around the nursery of the watch task; ready once the watch is
+        open (or has failed once: lookups work without it)."""
+        if self._open:
             raise RuntimeError("selector is already open")
         async with AsyncExitStack() as stack:
             if self.owns_registry:
                 await stack.enter_async_context(self.registry)
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
-            await self._nursery.start(self._watch_loop)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-        self._nursery = None
-        await stack.aclose()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._watch_loop)
+                self._open = True
+                try:
+                    yield
+                finally:
+                    self._open = False
+                    nursery.cancel_scope.cancel()
 
     # -- Selector API -------------------------------------------------------------------------------
     async def select(
@@ -232,7 +230,7 @@ class CachingSelector:
         return None if entry is None else list(entry.services)
 
     async def _lookup(self, service: str) -> list[Service]:
-        if self._stack is None:
+        if not self._open:
             raise RegistryError("selector is not open; use `async with selector:`")
         while True:
             entry = self._cache.get(service)

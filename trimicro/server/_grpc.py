@@ -1,9 +1,12 @@
-"""The gRPC side of the server's one port: HTTP/2 streams -> the same Router, wrappers and deadlines.
+"""The gRPC side of the server's one port: gRPC calls -> the same Router, wrappers and deadlines.
 
-``GrpcServer(server).handle_connection`` is the transport's ``h2_handler``: it runs one reader task
-per connection (feeding h2, hypercorn-style) and one task per stream, all in the connection's nursery,
-so nothing outlives the connection. A peer's RST_STREAM cancels that stream's handler; a lost
-connection cancels them all.
+``GrpcServer(server).handle_connection`` is the transport's ``h2_handler``. The HTTP/2 side of each
+connection (reader and writer tasks, one task per stream in the connection's nursery, flow control,
+handler-slot limits, GOAWAY on drain) is :class:`trimicro.transport._h2server.H2Server`'s; this
+module is the :class:`~trimicro.transport._h2server.H2App` it serves, and sees one call as an
+:class:`~trimicro.transport._h2server.H2ServerStream`: request headers, DATA in, headers /
+messages / trailers out. A peer's RST_STREAM cancels that call's handler; a lost connection cancels
+them all.
 
 Mapping (docs/grpc.md): path ``/<pkg>.<Service>/<Method>`` -> ``router.grpc_paths`` or endpoint
 ``<Service>.<Method>``; ``grpc-timeout`` -> the handler's deadline; non-reserved headers -> metadata;
@@ -22,32 +25,30 @@ import attrs
 import trio
 
 from .. import errors
+from .._metadata import (
+    CONTENT_TYPE,
+    GRPC_RESERVED,
+    GRPC_TIMEOUT,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_METHOD,
+    TIMEOUT,
+    decode_grpc_timeout,
+    encode_timeout,
+)
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
-from ..context import encode_timeout
 from ..debug._grpc_health import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
-from ..transport import _h2proto as h2p
-from ..transport._h2conn import (
-    FLUSH_AT,
-    MAX_STREAMS,
-    H2Conn,
-    Signal,
-    StreamReset,
-    StreamState,
-    _Notifier,
-    wait_any,
-)
 from ..transport._h2grpc import (
     GRPC_CONTENT_TYPES,
-    RESERVED,
     Status,
     check_metadata,
-    decode_grpc_timeout,
     endpoint_for_path,
     incoming_metadata,
     status_for_error,
 )
+from ..transport._h2server import H2Server, H2ServerStream
 from ._router import SERVER_ID, Request, Route
 from ._server import Server
 
@@ -56,8 +57,6 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
-#: After a drained connection's last reply, how long we wait for the client to close first.
-_GOAWAY_LINGER: Final = 1.0
 _RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "trimicro_grpc_response_metadata", default=None
 )
@@ -83,185 +82,6 @@ class _Failed(Exception):
         self.message = message
 
 
-class _ServerConn(H2Conn):
-    """One accepted HTTP/2 connection: a reader task, a writer task, plus one task per stream.
-
-    Handlers never write to the socket themselves: they queue (h2's buffer, and per-stream message
-    queues that coalesce into one DATA frame) and wake the writer, which writes whatever piled up
-    since its last write in one ``send_all``. So a streaming handler's burst of small messages, or
-    the replies of many concurrent unary calls, cost one DATA frame / one syscall instead of one
-    each. A handler waits for the writer only when more than ``FLUSH_AT`` bytes are queued, and for
-    WINDOW_UPDATE when its stream's queue exceeds a frame and the peer's window is shut: memory stays
-    bounded and a slow client still pushes back.
-    """
-
-    def __init__(self, owner: GrpcServer, sock: trio.abc.Stream, nursery: trio.Nursery, remote: str) -> None:
-        super().__init__(sock, client_side=False, max_header_list_size=owner.max_header_size)
-        self.owner = owner
-        self.nursery = nursery
-        self.remote = remote
-        #: streams with messages queued (StreamState.out) that the writer has not handed to h2
-        self.dirty: dict[StreamState, None] = {}
-        self._wake = Signal()
-        self._written = _Notifier()
-        self._sending = False
-        #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
-        self.handlers = 0
-        #: streams waiting for a handler slot, oldest first (see on_event)
-        self.unstarted: dict[StreamState, None] = {}
-
-    def wake(self) -> None:
-        """Have the writer write what h2 has queued (e.g. a GOAWAY)."""
-        self._wake.set()
-
-    async def wait(self, ev: Signal, other: Signal | None = None) -> None:
-        # The reader task fires every notifier, including when the connection dies.
-        await (ev.wait() if other is None else wait_any(ev, other))
-
-    def queue_message(self, st: StreamState, frame: bytes) -> bool:
-        """Queue one gRPC message on ``st`` for the writer; True once a frame's worth is queued
-        (then the sender should :meth:`push` it itself, waiting for the window if need be)."""
-        self._check(st)
-        self.queue_data(st, frame)
-        self.dirty[st] = None
-        self._wake.set()
-        return st.out_len >= self.h2.max_outbound_frame_size
-
-    async def flush_control(self) -> None:
-        # The reader never waits for the writer: a client that is itself blocked writing to us
-        # (its request bodies) would then never read our replies, and neither side could move.
-        # What the reader queues (acks, WINDOW_UPDATE, RST) is bounded by _h2proto's control cap.
-        self._wake.set()
-        await trio.lowlevel.checkpoint()
-
-    async def flush(self) -> None:
-        """Have the writer task write what is queued; wait for it only past ``FLUSH_AT`` bytes."""
-        if self.closed is not None:
-            raise self.closed
-        self._wake.set()
-        if self.h2.pending < FLUSH_AT:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return
-        while self.h2.pending >= FLUSH_AT and self.closed is None:
-            await self._written.event.wait()
-        if self.closed is not None:
-            raise self.closed
-
-    async def run_writer(self) -> None:
-        """Write whatever is queued, in one ``send_all`` per wakeup, until the connection ends."""
-        try:
-            while self.closed is None:
-                self._wake = wake = Signal()
-                window = self._window.event
-                for st in list(self.dirty):
-                    if self.move_out(st):
-                        del self.dirty[st]
-                data = self.h2.data_to_send()
-                if not data:
-                    if self.h2.closed and not self.handlers and not self.dirty:
-                        # GOAWAY sent (drain) and written, every stream answered: the connection
-                        # is done. Linger a moment for the client to close first (as Go's server
-                        # does), so frames it still had in flight do not meet a TCP reset that
-                        # could destroy our last replies; then end the reader and close.
-                        with trio.move_on_after(_GOAWAY_LINGER):
-                            while self.closed is None:
-                                await self._slots.event.wait()
-                        self.nursery.cancel_scope.cancel()
-                        return
-                    await wait_any(wake, window) if self.dirty else await wake.wait()
-                    continue
-                self._sending = True
-                try:
-                    await self.sock.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
-                    return
-                self._sending = False
-                self._written.fire()
-        finally:
-            # Cancelled (server stopping) or the connection was lost: the last replies, a GOAWAY,
-            # are still worth a bounded, best-effort write unless a write was cut off half-way.
-            if not self._sending:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    data = self.h2.data_to_send()
-                    if data:
-                        try:
-                            await self.sock.send_all(data)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                            pass
-            self._written.fire()
-
-    def release(self, st: StreamState) -> bool:
-        self.dirty.pop(st, None)
-        reset = super().release(st)
-        if reset:
-            self._wake.set()  # the RST_STREAM must reach the client
-        return reset
-
-    def handler_done(self) -> None:
-        """A handler task ended: start a waiting stream in its slot."""
-        self.handlers -= 1
-        while self.unstarted and self.handlers < MAX_STREAMS and self.closed is None:
-            st = next(iter(self.unstarted))
-            del self.unstarted[st]
-            self.handlers += 1
-            self.nursery.start_soon(self.owner._serve_stream, self, st)
-        if self.h2.closed and not self.handlers:
-            self._wake.set()  # drained after our GOAWAY: the writer closes the connection
-
-    def on_event(self, event: h2p.Event) -> None:
-        if isinstance(event, h2p.RequestReceived):
-            st = StreamState(event.stream_id, event.headers)
-            self.streams[st.id] = st
-            if event.stream_ended:
-                st.ended = True
-            if self.owner.draining:
-                self.reset_stream(st, 7)  # REFUSED_STREAM: safe for the client to retry elsewhere
-                self.release(st)
-                return
-            # Handler tasks are counted, not HTTP/2 streams: a stream's slot frees when its last
-            # frame is queued, a little before its task ends, so a client that keeps to
-            # MAX_CONCURRENT_STREAMS may open the next one early: it waits for a slot (as Go's
-            # unstartedHandlers do). The queue is bounded by that same limit, which _h2proto
-            # enforces on open streams (REFUSED_STREAM beyond it). A stream reset while it waits
-            # leaves the queue unstarted, so a peer that opens and at once resets streams ("rapid
-            # reset", CVE-2023-44487) costs no task.
-            self.owner.admit()
-            if self.handlers >= MAX_STREAMS:
-                self.unstarted[st] = None
-                return
-            self.handlers += 1
-            self.nursery.start_soon(self.owner._serve_stream, self, st)
-        elif isinstance(event, h2p.TrailersReceived):
-            known = self.streams.get(event.stream_id)
-            if known is not None:
-                known.trailers = event.headers
-
-    def on_reset(self, st: StreamState) -> None:
-        if st.scope is not None:
-            st.scope.cancel()
-        elif st in self.unstarted:  # reset while waiting for a slot: it never runs
-            del self.unstarted[st]
-            self.release(st)
-            self.owner.retire()
-
-    def lose(self, error: TransportError) -> None:
-        # Cancel the handlers before waking them, so they see trio.Cancelled rather than an error.
-        self.nursery.cancel_scope.cancel()
-        waiting, self.unstarted = list(self.unstarted), {}
-        for st in waiting:  # admitted, never started: they end with the connection
-            self.release(st)
-            self.owner.retire()
-        super().lose(error)
-        self.dirty.clear()
-        self._wake.set()
-        self._written.fire()
-
-    async def run_reader(self) -> None:
-        while await self.read_once():
-            pass
-
-
 @attrs.define(eq=False)
 class GrpcServer:
     """Serves a :class:`Server`'s router to gRPC clients over HTTP/2 (h2c or TLS with ALPN ``h2``)."""
@@ -272,24 +92,19 @@ class GrpcServer:
     unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
     max_message_size: int = 4 * 1024 * 1024
     max_header_size: int = 64 * 1024
-    #: live counters, for leak tests and Debug.Stats-style reporting
-    open_connections: int = attrs.field(default=0, init=False)
-    open_streams: int = attrs.field(default=0, init=False)
-    _quiet: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _conns: set[_ServerConn] = attrs.field(factory=set, init=False)
+    _h2: H2Server = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
         self.health.statuses.setdefault(self.server.name, 1)
+        self._h2 = H2Server(
+            self,
+            max_header_size=self.max_header_size,
+            # a stream counts as a call in flight from its acceptance: the server's drain waits
+            on_accept=self.server.enter_call,
+            on_retire=self.server.exit_call,
+        )
         self.server.on_drain.append(self.goaway)
-
-    def goaway(self) -> None:
-        """Drain: tell every client (GOAWAY, NO_ERROR) that no new stream will be served here, so
-        its next calls go to a new connection (elsewhere, once this server stops accepting) instead
-        of being refused one by one. Streams in flight finish; an idle connection closes now."""
-        for conn in list(self._conns):
-            conn.h2.close_connection(h2p.ErrorCode.NO_ERROR)
-            conn.wake()  # the writer writes the GOAWAY, and closes once no handler is left
 
     @classmethod
     def from_server(cls, server: Server, options: Any = None) -> GrpcServer:
@@ -302,92 +117,47 @@ class GrpcServer:
             max_header_size=options.server_max_header_size,
         )
 
+    # -- the connections: trimicro.transport._h2server does the HTTP/2 side --
+    async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
+        """The one port's ``h2_handler``: serve one connection whose first bytes (the HTTP/2
+        preface, maybe more) were already read."""
+        await self._h2.handle_connection(stream, initial_bytes)
+
+    def goaway(self) -> None:
+        """Drain: GOAWAY on every connection (see :meth:`H2Server.goaway`); in-flight calls finish."""
+        self._h2.goaway()
+
     async def wait_idle(self) -> None:
         """Return once no connection or stream is open (leak tests; graceful shutdown)."""
-        while self.open_connections or self.open_streams:
-            self._quiet = trio.Event()
-            await self._quiet.wait()
+        await self._h2.wait_idle()
 
-    def _check_quiet(self) -> None:
-        if not (self.open_connections or self.open_streams):
-            self._quiet.set()
+    @property
+    def open_connections(self) -> int:
+        """Live HTTP/2 connections (for leak tests and Debug.Stats-style reporting)."""
+        return self._h2.open_connections
 
+    @property
+    def open_streams(self) -> int:
+        """Accepted streams not yet retired, also those waiting for a handler slot."""
+        return self._h2.open_streams
+
+    # -- H2App: what the HTTP/2 server asks of us --
     @property
     def draining(self) -> bool:
         return self.server.draining
 
-    async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
-        """Serve one connection whose first bytes (the HTTP/2 preface, maybe more) were already read."""
-        self.open_connections += 1
-        remote = _remote(stream)
-        conn: _ServerConn | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                conn = _ServerConn(self, stream, nursery, remote)
-                self._conns.add(conn)
-                conn.start()
-                if self.draining:  # accepted while draining: no new streams here either
-                    conn.h2.close_connection(h2p.ErrorCode.NO_ERROR)
-                nursery.start_soon(conn.run_writer)
-                try:
-                    await conn.flush()
-                    if initial_bytes:
-                        await conn.feed(initial_bytes)
-                    if conn.closed is None:
-                        await conn.run_reader()
-                except TransportError:
-                    pass
-                # The peer is gone (or broke the protocol): every stream handler is cancelled.
-                conn.lose(conn.closed or TransportError("HTTP/2 connection ended"))
-                nursery.cancel_scope.cancel()
-        finally:
-            if conn is not None:
-                self._conns.discard(conn)
-            # Bounded: under TLS, close_notify can block on a peer that stops reading (a cut-off
-            # SSLStream.aclose() closes the socket forcefully).
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                try:
-                    await stream.aclose()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
-            self.open_connections -= 1
-            self._check_quiet()
-
-    # -- one stream --
-    def admit(self) -> None:
-        """A stream was accepted (it counts as in flight from now, even while it waits for a
-        handler slot, so a drain waits for it too)."""
-        self.open_streams += 1
-        self.server.enter_call()
-
-    def retire(self) -> None:
-        self.open_streams -= 1
-        self._check_quiet()
-        self.server.exit_call()
-
-    async def _serve_stream(self, conn: _ServerConn, st: StreamState) -> None:
+    async def serve_stream(self, stream: H2ServerStream) -> None:
+        """One gRPC call on one stream (the transport runs it in a scope a reset cancels)."""
         token = _RESPONSE_MD.set({})
-        call = _Call(self, conn, st)
+        call = _Call(self, stream)
         try:
-            with trio.CancelScope() as st.scope:
-                if st.reset is not None:
-                    return
-                try:
-                    await call.run()
-                except _Failed as failed:
-                    await call.finish(failed.status, failed.message)
-                except (StreamReset, TransportError):
-                    pass
+            await call.run()
+        except _Failed as failed:
+            await call.finish(failed.status, failed.message)
+        except TransportError:  # also StreamReset: the stream or the connection is gone
+            pass
         finally:
             _RESPONSE_MD.reset(token)
-            if conn.closed is None and conn.stream_open_remote(st) and st.reset is None:
-                # Finished while the client still sends: stop it with NO_ERROR, as gRPC servers do;
-                # unfinished (cancelled, e.g. shutdown): CANCEL, so the client sees an error.
-                conn.reset_stream(st, 0 if call.done else 8)
-                await conn.flush_bounded()
-            conn.release(st)
-            conn.handler_done()
-            self.retire()
 
 
 def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
@@ -396,7 +166,7 @@ def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
     out = []
     for k, v in md.items():
         name = k.lower()
-        if name in RESERVED or name.startswith(":"):
+        if name in GRPC_RESERVED or name.startswith(":"):
             log.warning("dropping reserved gRPC response metadata %r", k)
             continue
         try:
@@ -406,28 +176,14 @@ def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def _remote(stream: trio.abc.Stream) -> str:
-    sock = getattr(stream, "socket", None)
-    if sock is None:
-        inner = getattr(stream, "transport_stream", None)
-        sock = getattr(inner, "socket", None)
-    try:
-        host, port = sock.getpeername()[:2]  # type: ignore[union-attr]
-    except Exception:
-        return ""
-    return f"{host}:{port}"
-
-
 class _Call:
     """One gRPC call on one stream: parse the request headers, route, run, answer."""
 
-    def __init__(self, owner: GrpcServer, conn: _ServerConn, st: StreamState) -> None:
+    def __init__(self, owner: GrpcServer, stream: H2ServerStream) -> None:
         self.owner = owner
-        self.conn = conn
-        self.st = st
+        self.stream = stream
         self.content_type = "application/grpc"
         self.headers_sent = False
-        self.done = False
 
     # -- responding --
     def _initial_headers(self) -> list[tuple[str, str]]:
@@ -439,37 +195,36 @@ class _Call:
         return out
 
     async def send_message(self, payload: bytes) -> None:
-        if self.done:
+        if self.stream.finished:
             raise trio.ClosedResourceError("the gRPC response is already finished")
         if not self.headers_sent:
-            self.conn.send_headers(self.st, self._initial_headers())
+            self.stream.send_headers(self._initial_headers())
             self.headers_sent = True
-        if self.conn.queue_message(self.st, encode_frame(payload)):
-            await self.conn.push(self.st)
-        await self.conn.flush()
+        await self.stream.send_message(encode_frame(payload))
 
     async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
         """Trailers (and, for unary replies, headers + the message first), in one write."""
-        if self.done:
+        stream = self.stream
+        if stream.finished:
             return
-        self.done = True
+        stream.finished = True
         trailers: list[tuple[str, str]] = []
         if not self.headers_sent:
             if payload is None:
                 trailers = self._initial_headers()  # trailers-only response
             else:
-                self.conn.send_headers(self.st, self._initial_headers())
+                stream.send_headers(self._initial_headers())
             self.headers_sent = True
         # Queued messages (and this one) go before the trailers.
-        await self.conn.send_data(self.st, encode_frame(payload) if payload is not None else b"", flush=False)
+        await stream.send_data(encode_frame(payload) if payload is not None else b"", flush=False)
         trailers.append(("grpc-status", str(status)))
         if message:
             trailers.append(("grpc-message", message))
         md = _RESPONSE_MD.get()
         if md:
             trailers.extend(_checked_metadata(md))
-        self.conn.send_headers(self.st, trailers, end_stream=True)
-        await self.conn.flush()
+        stream.send_trailers(trailers)
+        await stream.flush()
 
     async def finish_error(self, err: MicroError) -> None:
         status, message = status_for_error(err)
@@ -479,7 +234,7 @@ class _Call:
     async def read_messages(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bool:
         """Fill ``pending`` with at least one message; False at a clean end of the request stream."""
         while not pending:
-            chunk = await self.conn.receive_chunk(self.st)
+            chunk = await self.stream.receive()
             try:
                 if chunk is None:
                     decoder.close()
@@ -492,7 +247,7 @@ class _Call:
 
     async def run(self) -> None:
         owner, server = self.owner, self.owner.server
-        headers = self.st.headers or []
+        headers = self.stream.headers
         hmap = dict(headers)
         path = hmap.get(":path", "")
         if hmap.get(":method") != "POST":
@@ -502,9 +257,9 @@ class _Call:
         if ct_key not in GRPC_CONTENT_TYPES:
             if not ct_key.startswith("application/grpc"):
                 # Not gRPC at all: plain HTTP 415, as the gRPC spec asks.
-                self.done = True
-                self.conn.send_headers(self.st, [(":status", "415")], end_stream=True)
-                await self.conn.flush()
+                self.stream.finished = True
+                self.stream.send_trailers([(":status", "415")])  # a headers-only response
+                await self.stream.flush()
                 return
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported content-type {ct!r}")
         self.content_type = ct_key
@@ -523,13 +278,13 @@ class _Call:
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unknown method {path} (endpoint {endpoint})")
 
         header = incoming_metadata(headers)
-        timeout = decode_grpc_timeout(hmap.get("grpc-timeout"))
-        header.pop("Timeout", None)
+        timeout = decode_grpc_timeout(hmap.get(GRPC_TIMEOUT))
+        header.pop(TIMEOUT, None)
         if timeout is not None:
-            header["Timeout"] = encode_timeout(timeout)
+            header[TIMEOUT] = encode_timeout(timeout)
         if endpoint:
-            header["Micro-Endpoint"] = header["Micro-Method"] = endpoint
-        header["Content-Type"] = ct_key
+            header[MICRO_ENDPOINT] = header[MICRO_METHOD] = endpoint
+        header[CONTENT_TYPE] = ct_key
 
         if raw is not None:
             body = await self._unary_request(decoder, pending)
@@ -547,8 +302,8 @@ class _Call:
         assert route is not None
         if not route.streaming:
             body = await self._unary_request(decoder, pending)
-            reply = await server.handle_unary(header, body, remote=self.conn.remote)
-            err_text = reply.header.get("Micro-Error")
+            reply = await server.handle_unary(header, body, remote=self.stream.remote)
+            err_text = reply.header.get(MICRO_ERROR)
             if err_text:
                 await self.finish_error(errors.parse(err_text, default_id=SERVER_ID))
             else:
@@ -575,7 +330,7 @@ class _Call:
             codec = get_codec(self.content_type)
         except CodecError as exc:  # pragma: no cover - GRPC_CONTENT_TYPES are all registered
             raise _Failed(Status.UNIMPLEMENTED, str(exc)) from None
-        ctx, timeout = server.context_for(header, self.content_type, self.conn.remote)
+        ctx, timeout = server.context_for(header, self.content_type, self.stream.remote)
         core = _StreamCore(self, codec, route.spec.request, decoder, pending)
         stream: Stream[Any, Any] = Stream(core)
         endpoint = route.name

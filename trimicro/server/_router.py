@@ -179,7 +179,10 @@ class Router:
             raise errors.bad_request(SERVER_ID, "rpc: endpoint ill-formed: %s", endpoint or "<empty>")
         if not any(e.startswith(parts[0] + ".") for e in self.routes):
             raise errors.not_found(SERVER_ID, "unknown service %s", parts[0])
-        raise errors.not_found(SERVER_ID, "unknown service %s.%s", parts[0], parts[1])
+        # Go Micro's wording first (clients may match on it), then what is actually wrong.
+        raise errors.not_found(
+            SERVER_ID, "unknown service %s.%s: handler %s has no method %s", parts[0], parts[1], parts[0], parts[1]
+        )
 
     def endpoints(self) -> list[Endpoint]:
         """Advertised endpoint descriptions for the registry (internal ones excluded)."""

@@ -11,18 +11,32 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
 from .. import errors
+from .._metadata import (
+    CONTENT_TYPE,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_ID,
+    MICRO_METHOD,
+    MICRO_RETRY_AFTER,
+    MICRO_SERVICE,
+    MICRO_STREAM,
+    ROUTING_HEADERS,
+    TIMEOUT,
+    X_MICRO_PREFIX,
+    decode_timeout,
+)
 from ..codec import Codec, get_codec
-from ..context import ROUTING_HEADERS, Context, decode_timeout, reset_incoming, set_incoming
+from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream, _Core
-from ..transport._base import Listener, Message, Socket, Transport
+from ..transport._base import H2Handler, Listener, Message, Socket, Transport
 from ._limit import HandlerLimit, Overloaded
 from ._router import SERVER_ID, Request, Route, Router
 
@@ -31,7 +45,7 @@ __all__ = ["Server", "Stats"]
 log = logging.getLogger("trimicro.server")
 
 # Header names kept on replies: the routing facts Go Micro's rpc codec writes back.
-_ECHO = ("Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Method", "Micro-Stream")
+_ECHO = (MICRO_ID, MICRO_SERVICE, MICRO_ENDPOINT, MICRO_METHOD, MICRO_STREAM)
 
 
 @attrs.define
@@ -47,27 +61,27 @@ class Stats:
 
 def _reply_header(header: dict[str, str], content_type: str) -> dict[str, str]:
     out = {k: header[k] for k in _ECHO if k in header}
-    if "Micro-Endpoint" in out and "Micro-Method" not in out:
-        out["Micro-Method"] = out["Micro-Endpoint"]
-    out["Content-Type"] = content_type
+    if MICRO_ENDPOINT in out and MICRO_METHOD not in out:
+        out[MICRO_METHOD] = out[MICRO_ENDPOINT]
+    out[CONTENT_TYPE] = content_type
     return out
 
 
 def _error_reply(header: dict[str, str], content_type: str, err: MicroError) -> Message:
     out = _reply_header(header, content_type)
-    out["Micro-Error"] = err.to_json()
+    out[MICRO_ERROR] = err.to_json()
     if isinstance(err, Overloaded):
-        out["Micro-Retry-After"] = f"{err.retry_after:g}"
+        out[MICRO_RETRY_AFTER] = f"{err.retry_after:g}"
     return Message(out, b"")
 
 
 def _normalise(header: dict[str, str]) -> dict[str, str]:
     """Fill Micro-Endpoint/Micro-Method from each other (wire/mucp.md)."""
-    ep = header.get("Micro-Endpoint")
-    if ep is None and "Micro-Method" in header:
-        header["Micro-Endpoint"] = header["Micro-Method"]
-    elif ep is not None and "Micro-Method" not in header:
-        header["Micro-Method"] = ep
+    ep = header.get(MICRO_ENDPOINT)
+    if ep is None and MICRO_METHOD in header:
+        header[MICRO_ENDPOINT] = header[MICRO_METHOD]
+    elif ep is not None and MICRO_METHOD not in header:
+        header[MICRO_METHOD] = ep
     return header
 
 
@@ -75,7 +89,7 @@ def _metadata(header: dict[str, str]) -> dict[str, str]:
     return {
         k: v
         for k, v in header.items()
-        if k not in ROUTING_HEADERS and not (k.startswith("X-Micro-") and k[2:] in ROUTING_HEADERS)
+        if k not in ROUTING_HEADERS and not (k.startswith(X_MICRO_PREFIX) and k[2:] in ROUTING_HEADERS)
     }
 
 
@@ -153,7 +167,7 @@ class Server:
     stats: Stats = attrs.field(factory=Stats)
     limit: HandlerLimit = attrs.field(factory=HandlerLimit)
     #: optional HTTP/2 handler for the one port (gRPC), given the raw stream and sniffed bytes
-    h2_handler: Callable[[Any, bytes], Awaitable[None]] | None = None
+    h2_handler: H2Handler | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     #: called when a drain starts (the gRPC server sends GOAWAY on its connections)
@@ -172,7 +186,7 @@ class Server:
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started(address)`` once bound."""
         if self.h2_handler is not None:
-            listener = await self.transport.listen(self.address, h2_handler=self.h2_handler)  # type: ignore[call-arg]
+            listener = await self.transport.listen(self.address, h2_handler=self.h2_handler)
         else:
             listener = await self.transport.listen(self.address)
         self.listener = listener
@@ -291,12 +305,12 @@ class Server:
                 err = MicroError(SERVER_ID, item.code, str(item))
                 with trio.move_on_after(1):
                     try:
-                        await sock.send(Message({"Micro-Error": err.to_json(), "Content-Type": "text/plain"}))
+                        await sock.send(Message({MICRO_ERROR: err.to_json(), CONTENT_TYPE: "text/plain"}))
                     except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
                 return
             header = _normalise(item.header)
-            if "Micro-Stream" in header:
+            if MICRO_STREAM in header:
                 await self._stream(sock, header)
                 return
             self.enter_call()
@@ -322,16 +336,16 @@ class Server:
     def context_for(
         self, header: dict[str, str], content_type: str, remote: str
     ) -> tuple[Context, float | None]:
-        timeout = decode_timeout(header.get("Timeout"))
+        timeout = decode_timeout(header.get(TIMEOUT))
         deadline = trio.current_time() + timeout if timeout else math.inf
         ctx = Context(
-            service=header.get("Micro-Service", self.name),
-            endpoint=header.get("Micro-Endpoint", ""),
+            service=header.get(MICRO_SERVICE, self.name),
+            endpoint=header.get(MICRO_ENDPOINT, ""),
             metadata=_metadata(header),
             deadline=deadline,
             remote=remote,
             content_type=content_type,
-            id=header.get("Micro-Id", ""),
+            id=header.get(MICRO_ID, ""),
         )
         return ctx, timeout
 
@@ -347,26 +361,25 @@ class Server:
 
         ``on_scope`` is handed the call's deadline scope (see :meth:`invoke`)."""
         self.stats.requests += 1
-        content_type = header.get("Content-Type") or "application/protobuf"
+        content_type = header.get(CONTENT_TYPE) or "application/protobuf"
         try:
             codec = get_codec(content_type)
         except CodecError as exc:
             self.stats.errors += 1
             return _error_reply(header, "text/plain", errors.bad_request(SERVER_ID, str(exc)))
         seq = 0
-        endpoint = header.get("Micro-Endpoint", "")
+        endpoint = header.get(MICRO_ENDPOINT, "")
         try:
             if codec.envelope:
                 env_endpoint, seq, _ = codec.decode_request(body, None)
                 if not endpoint and env_endpoint:
-                    header["Micro-Endpoint"] = header["Micro-Method"] = endpoint = env_endpoint
+                    header[MICRO_ENDPOINT] = header[MICRO_METHOD] = endpoint = env_endpoint
             route = self.router.lookup(endpoint)
             if route.streaming:
                 raise errors.bad_request(SERVER_ID, "endpoint %s is streaming; call it as a stream", endpoint)
+            _, env_seq, msg = codec.decode_request(body, route.spec.request)
             if codec.envelope:
-                _, seq, msg = codec.decode_request(body, route.spec.request)
-            else:
-                msg = codec.decode(body, route.spec.request)
+                seq = env_seq
         except CodecError as exc:
             self.stats.errors += 1
             return _error_reply(header, content_type, errors.bad_request(SERVER_ID, str(exc)))
@@ -438,9 +451,9 @@ class Server:
         """Serve one mucp stream; the first frame (already read) routes it and its body is discarded."""
         self.stats.requests += 1
         self.stats.streams += 1
-        content_type = header.get("Content-Type") or "application/protobuf"
+        content_type = header.get(CONTENT_TYPE) or "application/protobuf"
         reply_header = _reply_header(header, content_type)
-        endpoint = header.get("Micro-Endpoint", "")
+        endpoint = header.get(MICRO_ENDPOINT, "")
         try:
             codec = get_codec(content_type)
             route = self.router.lookup(endpoint)

@@ -6,8 +6,11 @@ of its first parameter picks what the payload decodes into (a protobuf class, an
 (missing: protobuf, as Go Micro). The context carries the topic (``ctx.endpoint``), the message id,
 and the publisher's metadata, which is also the outgoing metadata of calls the handler makes.
 
-Lifecycle: each subscription is a child task of the service nursery: it subscribes when the service
-starts (before the service registers), and unsubscribes when the service stops.
+A service's subscriptions are one :class:`Subscribers` object, built by the Service (``add``, ``wrap``),
+asked for the registry ``endpoints`` it advertises, and started on the broker (``start``); it keeps the
+service's counters (``stats``) across runs. Lifecycle: each subscription is a child task of the service
+nursery: it subscribes when the service starts (before the service registers), and unsubscribes when
+the service stops.
 
 Failures never stop a subscriber: a handler that raises is logged on ``trimicro.subscriber`` and
 counted, and the message is not acknowledged (brokers that can redeliver will); a payload the codec
@@ -15,8 +18,8 @@ cannot decode is logged, counted and skipped (acknowledged, so it is not redeliv
 
 Subscriber wrappers (Go Micro's ``server.SubscriberWrapper``) are ``def wrap(next) -> call`` where
 ``call(message: SubscriberMessage, ctx) -> None``; service-wide ones are added with
-``service.wrap_subscriber(w)`` and per subscription with ``subscribe(..., wrappers=[w])``; the first
-added is the outermost.
+``service.wrap_subscriber(w)`` (:meth:`Subscribers.wrap`) and per subscription with
+``subscribe(..., wrappers=[w])``; the first added is the outermost.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
+from .._metadata import CONTENT_TYPE, MESSAGE_ID, MICRO_ID, ROUTING_HEADERS
+from ..broker import Broker
 from ..codec import get_codec
 from ..codec.describe import describe
-from ..context import ROUTING_HEADERS, Context, reset_incoming, set_incoming
+from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError
 from ..registry import Endpoint, Value
 
@@ -42,9 +46,7 @@ __all__ = [
     "SubscriberMessage",
     "SubscriberStats",
     "SubscriberWrapper",
-    "add_subscriber_wrapper",
-    "start_subscribers",
-    "subscriber_endpoints",
+    "Subscribers",
     "subscriber_stats",
 ]
 
@@ -80,21 +82,10 @@ class SubscriberStats:
     undecodable: int = 0
 
 
-_STATS: weakref.WeakKeyDictionary[Any, SubscriberStats] = weakref.WeakKeyDictionary()
-_WRAPPERS: weakref.WeakKeyDictionary[Any, list[SubscriberWrapper]] = weakref.WeakKeyDictionary()
-
-
 def subscriber_stats(service: Any) -> SubscriberStats:
-    """The (live) subscriber counters of ``service``."""
-    stats = _STATS.get(service)
-    if stats is None:
-        stats = _STATS[service] = SubscriberStats()
+    """The (live) subscriber counters of ``service`` (``service.subscribers.stats``)."""
+    stats: SubscriberStats = service.subscribers.stats
     return stats
-
-
-def add_subscriber_wrapper(service: Any, wrapper: SubscriberWrapper) -> None:
-    """Add a service-wide subscriber wrapper (used by ``Service.wrap_subscriber``)."""
-    _WRAPPERS.setdefault(service, []).append(wrapper)
 
 
 def _payload_type(handler: Callable[..., Any]) -> Any:
@@ -128,22 +119,8 @@ def _describe(cls: Any) -> Value | None:
         return None
 
 
-def subscriber_endpoints(subscriptions: Sequence[Subscription]) -> list[Endpoint]:
-    """The registry endpoints advertising ``subscriptions`` (metadata ``topic``, ``subscriber=true``;
-    Go Micro does not advertise the queue)."""
-    return [
-        Endpoint(
-            _endpoint_name(handler),
-            _describe(_payload_type(handler)),
-            None,
-            {"topic": topic, "subscriber": "true"},
-        )
-        for topic, handler, _queue, _kw in subscriptions
-    ]
-
-
 def _metadata(header: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in header.items() if k not in ROUTING_HEADERS and k != "Micro-ID"}
+    return {k: v for k, v in header.items() if k not in ROUTING_HEADERS and k != MESSAGE_ID}
 
 
 def _chain(handler: Callable[..., Any], wrappers: Sequence[SubscriberWrapper]) -> SubscriberCall:
@@ -157,7 +134,8 @@ def _chain(handler: Callable[..., Any], wrappers: Sequence[SubscriberWrapper]) -
 
 
 def _make_delivery(
-    service: Any,
+    name: str,
+    stats: SubscriberStats,
     topic: str,
     handler: Callable[..., Any],
     wrappers: Sequence[SubscriberWrapper],
@@ -165,14 +143,12 @@ def _make_delivery(
 ) -> Callable[[Any], Awaitable[None]]:
     into = _payload_type(handler)
     call = _chain(handler, wrappers)
-    stats = subscriber_stats(service)
-    name = getattr(service, "name", "")
 
     async def deliver(event: Any) -> None:
         stats.received += 1
         header: dict[str, str] = event.message.header
         body: bytes = event.message.body
-        content_type = header.get("Content-Type") or "application/protobuf"
+        content_type = header.get(CONTENT_TYPE) or "application/protobuf"
         try:
             payload = get_codec(content_type).decode(body, into)
         except CodecError as exc:
@@ -189,7 +165,7 @@ def _make_delivery(
             endpoint=topic,
             metadata=md,
             content_type=content_type,
-            id=header.get("Micro-ID") or header.get("Micro-Id", ""),
+            id=header.get(MESSAGE_ID) or header.get(MICRO_ID, ""),
         )
         token = set_incoming(md)
         try:
@@ -207,40 +183,74 @@ def _make_delivery(
     return deliver
 
 
-async def _run_subscription(
-    service: Any,
-    broker: Any,
-    subscription: Subscription,
-    *,
-    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    topic, handler, queue, kw = subscription
-    unknown = set(kw) - {"wrappers", "auto_ack"}
-    if unknown:
-        raise TypeError(f"subscribe({topic!r}): unknown option(s) {sorted(unknown)}")
-    wrappers = list(_WRAPPERS.get(service, ())) + list(kw.get("wrappers", ()))
-    # We ack ourselves after the handler succeeded, so failures stay unacknowledged (Go Micro acks only
-    # when the subscriber returned nil); ``auto_ack=True`` hands acknowledgement back to the broker.
-    auto_ack = bool(kw.get("auto_ack", False))
-    deliver = _make_delivery(service, topic, handler, wrappers, auto_ack)
-    sub = await broker.subscribe(topic, deliver, queue=queue, auto_ack=auto_ack)
-    try:
-        task_status.started(sub)
-        await trio.sleep_forever()
-    finally:
-        with (
-            trio.CancelScope(shield=True),
-            trio.move_on_after(getattr(service.options, "registry_timeout", 10.0)),
-        ):
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # the broker may be gone already; nothing left to stop
-                log.debug("unsubscribe from %r failed: %s", topic, exc)
+@attrs.define(eq=False)
+class Subscribers:
+    """One service's subscriptions: what ``Service.subscribe`` added, its service-wide wrappers and
+    its counters. The Service builds one, advertises its :meth:`endpoints` and starts it on the broker
+    each time it runs (:meth:`start`)."""
 
+    service_name: str
+    stats: SubscriberStats = attrs.field(factory=SubscriberStats)
+    _subscriptions: list[Subscription] = attrs.field(factory=list, init=False)
+    _wrappers: list[SubscriberWrapper] = attrs.field(factory=list, init=False)
 
-async def start_subscribers(
-    service: Any, nursery: trio.Nursery, broker: Any, subscriptions: Sequence[Subscription]
-) -> None:
-    """Start one task per subscription in ``nursery``; returns once every subscription is live."""
-    for subscription in subscriptions:
-        await nursery.start(_run_subscription, service, broker, subscription)
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+    def add(
+        self, topic: str, handler: Callable[..., Any], queue: str | None, options: dict[str, Any]
+    ) -> None:
+        """Add a subscription (options ``wrappers``, ``auto_ack``; others fail when it starts)."""
+        self._subscriptions.append((topic, handler, queue, options))
+
+    def wrap(self, wrapper: SubscriberWrapper) -> None:
+        """Add a service-wide wrapper (outermost first); subscriptions started later use it."""
+        self._wrappers.append(wrapper)
+
+    def endpoints(self) -> list[Endpoint]:
+        """The registry endpoints advertising the subscriptions (metadata ``topic``,
+        ``subscriber=true``; Go Micro does not advertise the queue)."""
+        return [
+            Endpoint(
+                _endpoint_name(handler),
+                _describe(_payload_type(handler)),
+                None,
+                {"topic": topic, "subscriber": "true"},
+            )
+            for topic, handler, _queue, _kw in self._subscriptions
+        ]
+
+    async def start(self, nursery: trio.Nursery, broker: Broker, *, unsubscribe_timeout: float) -> None:
+        """Start one task per subscription in ``nursery``; returns once every subscription is live.
+        Each unsubscribes (within ``unsubscribe_timeout``) when ``nursery`` is cancelled."""
+        for subscription in self._subscriptions:
+            await nursery.start(self._run, broker, subscription, unsubscribe_timeout)
+
+    async def _run(
+        self,
+        broker: Broker,
+        subscription: Subscription,
+        unsubscribe_timeout: float,
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        topic, handler, queue, kw = subscription
+        unknown = set(kw) - {"wrappers", "auto_ack"}
+        if unknown:
+            raise TypeError(f"subscribe({topic!r}): unknown option(s) {sorted(unknown)}")
+        wrappers = list(self._wrappers) + list(kw.get("wrappers", ()))
+        # We ack ourselves after the handler succeeded, so failures stay unacknowledged (Go Micro acks
+        # only when the subscriber returned nil); ``auto_ack=True`` hands acknowledgement back to the
+        # broker.
+        auto_ack = bool(kw.get("auto_ack", False))
+        deliver = _make_delivery(self.service_name, self.stats, topic, handler, wrappers, auto_ack)
+        sub = await broker.subscribe(topic, deliver, queue=queue, auto_ack=auto_ack)
+        try:
+            task_status.started(sub)
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(unsubscribe_timeout):
+                try:
+                    await sub.unsubscribe()
+                except Exception as exc:  # the broker may be gone already; nothing left to stop
+                    log.debug("unsubscribe from %r failed: %s", topic, exc)

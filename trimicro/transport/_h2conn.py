@@ -1,6 +1,9 @@
 """One HTTP/2 connection driven by trio: the machinery both gRPC ends share.
 
-``_h2proto.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
+The server side (reader and writer tasks, handler slots, GOAWAY) is :mod:`._h2server`, the client
+side :mod:`.grpc`; the wakeup primitives both wait on are :mod:`._sync`.
+
+``_http2.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
 adapter adds exactly three things:
 
 - **Serialised writes.** Any task may change the protocol state (``send_headers``, ``send_data``,
@@ -14,10 +17,10 @@ adapter adds exactly three things:
 - **Waiting for windows.** ``send_data`` writes at most what the peer's windows allow and otherwise
   waits for WINDOW_UPDATE, never buffering without bound.
 
-Who reads the socket differs: the server runs one reader task per connection (``run_reader``); the
-client has no background task at all. There, one waiting caller holds the *read baton* and reads for
-everyone, while every other waiter sleeps on its own condition **or** the baton coming free
-(:meth:`H2Conn.wait`). A waiter whose data arrives therefore wakes at once, not when the reader
+Who reads the socket differs: the server runs one reader task per connection (``run_reader`` in
+:mod:`._h2server`); the client has no background task at all. There, one waiting caller holds the
+*read baton* and reads for everyone, while every other waiter sleeps on its own condition **or** the
+baton coming free (:meth:`H2Conn.wait`). A waiter whose data arrives therefore wakes at once, not when the reader
 happens to let go: the reader may be a stream that waits for a message that never comes. (Queuing
 the others on a read lock, as httpcore does for request/response, deadlocked idle bidi streams.)
 """
@@ -30,17 +33,16 @@ from typing import Any, Final
 import trio
 
 from ..errors import TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
+from ._sync import Notifier, Signal, wait_any
 
 __all__ = [
     "FLUSH_AT",
     "MAX_STREAMS",
     "H2Conn",
-    "Signal",
     "StreamReset",
     "StreamState",
     "encode_headers",
-    "wait_any",
 ]
 
 #: Receive window per stream: the most a stalled stream can hold in memory.
@@ -70,84 +72,9 @@ _SENSITIVE: Final = frozenset({"authorization", "cookie", "set-cookie", "proxy-a
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes, bool]]:
-    """Headers as :class:`~._h2proto.H2Protocol` wants them. They must already be valid: every header
+    """Headers as :class:`~._http2.H2Protocol` wants them. They must already be valid: every header
     we send is built by us, and metadata is checked by ``_h2grpc.check_metadata``."""
     return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape"), k in _SENSITIVE) for k, v in headers]
-
-
-class Signal:
-    """A one-shot event (like :class:`trio.Event`) that a task can wait on together with another
-    (:func:`wait_any`), which :meth:`H2Conn.wait` needs and ``trio.Event`` cannot do."""
-
-    __slots__ = ("_parked", "flag")
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._parked: dict[_Parked, None] = {}
-
-    def is_set(self) -> bool:
-        return self.flag
-
-    def set(self) -> None:
-        if self.flag:
-            return
-        self.flag = True
-        parked, self._parked = self._parked, {}
-        for p in parked:
-            p.wake()
-
-    async def wait(self) -> None:
-        await wait_any(self)
-
-
-class _Parked:
-    """One task parked on one or more signals; the first to fire wakes it, exactly once."""
-
-    __slots__ = ("signals", "task", "woken")
-
-    def __init__(self, signals: tuple[Signal, ...]) -> None:
-        self.task = trio.lowlevel.current_task()
-        self.signals = signals
-        self.woken = False
-
-    def unpark(self) -> None:
-        self.woken = True
-        for s in self.signals:
-            s._parked.pop(self, None)
-
-    def wake(self) -> None:
-        if not self.woken:
-            self.unpark()
-            trio.lowlevel.reschedule(self.task)
-
-
-async def wait_any(*signals: Signal) -> None:
-    """Return once any of ``signals`` is set (a checkpoint either way)."""
-    if any(s.flag for s in signals):
-        await trio.lowlevel.checkpoint()
-        return
-    parked = _Parked(signals)
-    for s in signals:
-        s._parked[parked] = None
-
-    def abort(_: Any) -> trio.lowlevel.Abort:
-        parked.unpark()
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-class _Notifier:
-    """An edge-triggered wakeup: capture ``event``, re-check your condition, then wait on it."""
-
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = Signal()
-
-    def fire(self) -> None:
-        ev, self.event = self.event, Signal()
-        ev.set()
 
 
 def _close_now(stream: trio.abc.Stream) -> None:
@@ -186,7 +113,7 @@ class StreamState:
         self.ended = False
         self.reset: int | None = None
         self.lost: TransportError | None = None
-        self.changed = _Notifier()
+        self.changed = Notifier()
         #: the server cancels this scope (the handler) when the peer resets the stream
         self.scope: trio.CancelScope | None = None
         #: DATA queued for this stream but not yet handed to h2 (see :meth:`H2Conn.queue_data`)
@@ -216,9 +143,9 @@ class H2Conn:
         self._write_lock = trio.Lock()
         #: a task is reading the socket (client side: the baton holder, see wait())
         self._reading = False
-        self._baton = _Notifier()
-        self._window = _Notifier()
-        self._slots = _Notifier()
+        self._baton = Notifier()
+        self._window = Notifier()
+        self._slots = Notifier()
 
     # -- lifecycle --
     def start(self) -> None:
@@ -495,7 +422,7 @@ class H2Conn:
     async def feed(self, data: bytes | bytearray) -> bool:
         try:
             events = self.h2.receive_data(data)
-        except h2p.ProtocolError as exc:
+        except h2p.H2ProtocolError as exc:
             # h2p queued a GOAWAY: hand it to whoever writes (never wait: the peer may not be
             # reading), then the connection is over.
             try:
@@ -511,7 +438,7 @@ class H2Conn:
 
     async def flush_control(self) -> None:
         """Write what reading queued (acks, WINDOW_UPDATE, RST_STREAM); the server's reader only
-        hands it to its writer (see ``_ServerConn.flush_control``)."""
+        hands it to its writer (see ``_h2server.H2ServerConn.flush_control``)."""
         await self.flush()
 
     def dispatch(self, event: h2p.Event) -> None:

@@ -1,29 +1,26 @@
-"""gRPC-over-HTTP/2 header rules, sans-IO: paths, content types, ``grpc-timeout``, ``grpc-message``.
+"""gRPC-over-HTTP/2 header rules, sans-IO: paths, content types, metadata, ``grpc-message``.
 
-One place owns every translation between Go Micro's mucp vocabulary (``Micro-Endpoint``, ``Timeout``
-in nanoseconds, ``Micro-Error`` JSON) and gRPC's (``/pkg.Service/Method``, ``grpc-timeout``,
-``grpc-status``/``grpc-message``), so the server and the client transport agree by construction.
+One place owns every translation between Go Micro's mucp vocabulary (``Micro-Endpoint``, ``Micro-Error``
+JSON) and gRPC's (``/pkg.Service/Method``, ``grpc-status``/``grpc-message``), so the server and the
+client transport agree by construction. The header names and reserved sets both sides use, and the
+``Timeout`` <-> ``grpc-timeout`` codecs, are in trimicro/_metadata.py.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from .._metadata import CARRIED_BY_GRPC, CONNECTION_SPECIFIC, GRPC_RESERVED, canonical
 from ..errors import MicroError, from_grpc_status, parse, to_grpc_status
-from ._base import canonical
 
 __all__ = [
     "GRPC_CONTENT_TYPES",
-    "RESERVED",
     "Status",
     "check_metadata",
     "decode_grpc_message",
-    "decode_grpc_timeout",
     "encode_grpc_message",
-    "encode_grpc_timeout",
     "endpoint_for_path",
     "error_from_status",
     "grpc_content_type",
@@ -48,58 +45,6 @@ class Status:
     UNIMPLEMENTED: Final = 12
     INTERNAL: Final = 13
     UNAVAILABLE: Final = 14
-
-
-# -- grpc-timeout: TimeoutValue (at most 8 digits) + unit --
-_UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-#: units from the coarsest, in nanoseconds
-_EXACT_ORDER: Final = (
-    ("H", 3600 * 10**9),
-    ("M", 60 * 10**9),
-    ("S", 10**9),
-    ("m", 10**6),
-    ("u", 10**3),
-    ("n", 1),
-)
-_SIGNIFICANT: Final = 4
-_MAX_VALUE: Final = 99_999_999
-
-
-def encode_grpc_timeout(seconds: float) -> str:
-    """Seconds -> ``grpc-timeout``, rounded *up* to four significant digits and written in the
-    coarsest unit that holds it exactly: a remaining 4.99987 s becomes ``5S``. Like grpc-core's
-    rounding, this keeps the header the same from call to call, so header blocks repeat and HPACK
-    caches them; the server's deadline is at most 0.1% later than the client's, never earlier."""
-    if math.isnan(seconds):
-        raise ValueError("grpc-timeout of NaN seconds")
-    if seconds <= 0:
-        return "1n"
-    if seconds >= _MAX_VALUE * 3600:
-        return f"{_MAX_VALUE}H"
-    nanos = max(1, math.ceil(seconds * 1e9 - 1e-3))
-    digits = len(str(nanos))
-    if digits > _SIGNIFICANT:
-        step = 10 ** (digits - _SIGNIFICANT)
-        nanos = -(-nanos // step) * step
-    for unit, size in _EXACT_ORDER:
-        if nanos % size == 0 and nanos // size <= _MAX_VALUE:
-            return f"{nanos // size}{unit}"
-    for unit, size in _EXACT_ORDER[::-1]:  # too fine to be exact in 8 digits: round up further
-        value = -(-nanos // size)
-        if value <= _MAX_VALUE:
-            return f"{max(value, 1)}{unit}"
-    return f"{_MAX_VALUE}H"
-
-
-def decode_grpc_timeout(value: str | None) -> float | None:
-    """``grpc-timeout`` -> seconds; ``None`` for a missing or malformed value (no deadline)."""
-    if not value or len(value) < 2 or len(value) > 9:
-        return None
-    digits, unit = value[:-1], value[-1]
-    size = _UNITS.get(unit)
-    if size is None or not digits.isascii() or not digits.isdigit():
-        return None
-    return int(digits) * size
 
 
 # -- grpc-message: percent-encoded UTF-8 --
@@ -206,64 +151,19 @@ def mucp_content_type(grpc_ct: str) -> str:
 
 
 # -- metadata --
-#: Request/response headers that are HTTP/2 or gRPC machinery, never application metadata.
-RESERVED: Final = frozenset(
-    {
-        "content-type",
-        "te",
-        "user-agent",
-        "host",
-        "connection",
-        "content-length",
-        "accept-encoding",
-        "grpc-timeout",
-        "grpc-encoding",
-        "grpc-accept-encoding",
-        "grpc-message-type",
-        "grpc-status",
-        "grpc-message",
-        "grpc-status-details-bin",
-    }
-)
-
-#: mucp headers that the gRPC path, content type and deadline already carry.
-_MUCP_ROUTING: Final = frozenset(
-    {
-        "Micro-Service",
-        "Micro-Endpoint",
-        "Micro-Method",
-        "Micro-Stream",
-        "Micro-Error",
-        "Micro-Grpc-Path",
-        "Content-Type",
-        "Accept",
-        "Timeout",
-        "Content-Length",
-        "Host",
-        "Connection",
-        "Transfer-Encoding",
-        "User-Agent",
-    }
-)
-
-
 def incoming_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Application metadata from HTTP/2 headers, canonical names (``x-user`` -> ``X-User``).
 
     Binary (``-bin``) values stay base64 text; repeated keys are joined with ``,`` as HTTP allows."""
     out: dict[str, str] = {}
     for name, value in headers:
-        if name.startswith(":") or name in RESERVED:
+        if name.startswith(":") or name in GRPC_RESERVED:
             continue
         key = canonical(name)
         out[key] = f"{out[key]},{value}" if key in out else value
     return out
 
 
-#: HTTP/1.1 connection-level headers, which HTTP/2 forbids (RFC 9113 8.2.2): never sent as metadata.
-_CONNECTION_SPECIFIC: Final = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
-)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
@@ -272,7 +172,7 @@ def check_metadata(name: str, value: str) -> str:
     """The value to send for metadata ``name`` (surrounding blanks stripped), or ValueError.
 
     HTTP/2 wants lower-case token names and values free of CR, LF and NUL. We check here, once,
-    because our HTTP/2 layer (``_h2proto``) sends headers as given, and because a peer that
+    because our HTTP/2 layer (``_http2``) sends headers as given, and because a peer that
     receives a bad header may tear down the whole shared connection."""
     if _TOKEN.fullmatch(name) is None:
         raise ValueError(f"metadata name {name!r} is not a lower-case HTTP token")
@@ -287,12 +187,12 @@ def outgoing_metadata(header: Mapping[str, str]) -> list[tuple[str, str]]:
     ValueError for a name or value HTTP/2 cannot carry (:func:`check_metadata`)."""
     out = []
     for name, value in header.items():
-        if name in _MUCP_ROUTING:
+        if name in CARRIED_BY_GRPC:
             continue
         lname = name.lower()
         if (
-            lname in RESERVED
-            or lname in _CONNECTION_SPECIFIC
+            lname in GRPC_RESERVED
+            or lname in CONNECTION_SPECIFIC
             or lname.startswith(":")
             or lname.startswith("grpc-")
         ):

@@ -16,7 +16,8 @@ with ``Micro-Error: EOS``.
 No background task exists: one waiting caller holds the read baton and reads the shared socket for
 everyone, while the others wait for their own data or the baton (see :mod:`trimicro.transport._h2conn`
 and docs/grpc.md for why not a reader task), so structured concurrency holds without a transport
-nursery.
+nursery. (The server side of HTTP/2 is :mod:`trimicro.transport._h2server`; ``listen`` hands the one
+port to the HTTP transport, which passes HTTP/2 connections to the ``h2_handler``.)
 """
 
 from __future__ import annotations
@@ -28,17 +29,29 @@ from typing import Any
 import attrs
 import trio
 
+from .._metadata import (
+    CONTENT_TYPE,
+    GRPC_TIMEOUT,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_GRPC_PATH,
+    MICRO_ID,
+    MICRO_METHOD,
+    MICRO_SERVICE,
+    MICRO_STREAM,
+    TIMEOUT,
+    decode_timeout,
+    encode_grpc_timeout,
+)
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
-from ..context import decode_timeout
 from ..errors import MicroError, ProtocolError, TransportError
-from . import _h2proto as h2p
-from ._base import Listener, Message
+from . import _http2 as h2p
+from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
     Status,
     encode_grpc_message,
-    encode_grpc_timeout,
     error_from_status,
     grpc_content_type,
     incoming_metadata,
@@ -143,7 +156,7 @@ class GrpcSocket:
             await self._start(msg)
             return
         st = self._st
-        err = msg.header.get("Micro-Error")
+        err = msg.header.get(MICRO_ERROR)
         try:
             if err == EOS:
                 if not self._sent_end:
@@ -165,12 +178,12 @@ class GrpcSocket:
         if not conn.usable:
             raise conn.closed or TransportError(f"{conn.address}: HTTP/2 connection is going away")
         self._release_stream()
-        service = header.get("Micro-Service", "")
-        endpoint = header.get("Micro-Endpoint") or header.get("Micro-Method", "")
-        path = header.get("Micro-Grpc-Path") or path_for_endpoint(service, endpoint)
+        service = header.get(MICRO_SERVICE, "")
+        endpoint = header.get(MICRO_ENDPOINT) or header.get(MICRO_METHOD, "")
+        path = header.get(MICRO_GRPC_PATH) or path_for_endpoint(service, endpoint)
         if not path.startswith("/"):
             raise MicroError(CLIENT_ID, 400, f"cannot map endpoint {endpoint!r} to a gRPC path")
-        mucp_ct = header.get("Content-Type", "application/protobuf")
+        mucp_ct = header.get(CONTENT_TYPE, "application/protobuf")
         grpc_ct = grpc_content_type(mucp_ct)
         headers = [
             (":method", "POST"),
@@ -181,20 +194,18 @@ class GrpcSocket:
             ("te", "trailers"),
             ("user-agent", _USER_AGENT),
         ]
-        timeout = decode_timeout(header.get("Timeout"))
+        timeout = decode_timeout(header.get(TIMEOUT))
         if timeout is not None:
-            headers.append(("grpc-timeout", encode_grpc_timeout(timeout)))
+            headers.append((GRPC_TIMEOUT, encode_grpc_timeout(timeout)))
         try:
             headers.extend(outgoing_metadata(header))
         except ValueError as exc:
             raise MicroError(CLIENT_ID, 400, f"cannot send over gRPC: {exc}") from None
-        self._streaming = "Micro-Stream" in header
+        self._streaming = MICRO_STREAM in header
         self._reply_header = {
-            k: header[k]
-            for k in ("Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Stream")
-            if k in header
+            k: header[k] for k in (MICRO_ID, MICRO_SERVICE, MICRO_ENDPOINT, MICRO_STREAM) if k in header
         }
-        self._reply_header["Content-Type"] = (
+        self._reply_header[CONTENT_TYPE] = (
             mucp_ct if not mucp_ct.startswith("application/grpc") else mucp_content_type(mucp_ct)
         )
         self._decoder = GrpcFrameDecoder(self._transport.max_message_size)
@@ -297,13 +308,13 @@ class GrpcSocket:
         status = int(raw_status) if raw_status.isdigit() else Status.UNKNOWN
         if status != Status.OK:
             err = error_from_status(status, tmap.get("grpc-message", ""), default_id=CLIENT_ID)
-            return self._done(Message({**self._header(), "Micro-Error": err.to_json()}, b""))
+            return self._done(Message({**self._header(), MICRO_ERROR: err.to_json()}, b""))
         header = self._header()
         if st.trailers:
             for k, v in incoming_metadata(st.trailers).items():
                 header.setdefault(k, v)
         if self._streaming:
-            header["Micro-Error"] = EOS
+            header[MICRO_ERROR] = EOS
             return self._done(Message(header, b""))
         if payload is None:
             return self._error(Status.INTERNAL, "grpc: unary reply carries no message")
@@ -311,7 +322,7 @@ class GrpcSocket:
 
     def _error(self, status: int, text: str) -> Message:
         err = error_from_status(status, encode_grpc_message(text), default_id=CLIENT_ID)
-        return self._done(Message({**self._header(), "Micro-Error": err.to_json()}, b""))
+        return self._done(Message({**self._header(), MICRO_ERROR: err.to_json()}, b""))
 
     def _done(self, msg: Message) -> Message:
         self._finished = True
@@ -363,12 +374,12 @@ class GrpcTransport:
     def open_connections(self) -> int:
         return len(self._conns)
 
-    async def listen(self, address: str, **kw: Any) -> Listener:
+    async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> Listener:
         """The server's one port speaks both protocols; the HTTP transport sniffs for HTTP/2."""
         from . import http
 
         inner = http.from_options(self.options) if self.options is not None else http.HttpTransport()
-        listener: Listener = await inner.listen(address, **kw)
+        listener: Listener = await inner.listen(address, h2_handler=h2_handler)
         return listener
 
     async def dial(self, address: str, *, timeout: float | None = None) -> GrpcSocket:

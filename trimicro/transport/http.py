@@ -20,7 +20,7 @@ import errno
 import logging
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from ..errors import ProtocolError, TransportError
-from ._base import Message
+from ._base import H2Handler, Message
 from .mucp import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["H2Handler", "HttpListener", "HttpSocket", "HttpTransport", "from_options", "split_address"]
 
 log = logging.getLogger("trimicro.transport.http")
-
-H2Handler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
-"""``await h2_handler(stream, initial_bytes)``: serve an HTTP/2 connection; the stream is closed after."""
 
 _RECEIVE_SIZE = 256 * 1024  # a 64 KiB body and its headers in one read
 _LINGER = 1.0  # seconds to drain unread input after a protocol error, so the error reply is not reset
@@ -86,7 +83,8 @@ def _sockname(stream: trio.abc.Stream, peer: bool) -> str:
         if isinstance(name, tuple):
             return _join(str(name[0]), int(name[1]))
         return str(name)
-    return ""
+    # Other streams may name their ends (the memory transport's do).
+    return str(getattr(stream, "remote_address" if peer else "local_address", ""))
 
 
 @attrs.define(eq=False)
@@ -258,7 +256,7 @@ class HttpListener:
     """
 
     address: str
-    _listeners: list[trio.SocketListener]
+    _listeners: Sequence[trio.abc.Listener[trio.abc.HalfCloseableStream]]  # TCP, or memory.py's
     _transport: HttpTransport
     _h2_handler: H2Handler | None = None
     open_connections: int = attrs.field(default=0, init=False)
@@ -277,7 +275,7 @@ class HttpListener:
 
     async def _accept_loop(
         self,
-        listener: trio.SocketListener,
+        listener: trio.abc.Listener[trio.abc.HalfCloseableStream],
         handler: Callable[[HttpSocket], Awaitable[None]],
         nursery: trio.Nursery,
     ) -> None:
@@ -297,7 +295,7 @@ class HttpListener:
             nursery.start_soon(self._connection, stream, handler)
 
     async def _connection(
-        self, tcp: trio.SocketStream, handler: Callable[[HttpSocket], Awaitable[None]]
+        self, tcp: trio.abc.HalfCloseableStream, handler: Callable[[HttpSocket], Awaitable[None]]
     ) -> None:
         stream: trio.abc.Stream = tcp
         t = self._transport
@@ -386,7 +384,7 @@ class HttpListener:
         await self.aclose()
 
 
-async def _linger(tcp: trio.SocketStream) -> None:
+async def _linger(tcp: trio.abc.HalfCloseableStream) -> None:
     """Half-close and drain input briefly, so our last reply is not destroyed by a TCP reset."""
     with trio.move_on_after(_LINGER):
         try:

@@ -37,8 +37,9 @@ import re
 from collections.abc import Iterable
 from typing import Final, Literal
 
+from .._metadata import MICRO_ID, MICRO_STREAM, TIMEOUT, X_MICRO_PREFIX, canonical
 from ..errors import ProtocolError, TransportError
-from ._base import Message, canonical
+from ._base import Message
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -156,7 +157,7 @@ class _Connection:
             fields = out[1]
         else:
             fields = _fields(header)
-            self._out = (dict(header), fields) if header.get("Micro-Stream") else None
+            self._out = (dict(header), fields) if header.get(MICRO_STREAM) else None
         body = msg.body
         return b"%s%d%s%s" % (self._start, len(body), fields, body)
 
@@ -271,7 +272,7 @@ class _Connection:
         # differ in their ids).
         memo_key = None
         cl_value = ""
-        i = block.find("Content-Length: ") if "Micro-Stream: " in block else -1
+        i = block.find("Content-Length: ") if _STREAM_LINE in block else -1
         if i == 0 or (i > 0 and block[i - 2 : i] == "\r\n"):
             j = block.index("\r\n", i)
             cl_value = block[i + 16 : j]
@@ -363,7 +364,8 @@ _CHUNKED: Final = -2
 # across connections), so each distinct line is validated and split once. Lines whose value changes
 # per frame are not cached; a full cache is emptied rather than left to go stale.
 _CACHE_SIZE: Final = 1024
-_VOLATILE: Final = frozenset({"Micro-Id", "Micro-Stream", "Timeout"})
+_VOLATILE: Final = frozenset({MICRO_ID, MICRO_STREAM, TIMEOUT})
+_STREAM_LINE: Final = f"{MICRO_STREAM}: "  # a stream's frames carry this header line
 _LINES: dict[str, tuple[str, str]] = {}
 _STARTS: dict[bool, dict[str, tuple[bool, int]]] = {True: {}, False: {}}
 _PREFIXES: dict[str, str] = {}  # outgoing header name -> "Canonical-Name: ", or "" if not sent
@@ -411,10 +413,10 @@ def _parse_fields(lines: list[str]) -> tuple[dict[str, str], str | None, bool, i
                 raise ProtocolError(f"unsupported Transfer-Encoding {_show(value)}", code=501)
         elif key not in header:
             header[key] = value
-            if key[0] == "X" and key.startswith("X-Micro-"):
+            if key[0] == "X" and key.startswith(X_MICRO_PREFIX):
                 xmicro = True
     if xmicro:
-        for key in [k for k in header if k.startswith("X-Micro-")]:
+        for key in [k for k in header if k.startswith(X_MICRO_PREFIX)]:
             header.setdefault(key[2:], header[key])
     return header, clen, chunked, hosts, lengths
 
