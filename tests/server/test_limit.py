@@ -111,3 +111,29 @@ async def test_full_node_answers_503_with_pushback_and_the_client_goes_elsewhere
         )
         gate.release.set()
     assert stats["server_limit"]["running"] == 1
+
+
+async def test_grpc_clients_get_the_pushback_too(registry, nursery):
+    """Over gRPC the 503 is UNAVAILABLE with ``grpc-retry-pushback-ms`` in the trailers (gRFC A6)."""
+    busy, gate = await _node(nursery, registry, "busy", server_max_concurrent=1, server_max_queue=0)
+    async with trimicro.open_client(registry=registry, transport="grpc") as client:
+        nursery.start_soon(
+            functools.partial(
+                client.call,
+                "greeter",
+                "Greeter.Gate",
+                HelloRequest(name="x"),
+                address=busy.address,
+                timeout=30,
+            )
+        )
+        with trio.fail_after(5):
+            await gate.started.wait()
+        with pytest.raises(MicroError) as info:
+            await client.call(
+                "greeter", "Greeter.Hello", HelloRequest(), response_type=HelloResponse,
+                address=busy.address, retries=0,
+            )  # fmt: skip
+        gate.release.set()
+    assert info.value.code == 503
+    assert pushback_of(info.value) == 0.05
