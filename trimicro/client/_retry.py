@@ -4,7 +4,7 @@ One call has one deadline (its timeout, capped by any enclosing one). Within it:
 
 - **Per-attempt timeout.** While retries remain, an attempt gets ``client_attempt_timeout`` or, by
   default, a third of the time left (at least ``ATTEMPT_FLOOR``); the last attempt gets all that is
-  left. A node that takes the connection and never answers (SIGSTOPped, wedged) so costs one attempt,
+  left. (Not for calls with ``address=``: their retry would go to the same node.) A node that takes the connection and never answers (SIGSTOPped, wedged) so costs one attempt,
   and the retry goes to another node (the selector's Next does not repeat a node while another is
   left) with time to spare. The timed-out attempt raises :class:`~trimicro.errors.AttemptTimeout`
   (a TransportError: retryable, and a node failure for outlier ejection); the ``Timeout`` header
@@ -161,15 +161,19 @@ class Retrier:
         self, client: Client, req: CallRequest, node: Node, deadline: float, attempts_left: int
     ) -> Any:
         """One attempt on ``node``; marks the node with its outcome, exactly once."""
-        limit = self._limit(deadline, attempts_left)
-        until = deadline if limit is None else min(deadline, trio.current_time() + limit)
+        # A call to a fixed address retries the same node: no other node to move to, so no share.
+        limit = None if req.address else self._limit(deadline, attempts_left)
         selector = client.selector if not req.address else None
         try:
-            with trio.move_on_at(until) as scope:
-                result = await client._call_node(req, node, until)
-            if scope.cancelled_caught:
-                self.attempt_timeouts += 1
-                raise AttemptTimeout(f"{node.address}: no answer within {limit or 0:.3f}s")
+            if limit is None:  # the call's own deadline (its scope is outside) bounds this attempt
+                result = await client._call_node(req, node, deadline)
+            else:
+                until = min(deadline, trio.current_time() + limit)
+                with trio.move_on_at(until) as scope:
+                    result = await client._call_node(req, node, until)
+                if scope.cancelled_caught:
+                    self.attempt_timeouts += 1
+                    raise AttemptTimeout(f"{node.address}: no answer within {limit:.3f}s")
         except (MicroError, TransportError) as exc:
             if selector is not None:
                 selector.mark(req.service, node, exc)

@@ -53,7 +53,9 @@ class HandlerLimit:
     def slot(self, deadline: float = math.inf, *, exempt: bool = False) -> _Slot:
         """A slot for one call; ``exempt`` (internal endpoints: Debug.Health, Debug.Stats) skips the cap,
         so an overloaded node can still say how it is."""
-        return _Slot(self, deadline, exempt)
+        if self._limiter is None or exempt:
+            return _FREE  # no cap: one shared no-op, nothing allocated per call
+        return _Slot(self, deadline)
 
     def stats(self) -> dict[str, Any]:
         limiter = self._limiter
@@ -71,16 +73,15 @@ class HandlerLimit:
 
 @attrs.define(eq=False, slots=True)
 class _Slot:
-    limit: HandlerLimit
+    limit: HandlerLimit | None
     deadline: float
-    exempt: bool = False
     token: object = attrs.field(factory=object)
     held: bool = False
 
     async def __aenter__(self) -> None:
-        limiter = self.limit._limiter
-        if limiter is None or self.exempt:
+        if self.limit is None or self.limit._limiter is None:
             return
+        limiter = self.limit._limiter
         if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= self.limit.max_queue:
             self.limit.rejected += 1
             raise Overloaded(
@@ -97,5 +98,8 @@ class _Slot:
     async def __aexit__(self, *exc: object) -> None:
         if self.held:
             self.held = False
-            assert self.limit._limiter is not None
+            assert self.limit is not None and self.limit._limiter is not None
             self.limit._limiter.release_on_behalf_of(self.token)
+
+
+_FREE = _Slot(None, math.inf)
