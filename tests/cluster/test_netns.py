@@ -174,3 +174,54 @@ async def test_sigstopped_node_on_simulated_hosts_costs_no_call(cluster: Cluster
                 back = await phase("after-sigcont")
                 assert back["failures"] == 0 and zombie_id in back["by_node"]
             await driver.send("quit")
+
+
+@pytest.mark.parametrize("fault", ["blackhole", "latency 0.6", "reset"])
+async def test_network_faults_on_one_host_cost_no_call(cluster: Cluster, fault: str) -> None:
+    """Node n3 is reached through the fault proxy on its own host (it advertises the proxy's port);
+    mid-test the proxy turns to ``fault``: a partition that still accepts, a node slower than an
+    attempt's share of the deadline, or connections reset. No call fails; n3 is ejected."""
+    etcd_host, n3 = cluster["etcd"], cluster["n3"]
+    env = {
+        "MICRO_REGISTRY": "etcd",
+        "MICRO_REGISTRY_ADDRESS": f"{etcd_host.address}:2379",
+        "MICRO_REGISTER_TTL": "60s",
+        "MICRO_REGISTER_INTERVAL": "20s",
+        "MICRO_REGISTRY_TIMEOUT": "2s",
+    }
+    python = sys.executable
+    node = [python, "-m", "tests._nodes.greeter_node"]
+    with tempfile.TemporaryDirectory() as data:
+        async with (
+            spawn(etcd_host, etcd_command(find_etcd(), etcd_host, data), {}),
+            spawn(cluster["client"], [python, "-m", "tests.cluster._driver"], env) as driver,
+            spawn(n3, [python, "-m", "tests.cluster.faultproxy", f"{n3.address}:9001", f"{n3.address}:9000"], {}) as proxy,
+        ):  # fmt: skip
+            assert (await proxy.next_event())["event"] == "listening"
+            await driver.send(f"wait-etcd {etcd_host.address}:2379")
+            assert (await driver.next_event())["event"] == "etcd-ready"
+            async with (
+                spawn(cluster["n1"], node, {**env, "MICRO_SERVER_ADDRESS": f"{cluster['n1'].address}:0"}) as n1,
+                spawn(cluster["n2"], node, {**env, "MICRO_SERVER_ADDRESS": f"{cluster['n2'].address}:0"}) as n2,
+                spawn(n3, node, {**env, "MICRO_SERVER_ADDRESS": f"{n3.address}:9000",
+                                 "MICRO_SERVER_ADVERTISE": f"{n3.address}:9001"}) as n3_proc,
+            ):  # fmt: skip
+                infos = [await n.next_event() for n in (n1, n2, n3_proc)]
+                faulty = infos[2]["id"]
+                assert infos[2]["address"] == f"{n3.address}:9001"
+
+                async def phase(name: str) -> dict[str, Any]:
+                    await driver.send(f"run {name} {CALLS}")
+                    event = await driver.next_event(60)
+                    print(f"[netns {fault}: {name}] ok={event['ok']} failed={event['failures']} "
+                          f"{event['rate']:.0f} calls/s selector={event['selector']} client={event['client']}")  # fmt: skip
+                    return event
+
+                healthy = await phase("healthy")
+                assert healthy["failures"] == 0 and faulty in healthy["by_node"]
+                await proxy.send(f"mode {fault}")
+                assert (await proxy.next_event())["event"] == "mode"
+                faulted = await phase("faulted")
+                assert faulted["failures"] == 0, faulted["failed"]
+                assert faulted["selector"]["ejected"] == {"greeter": [faulty]}
+            await driver.send("quit")
