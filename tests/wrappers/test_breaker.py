@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trimicro
 from tests.client.test_client import _node
@@ -144,3 +146,26 @@ def test_keys() -> None:
     assert by_address(CallRequest("s", "E.M", None)) == "s"
     with pytest.raises(ValueError):
         circuit_breaker(cool_down=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(min_value=0, max_value=4)), max_size=200))
+def test_fuzz_breaker_invariants(events: list[tuple[bool, float]]) -> None:
+    """Whatever the outcomes: open refuses until the cool-down, half-open lets exactly one call
+    through, and a success always leaves the circuit closed."""
+    b = Breaker(failures=3, failure_rate=0.5, min_requests=5, window=10, cool_down=2)
+    now = 0.0
+    for failed, dt in events:
+        now += dt
+        state = b.state
+        allowed = b.allow(now)
+        if state == "closed":
+            assert allowed
+        if state == "open" and now < b.opened_at + b.cool_down:
+            assert not allowed
+        if b.state == "half-open" and allowed:
+            assert not b.allow(now)  # the probe is out: nobody else
+        if allowed:
+            b.record(now, failed)
+            if not failed:
+                assert b.state == "closed"
