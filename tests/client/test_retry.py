@@ -221,3 +221,19 @@ async def test_client_and_selector_stats_in_debug_stats(registry, nursery):
         stats = await client.call("greeter", "Debug.Stats", {}, content_type="application/json")
     assert stats["client"]["retries"] == 0 and "retries_throttled" in stats["client"]
     assert stats["selector"] == {"ejections": 0, "reinstated": 0, "probes": 0, "ejected": {}}
+
+
+async def test_hedged_failures_retry_at_once_and_errors_come_out_typed(autojump_clock):
+    node = Node("n", "127.0.0.1:1")
+    r = Retrier(hedge_delay=0.5)
+    client = ScriptedClient([MicroError("srv", 503, "busy"), "ok"])
+    assert await r.run(client, _req(retries=1), math.inf, lambda: node) == "ok"
+    assert client.calls[1] - client.calls[0] < 0.5 and r.retries == 1  # no waiting for the hedge delay
+    client = ScriptedClient([errors.TransportError("refused"), errors.TransportError("refused")])
+    with pytest.raises(MicroError) as info:  # not an ExceptionGroup: the nursery is left first
+        await r.run(client, _req(retries=1), math.inf, lambda: node)
+    assert info.value.code == 500 and info.value.id == "go.micro.client"
+    client = ScriptedClient([MicroError("srv", 400, "bad"), "never"])
+    with pytest.raises(MicroError) as info:
+        await r.run(client, _req(retries=3), math.inf, lambda: node)
+    assert info.value.code == 400 and len(client.calls) == 1
