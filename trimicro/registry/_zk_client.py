@@ -268,6 +268,7 @@ class ZkClient(NurseryOwner):
                     nursery.cancel_scope.cancel()
         finally:
             self._closing = True
+            self._connected.set()  # requests waiting for a connection wake up and see the client closed
             current, self._conn = self._conn, None
             for c in {conn, current} - {None}:
                 assert c is not None
