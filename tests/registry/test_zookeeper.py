@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from trimicro.registry import _zk_proto as p
 from trimicro.registry._zk_client import ZkClient, parse_hosts
 from trimicro.registry.zookeeper import PREFIX, ZookeeperRegistry, from_options, node_path, service_path
 from trimicro.testing._process import free_port
-from trimicro.testing.zookeeper import ZookeeperProcess
+from trimicro.testing.zookeeper import ZookeeperProcess, open_zookeeper
 
 loopback = pytest.mark.loopback
 
@@ -328,6 +329,79 @@ async def test_server_restart_is_survived(zookeeper: ZookeeperProcess) -> None:
         await registry.register(make_service("g-after"))
         event = await next_result(watcher)
         assert (event.action, event.service.nodes[0].id) == ("create", "g-after")
+
+
+@loopback
+async def test_a_call_made_during_an_outage_waits_for_the_reconnection(zookeeper: ZookeeperProcess) -> None:
+    async with ZookeeperRegistry([zookeeper.endpoint], timeout=20.0) as registry:
+        await registry.register(make_service("g-wait"))
+        await zookeeper.stop()
+        found: list[list[Service]] = []
+
+        async def lookup() -> None:
+            found.append(await registry.get_service("greeter"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lookup)  # blocked: no connection
+            await trio.testing.wait_all_tasks_blocked()
+            assert not found
+            await zookeeper.start()
+        assert ids(found[0]) == ["g-wait"]
+
+
+@loopback
+async def test_failover_to_another_server_of_the_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two independent standalone servers (not an ensemble): the second does not know the session, so
+    # moving to it is a session expiry, and the client re-creates its nodes there.
+    async with open_zookeeper() as first, open_zookeeper() as second:
+        async with ZookeeperRegistry([first.endpoint, second.endpoint], timeout=2.0) as registry:
+            await registry.register(make_service("g-move"))
+            await first.stop()
+            async with ZkClient([second.endpoint], timeout=2.0) as other:
+                with trio.fail_after(10):
+                    while not await other.exists("/micro-registry/greeter/g-move"):
+                        await trio.sleep(0.05)  # polling: the registry moves over in its own time
+                [node], _ = await other.get_children("/micro-registry/greeter")
+                data, stat = await other.get_data(f"/micro-registry/greeter/{node}")
+            assert node == "g-move" and stat.ephemeral_owner == registry.client.session_id
+            assert json.loads(data) == json.loads(make_service("g-move").to_json())
+            assert ids(await registry.get_service("greeter")) == ["g-move"]
+
+
+async def serve_garbage(listener: trio.SocketListener, junk: bytes) -> None:
+    """A fake server: answers the handshake properly, then sends ``junk`` on every connection."""
+
+    async def one(stream: trio.SocketStream) -> None:
+        async with stream:
+            frames = p.FrameBuffer()
+            while frames.next() is None:
+                frames.feed(await stream.receive_some(4096))
+            await stream.send_all(p.ConnectResponse(4000, 0x1234, b"\x01" * 16).encode() + junk)
+            await trio.sleep_forever()
+
+    await trio.serve_listeners(one, [listener])
+
+
+@loopback
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"\xff\xff\xff\xff",
+        p.frame(b"\x00\x00"),
+        p.frame(p.ReplyHeader(-1, 0, 0).write(p.Writer()).getvalue()),
+    ],
+    ids=["bad-length", "short-header", "truncated-event"],
+)
+async def test_garbage_from_the_server_drops_the_connection_not_the_client(junk: bytes) -> None:
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_garbage, listener, junk)
+        async with ZkClient([f"127.0.0.1:{port}"], timeout=0.5) as client:
+            with trio.fail_after(2), pytest.raises(RegistryError, match="no answer within"):
+                await client.get_children("/")
+            assert client.connections >= 2  # it dropped the bad connection and reconnected
+        nursery.cancel_scope.cancel()
 
 
 @loopback

@@ -401,11 +401,13 @@ class ZkClient(NurseryOwner):
                     log.debug("zookeeper reconnect refused: %s", exc)
                 except _Lost as exc:
                     log.debug("zookeeper reconnect failed: %s", exc)
-            refused_rounds = refused_rounds + 1 if refused == len(self._hosts) else 0
-            if refused_rounds >= 3 and self._last_zxid:
-                # Every server hangs up on our ConnectRequest: the one thing they refuse is a client that
-                # has seen a later zxid than they have, i.e. the ensemble lost its history (data wiped).
-                # Forget it; the session is then unknown to them, so it expires and is opened anew.
+            refused_rounds = refused_rounds + 1 if refused else 0
+            if refused_rounds >= 5 and self._last_zxid:
+                # The servers that answer hang up on our ConnectRequest, round after round: what they
+                # refuse is a client that has seen a later zxid than they have, i.e. the ensemble lost
+                # its history (data wiped) or only a server of another ensemble is left. Forget the
+                # zxid; the session is then unknown to them, so it expires and is opened anew. (A
+                # follower lagging behind refuses too, but catches up within these rounds.)
                 log.warning(
                     "zookeeper servers refuse our last seen zxid 0x%x (ensemble lost its data?); resetting",
                     self._last_zxid,
@@ -432,7 +434,8 @@ class ZkClient(NurseryOwner):
                 await conn.lost.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self._connected = trio.Event()
+            if self._connected.is_set():  # (an unset one may already have waiters: keep it)
+                self._connected = trio.Event()
             conn.mark_lost(conn.reason or "connection closed")
             await trio.aclose_forcefully(conn.stream)
 
@@ -531,6 +534,8 @@ class ZkClient(NurseryOwner):
                 while True:
                     conn = self._conn
                     if conn is None or conn.lost.is_set():
+                        if self._connected.is_set():  # a loss _serve has not processed yet
+                            self._connected = trio.Event()
                         await self._connected.wait()
                         if self._closing:
                             raise RegistryError("zookeeper client is closed")
