@@ -42,6 +42,7 @@ DEFAULT_PORT = 2181
 _READ_SIZE = 65536
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
+_HANDSHAKE_MAX = 2.0  # bound on waiting for a ConnectResponse
 _CLOSE_WAIT = 2.0  # bound on the closeSession round trip at exit
 
 
@@ -325,6 +326,10 @@ class ZkClient(NurseryOwner):
     async def _open(self, host: tuple[str, int]) -> _Conn:
         """Connect to ``host`` and establish (or resume) the session; _Lost with a reason if not."""
         share = max(self.timeout / len(self._hosts), 0.1)
+        # A server that accepted but does not answer must not hold a reconnection for a whole request
+        # timeout: a ZooKeeper that is still starting accepts connections it then never answers (seen
+        # with 3.8 on restart). A healthy one answers in milliseconds; a retry costs nothing.
+        handshake = min(share, _HANDSHAKE_MAX)
         try:
             with trio.fail_after(share):
                 stream = await trio.open_tcp_stream(*host)
@@ -343,7 +348,7 @@ class ZkClient(NurseryOwner):
                 )
                 try:
                     await conn.send(request.encode())
-                    packet = await conn.read_packet(share)
+                    packet = await conn.read_packet(handshake)
                     answer = p.ConnectResponse.decode(packet)
                 except _Lost as exc:
                     if "closed the connection" in str(exc):
