@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -21,12 +24,13 @@ from trimicro._plugins import create
 from trimicro.errors import RegistryError
 from trimicro.registry import Endpoint, Node, Result, Service, Value
 from trimicro.registry import _zk_proto as p
-from trimicro.registry._zk_client import ZkClient, parse_hosts
+from trimicro.registry._zk_client import WatchQueue, ZkClient, _Conn, _Pending, parse_hosts
 from trimicro.registry.zookeeper import PREFIX, ZookeeperRegistry, from_options, node_path, service_path
 from trimicro.testing._process import free_port
 from trimicro.testing.zookeeper import ZookeeperProcess, open_zookeeper
 
 loopback = pytest.mark.loopback
+ROOT = Path(__file__).resolve().parents[2]
 
 GO_RECORD = (
     '{"name":"go.micro.srv.greeter","version":"latest","metadata":null,"endpoints":[{"name":"Greeter.Hello",'
@@ -233,6 +237,45 @@ async def test_a_client_that_dies_loses_its_nodes_when_its_session_expires(
             # The socket is gone without a closeSession (as with a crash): ZooKeeper expires the session.
             event = await next_result(watcher, 5.0)
             assert (event.action, event.service.nodes[0].id) == ("delete", "g-dead")
+
+
+CHILD = """
+import sys, trio
+from trimicro.registry import Node, Service
+from trimicro.registry.zookeeper import ZookeeperRegistry
+
+async def main():
+    async with ZookeeperRegistry([sys.argv[1]], timeout=5.0, session_timeout=1.0) as registry:
+        await registry.register(Service("greeter", nodes=(Node("g-killed", "127.0.0.1:1"),)))
+        print("registered", flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+@loopback
+async def test_a_killed_process_loses_its_nodes_when_its_session_expires(zookeeper: ZookeeperProcess) -> None:
+    async with (
+        ZookeeperRegistry([zookeeper.endpoint], timeout=2.0) as observer,
+        observer.watch("greeter") as watcher,
+    ):
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-c", CHILD, zookeeper.endpoint], stdout=subprocess.PIPE, cwd=str(ROOT)
+        )
+        try:
+            assert (await next_result(watcher, 20.0)).action == "create"
+            proc.kill()  # SIGKILL: no closeSession, no deregister
+            await proc.wait()
+            killed = trio.current_time()
+            event = await next_result(watcher, 5.0)
+            assert (event.action, event.service.nodes[0].id) == ("delete", "g-killed")
+            assert trio.current_time() - killed < 3.0  # about the 1 s session timeout, not much more
+        finally:
+            proc.kill()
+            await proc.wait()
+            assert proc.stdout is not None
+            await proc.stdout.aclose()
 
 
 @loopback
@@ -613,3 +656,18 @@ def test_frames_refuse_absurd_lengths() -> None:
 def test_errors_are_named() -> None:
     assert str(p.error_for(p.NO_NODE, "/x")) == "zookeeper: no node (/x)"
     assert isinstance(p.error_for(-999), RegistryError) and "error -999" in str(p.error_for(-999))
+
+
+@given(st.integers(-3, 3), st.binary(max_size=120))
+def test_client_dispatch_survives_any_packet(xid: int, body: bytes) -> None:
+    """Whatever a server sends after the handshake: a typed protocol error at worst, never a crash."""
+    client = ZkClient(["127.0.0.1:1"])
+    conn = _Conn(("127.0.0.1", 1), cast(trio.SocketStream, None), 1.0)
+    queue = WatchQueue.new()
+    conn.pending[1] = _Pending(p.OP_EXISTS, "/x", queue)
+    conn.pending[2] = _Pending(p.OP_GET_CHILDREN2, "/y", queue)
+    client._watches[("child", "/y")] = {queue}
+    try:
+        client._dispatch(conn, p.Writer().i32(xid).getvalue() + body)
+    except p.ZkProtocolError:
+        pass

@@ -280,6 +280,9 @@ class ZkClient(NurseryOwner):
             self._queues.clear()
             self._watches.clear()
             self._owned.clear()
+            # The session is closed: entering this client again starts afresh.
+            self._session_id, self._password, self._last_zxid = 0, b"\x00" * 16, 0
+            self._restore_needed = False
 
     async def _close_session(self) -> None:
         """Tell the server we are done, so our ephemeral nodes go at once (not after the timeout)."""
