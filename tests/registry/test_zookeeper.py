@@ -27,7 +27,13 @@ from trimicro.registry import _zk_proto as p
 from trimicro.registry._zk_client import WatchQueue, ZkClient, _Conn, _Pending, parse_hosts
 from trimicro.registry.zookeeper import PREFIX, ZookeeperRegistry, from_options, node_path, service_path
 from trimicro.testing._process import free_port
-from trimicro.testing.zookeeper import ZookeeperProcess, open_zookeeper
+from trimicro.testing.zookeeper import (
+    ZookeeperNotFound,
+    ZookeeperProcess,
+    find_zookeeper,
+    open_ensemble,
+    open_zookeeper,
+)
 
 loopback = pytest.mark.loopback
 ROOT = Path(__file__).resolve().parents[2]
@@ -409,6 +415,29 @@ async def test_failover_to_another_server_of_the_list(monkeypatch: pytest.Monkey
             assert node == "g-move" and stat.ephemeral_owner == registry.client.session_id
             assert json.loads(data) == json.loads(make_service("g-move").to_json())
             assert ids(await registry.get_service("greeter")) == ["g-move"]
+
+
+@loopback
+@pytest.mark.timeout(90)
+async def test_the_session_moves_to_another_server_of_an_ensemble() -> None:
+    try:
+        find_zookeeper()
+    except ZookeeperNotFound as exc:
+        pytest.skip(str(exc))
+    async with open_ensemble(3) as servers:
+        addresses = [s.endpoint for s in servers]
+        async with ZookeeperRegistry(addresses, timeout=5.0, session_timeout=4.0) as registry:
+            await registry.register(make_service("g-ens"))
+            session = registry.client.session_id
+            host, port = registry.client._conn.host  # type: ignore[union-attr]
+            [first] = [s for s in servers if s.port == port]
+            await first.stop()  # the server we talk to goes; the other two keep the quorum
+            assert ids(await registry.get_service("greeter")) == ["g-ens"]
+            assert registry.client.session_id == session and registry.client.sessions == 1
+            assert registry.client._conn.host != (host, port)  # type: ignore[union-attr]
+            async with ZkClient([s.endpoint for s in servers if s is not first], timeout=5.0) as other:
+                _, stat = await other.get_data(node_path("greeter", "g-ens"))
+            assert stat.ephemeral_owner == session
 
 
 async def serve_garbage(listener: trio.SocketListener, junk: bytes) -> None:

@@ -30,12 +30,13 @@ __all__ = [
     "ZookeeperProcess",
     "ZookeeperStartError",
     "find_zookeeper",
+    "open_ensemble",
     "open_zookeeper",
 ]
 
 _START_TIMEOUT = 30.0  # a cold JVM on a loaded 2-core machine can take several seconds
 _JAR_DIRS = ("/usr/share/java", "/usr/share/zookeeper")
-MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
+MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"  # standalone too, when no server.N lines
 
 
 class ZookeeperNotFound(RuntimeError):
@@ -105,6 +106,8 @@ class ZookeeperProcess:
     _nursery: trio.Nursery
     tick_ms: int = 100
     max_session_timeout_ms: int = 10_000
+    myid: int = 0  # with ``ensemble``: this server's id in it
+    ensemble: tuple[tuple[int, int, int], ...] = ()  # (id, quorum port, election port) of every member
     _proc: ChildProcess = attrs.field(factory=ChildProcess, init=False)
 
     @property
@@ -117,6 +120,10 @@ class ZookeeperProcess:
         return self.directory / "data"
 
     @property
+    def config_file(self) -> Path:
+        return self.directory / "zoo.cfg"
+
+    @property
     def running(self) -> bool:
         return self._proc.running
 
@@ -125,7 +132,8 @@ class ZookeeperProcess:
         return self._proc.log
 
     def write_config(self) -> Path:
-        config = self.directory / "zoo.cfg"
+        config = self.config_file
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         config.write_text(
             "\n".join(
                 [
@@ -140,10 +148,14 @@ class ZookeeperProcess:
                     "maxClientCnxns=200",
                     "snapCount=100000",
                     "autopurge.purgeInterval=0",
+                    *(["initLimit=100", "syncLimit=50"] if self.ensemble else []),
+                    *(f"server.{i}=127.0.0.1:{q}:{e}" for i, q, e in self.ensemble),
                     "",
                 ]
             )
         )
+        if self.ensemble:
+            (self.data_dir / "myid").write_text(f"{self.myid}\n")
         return config
 
     def command(self) -> list[str]:
@@ -162,10 +174,15 @@ class ZookeeperProcess:
 
     async def start(self) -> None:
         """Start ZooKeeper (again) and return once it answers; ZookeeperStartError if it cannot."""
-        if self.running:
-            return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        await self._proc.spawn(self._nursery, self.command())
+        await self.spawn()
+        await self.wait_ready()
+
+    async def spawn(self) -> None:
+        """Start the process without waiting (an ensemble member answers only once a quorum is up)."""
+        if not self.running:
+            await self._proc.spawn(self._nursery, self.command())
+
+    async def wait_ready(self) -> None:
         with trio.move_on_after(_START_TIMEOUT):
             while self.running:
                 if await _answers(self.port):
@@ -210,5 +227,38 @@ async def open_zookeeper(*, attempts: int = 3, tick_ms: int = 100) -> AsyncItera
                 finally:
                     await zk.stop()
                 break
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def open_ensemble(size: int = 3, *, tick_ms: int = 100) -> AsyncIterator[list[ZookeeperProcess]]:
+    """Start a ``size``-server ZooKeeper ensemble on loopback (quorum and election ports on 127.0.0.1).
+
+    Yields once every member answers. Stopping fewer than half of them leaves a working ensemble that
+    keeps every session: what a client failing over between servers relies on.
+    """
+    java, classpath = find_zookeeper()
+    directory = Path(tempfile.mkdtemp(prefix="trimicro-zk-ensemble-"))
+    try:
+        async with trio.open_nursery() as nursery:
+            members = tuple((i + 1, free_port(), free_port()) for i in range(size))
+            servers = [
+                ZookeeperProcess(
+                    java, classpath, directory / f"s{myid}", free_port(), nursery, tick_ms=tick_ms,
+                    myid=myid, ensemble=members,
+                )
+                for myid, _, _ in members
+            ]  # fmt: skip
+            try:
+                for server in servers:
+                    await server.spawn()
+                for server in servers:
+                    await server.wait_ready()
+                yield servers
+            finally:
+                with trio.CancelScope(shield=True):
+                    for server in servers:
+                        await server.stop()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
