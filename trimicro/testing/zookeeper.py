@@ -5,6 +5,7 @@
 data dir, and yields a :class:`ZookeeperProcess` once it answers a ZooKeeper handshake; on exit the
 process is stopped and the directory removed. ``stop()`` / ``start()`` restart it on the same port and
 data dir (sessions and nodes persist in its transaction log), so tests can simulate an outage.
+``open_ensemble(3)`` runs a whole ensemble on loopback (quorum and election ports on 127.0.0.1).
 
 The config keeps it local and quick: clientPortAddress=127.0.0.1, admin server off, four-letter words
 off, ``tickTime`` 100 ms so sessions can be as short as 0.2 s (``minSessionTimeout``) and as long as
