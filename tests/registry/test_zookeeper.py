@@ -348,6 +348,28 @@ async def test_session_expiry_recreates_the_nodes(
 
 
 @loopback
+async def test_a_watch_keeps_reporting_after_its_own_session_expired(
+    zookeeper: ZookeeperProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        ZookeeperRegistry([zookeeper.endpoint], timeout=2.0) as owner,
+        owner.watch("greeter") as watcher,
+    ):
+        await owner.register(make_service("g-1"))
+        assert (await next_result(watcher)).action == "create"
+        with trio.fail_after(10):
+            await expire(zookeeper, owner.client, monkeypatch)
+            while owner.client.sessions < 2 or not owner.client.connected:
+                await trio.sleep(0.05)  # polling the client's reconnect loop from outside
+            await owner.register(make_service("g-2"))  # needs the watches re-armed in the new session
+            seen = []
+            while ("create", "g-2") not in seen:
+                event = await watcher.__anext__()
+                seen.append((event.action, event.service.nodes[0].id))
+        assert set(seen) <= {("delete", "g-1"), ("create", "g-1"), ("create", "g-2")}
+
+
+@loopback
 async def test_server_restart_is_survived(zookeeper: ZookeeperProcess) -> None:
     async with (
         ZookeeperRegistry([zookeeper.endpoint], timeout=1.0, session_timeout=6.0) as registry,

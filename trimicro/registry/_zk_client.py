@@ -194,6 +194,8 @@ class _Owned:
     lock: trio.Lock = attrs.field(factory=trio.Lock)
 
 
+_RETRY_ON_NEW_CONNECTION = frozenset({p.CONNECTION_LOSS, p.SESSION_EXPIRED, p.SESSION_MOVED})
+
 _FIRES: dict[int, tuple[str, ...]] = {
     p.EVENT_NODE_CREATED: ("data", "exist"),
     p.EVENT_NODE_DATA_CHANGED: ("data", "exist"),
@@ -435,10 +437,8 @@ class ZkClient(NurseryOwner):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader, conn)
                 nursery.start_soon(self._pinger, conn)
-                if self._restore_needed:
-                    nursery.start_soon(self._restore)
-                elif reconnected:
-                    self._broadcast_reconnected()
+                if reconnected or self._restore_needed:
+                    nursery.start_soon(self._after_reconnect)
                 await conn.lost.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -503,8 +503,16 @@ class ZkClient(NurseryOwner):
         for queue in self._queues:
             queue.put(event)
 
+    async def _after_reconnect(self) -> None:
+        """Re-create the nodes if the session is new, then tell every watch queue to re-arm."""
+        try:
+            if self._restore_needed:
+                await self._restore()
+        finally:
+            self._broadcast_reconnected()  # even if the restore failed: the watches are gone either way
+
     async def _restore(self) -> None:
-        """After a session expiry: create every owned ephemeral node again, then tell the watchers."""
+        """After a session expiry: create every owned ephemeral node again."""
         for path in list(self._owned):
             owned = self._owned.get(path)
             if owned is None:
@@ -519,7 +527,6 @@ class ZkClient(NurseryOwner):
                     return  # retried on the next connection (or by the next register)
         self._restore_needed = False
         log.info("zookeeper: ephemeral nodes re-created in new session 0x%x", self._session_id)
-        self._broadcast_reconnected()
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -561,6 +568,11 @@ class ZkClient(NurseryOwner):
                     if pending.lost:
                         continue
                     assert pending.header is not None and pending.body is not None
+                    if pending.header.err in _RETRY_ON_NEW_CONNECTION:
+                        # The session is being expired or moved under this connection: drop it, and
+                        # retry once the client has reconnected (resumed, or in a new session).
+                        conn.mark_lost(str(p.error_for(pending.header.err, path)))
+                        continue
                     if pending.header.err != p.OK:
                         raise p.error_for(pending.header.err, path)
                     return pending.body
