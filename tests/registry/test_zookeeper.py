@@ -421,6 +421,26 @@ async def test_a_call_made_during_an_outage_waits_for_the_reconnection(zookeeper
 
 
 @loopback
+async def test_cancelled_calls_leave_the_session_usable(zookeeper: ZookeeperProcess) -> None:
+    async with ZookeeperRegistry([zookeeper.endpoint], timeout=5.0) as registry:
+        await registry.register(make_service("g-c"))
+        for _ in range(20):  # cancelled at every stage: before sending, waiting for the answer, ...
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(registry.get_service, "greeter")
+                await trio.sleep(0)
+                nursery.cancel_scope.cancel()
+        assert ids(await registry.get_service("greeter")) == ["g-c"]
+        assert registry.client.connections == 1
+        await zookeeper.stop()
+        with trio.move_on_after(0.2) as scope:  # waiting for a connection is cancellable too
+            await registry.get_service("greeter")
+        assert scope.cancelled_caught
+        await zookeeper.start()
+        assert ids(await registry.get_service("greeter")) == ["g-c"]
+
+
+@loopback
 async def test_failover_to_another_server_of_the_list(monkeypatch: pytest.MonkeyPatch) -> None:
     # Two independent standalone servers (not an ensemble): the second does not know the session, so
     # moving to it is a session expiry, and the client re-creates its nodes there.

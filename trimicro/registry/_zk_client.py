@@ -132,18 +132,30 @@ class _Pending:
     lost: bool = False
 
 
+def _outbox() -> tuple[trio.MemorySendChannel[bytes], trio.MemoryReceiveChannel[bytes]]:
+    # Unbounded, yet bounded in practice: each request waits for its answer, so at most one packet per
+    # caller (plus a ping) is ever queued.
+    return trio.open_memory_channel[bytes](math.inf)
+
+
 @attrs.define(eq=False)
 class _Conn:
-    """One TCP connection carrying the session; ``lost`` is set once it is unusable."""
+    """One TCP connection carrying the session; ``lost`` is set once it is unusable.
+
+    Packets are written by one writer task from a queue, so a caller cancelled mid-request never
+    leaves half a packet on the wire (which would poison the connection for everyone).
+    """
 
     host: tuple[str, int]
     stream: trio.SocketStream
     timeout: float  # negotiated session timeout, seconds
     frames: p.FrameBuffer = attrs.field(factory=p.FrameBuffer)
-    send_lock: trio.Lock = attrs.field(factory=trio.Lock)
     pending: dict[int, _Pending] = attrs.field(factory=dict)
     lost: trio.Event = attrs.field(factory=trio.Event)
     reason: str = ""
+    _outbox: tuple[trio.MemorySendChannel[bytes], trio.MemoryReceiveChannel[bytes]] = attrs.field(
+        factory=_outbox
+    )
 
     def mark_lost(self, reason: str) -> None:
         if self.lost.is_set():
@@ -155,19 +167,28 @@ class _Conn:
             pending.done.set()
         self.pending.clear()
 
-    async def send(self, data: bytes) -> None:
-        """Write a whole packet, or mark the connection lost (half a packet would corrupt it)."""
+    def send(self, data: bytes) -> None:
+        """Queue a whole packet for the writer task."""
         if self.lost.is_set():
             raise _Lost(self.reason)
-        async with self.send_lock:
+        self._outbox[0].send_nowait(data)
+
+    async def send_now(self, data: bytes) -> None:
+        """Write a packet directly (the handshake, before the writer task runs)."""
+        try:
+            await self.stream.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.mark_lost(f"send failed: {exc!r}")
+            raise _Lost(self.reason) from None
+
+    async def writer(self) -> None:
+        """Write queued packets in order until the connection is lost."""
+        async for data in self._outbox[1]:
             try:
                 await self.stream.send_all(data)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self.mark_lost(f"send failed: {exc!r}")
-                raise _Lost(self.reason) from None
-            except BaseException:
-                self.mark_lost("a send was interrupted")
-                raise
+                return
 
     async def read_packet(self, seconds: float) -> bytes:
         """The next packet, waiting at most ``seconds`` for each chunk of bytes to arrive."""
@@ -296,7 +317,7 @@ class ZkClient(NurseryOwner):
         conn.pending[xid] = pending
         with trio.move_on_after(min(_CLOSE_WAIT, self.timeout)):
             try:
-                await conn.send(p.close_session(xid))
+                conn.send(p.close_session(xid))
                 await pending.done.wait()
             except _Lost:
                 pass
@@ -352,7 +373,7 @@ class ZkClient(NurseryOwner):
                     last_zxid_seen=self._last_zxid,
                 )
                 try:
-                    await conn.send(request.encode())
+                    await conn.send_now(request.encode())
                     packet = await conn.read_packet(handshake)
                     answer = p.ConnectResponse.decode(packet)
                 except _Lost as exc:
@@ -436,6 +457,7 @@ class ZkClient(NurseryOwner):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader, conn)
+                nursery.start_soon(conn.writer)
                 nursery.start_soon(self._pinger, conn)
                 if reconnected or self._restore_needed:
                     nursery.start_soon(self._after_reconnect)
@@ -460,7 +482,7 @@ class ZkClient(NurseryOwner):
         try:
             while True:
                 await trio.sleep(conn.timeout / 3)
-                await conn.send(p.ping())
+                conn.send(p.ping())
         except _Lost:
             pass
 
@@ -559,7 +581,7 @@ class ZkClient(NurseryOwner):
                     pending = _Pending(op, path, watch)
                     conn.pending[xid] = pending
                     try:
-                        await conn.send(build(xid))
+                        conn.send(build(xid))
                         await pending.done.wait()
                     except _Lost:
                         continue
