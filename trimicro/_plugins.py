@@ -22,6 +22,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "memory": "trimicro.registry.memory:from_options",
         "mdns": "trimicro.registry.mdns:from_options",
         "etcd": "trimicro.registry.etcd:from_options",
+        "zookeeper": "trimicro.registry.zookeeper:from_options",
     },
     "selector": {
         "random": "trimicro.selector.cache:from_options",

@@ -89,6 +89,27 @@ def _between(low: float, high: float, *, open_low: bool = False) -> Any:
     return check
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _workers(value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"server_workers must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"server_workers must be at least 1, got {number}")
+    return number
+
+
 @attrs.define
 class Options:
     """Every setting a service, client or plugin reads. Durations are seconds."""
@@ -114,6 +135,8 @@ class Options:
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
+    server_workers: int = attrs.field(default=1, converter=_workers)
+    server_reuse_port: bool = attrs.field(default=False, converter=_bool)
     server_tls_cert: str = ""
     server_tls_key: str = ""
     #: handlers running at once (0: no limit); beyond it calls wait in a queue of ``server_max_queue``,

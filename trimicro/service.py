@@ -31,7 +31,7 @@ from .errors import RegistryError
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
-from .server import HandlerWrapper, MethodSpec, Router, Server
+from .server import HandlerWrapper, MethodSpec, Router, Server, _workers
 from .server._grpc import GrpcServer
 from .server._limit import HandlerLimit
 from .server._subscriber import Subscribers, SubscriberWrapper
@@ -198,9 +198,19 @@ class Service:
         return self._record
 
     async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until stopped or cancelled; ``task_status.started(self)`` once listening and registered."""
-        opts = self.options
+        """Serve until stopped or cancelled; ``task_status.started(self)`` once listening and registered.
+
+        With ``server_workers`` > 1 this process supervises that many worker processes sharing the
+        port instead (:mod:`trimicro.server._workers`); ``started`` fires when all of them are ready.
+        """
         self._stop = trio.Event()
+        in_worker = _workers.worker_address()
+        if in_worker is not None:  # the supervisor's port and SO_REUSEPORT win over flags and env
+            self.options = self.options.evolve(server_address=in_worker, server_reuse_port=True, server_workers=1)
+        elif self.options.server_workers > 1:
+            await _workers.supervise(self, task_status=task_status)
+            return
+        opts = self.options
         async with AsyncExitStack() as stack:
             registry: Registry = await stack.enter_async_context(self._plugin("registry"))
             self._registry = registry
@@ -257,6 +267,7 @@ class Service:
                 if self.handle_signals:
                     await nursery.start(self._signals)  # installed before we report ready
                 task_status.started(self)
+                _workers.notify_ready()
                 await self._stop.wait()
             finally:
                 with trio.CancelScope(shield=True):
