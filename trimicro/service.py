@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from . import _plugins
+from ._lifecycle import NurseryOwner
 from ._util import collapse_excgroups
 from .client import Client, ClientWrapper
 from .config import Options, load_options
@@ -43,6 +44,8 @@ log = logging.getLogger("trimicro.service")
 def _advertise(bound: str, advertise: str) -> str:
     if advertise:
         return advertise
+    if ":" not in bound:
+        return bound  # not host:port but a subject (the nats transport)
     host, _, port = bound.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]", ""):
         host = "127.0.0.1"
@@ -208,6 +211,8 @@ class Service:
                 selector_obj = CachingSelector(registry, strategy=opts.selector, ttl=opts.selector_cache_ttl)
             selector: Selector = await stack.enter_async_context(selector_obj)
             transport: Transport = self._plugin("transport")
+            if isinstance(transport, NurseryOwner):  # a connection of its own (nats)
+                await stack.enter_async_context(transport)
             client = Client(selector, transport, opts, list(self._client_wrappers))
             stack.push_async_callback(client.aclose)
             self._client = client
@@ -412,6 +417,8 @@ async def open_client(
         sel = await stack.enter_async_context(sel)
         tr = transport if transport is not None and not isinstance(transport, str) else None
         tr = tr or _plugins.create("transport", opts.transport, opts)
+        if isinstance(tr, NurseryOwner):
+            await stack.enter_async_context(tr)
         client = Client(sel, tr, opts, list(wrappers))
         stack.push_async_callback(client.aclose)
         yield client

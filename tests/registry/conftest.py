@@ -1,4 +1,4 @@
-"""Fixtures for registry tests: a real etcd on a free loopback port, one per test."""
+"""Fixtures for registry tests: a real etcd (or nats-server) on a free loopback port, one per test."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from trimicro.testing.etcd import EtcdNotFound, EtcdProcess, find_etcd, open_etcd
+from trimicro.testing.nats import NatsServerNotFound, NatsServerProcess, open_nats_server
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ async def etcd() -> AsyncIterator[EtcdProcess]:
         pytest.skip(str(exc))
     async with open_etcd() as process:
         yield process
+
+
+@pytest.fixture
+async def nats_server() -> AsyncIterator[NatsServerProcess]:
+    """A fresh nats-server on a free loopback port; skips when the binary is missing."""
+    try:
+        async with open_nats_server() as server:
+            yield server
+    except NatsServerNotFound as exc:
+        pytest.skip(str(exc))
