@@ -293,7 +293,8 @@ class NatsRegistry(NurseryOwner):
                     if self.quorum > 0 and len(service.nodes) >= self.quorum:
                         break
         finally:
-            await sub.unsubscribe()
+            with trio.CancelScope(shield=True):
+                await sub.unsubscribe()
         return list(groups.values())
 
     def watch(self, service: str | None = None) -> AbstractAsyncContextManager[Watcher]:

@@ -133,7 +133,8 @@ class NatsClientSocket:
         if self._closed:
             return
         self._closed = True
-        await self._sub.unsubscribe()
+        with trio.CancelScope(shield=True):
+            await self._sub.unsubscribe()
 
 
 @attrs.define(eq=False)
@@ -217,8 +218,8 @@ class NatsServerSocket:
 class NatsListener:
     """Serves one subject; ``serve`` runs one handler task per client inbox until cancelled.
 
-    Like Go's listener it has a NATS connection of its own, opened by ``serve`` (so a server on this
-    transport needs no ``async with transport:``). ``aclose`` stops taking new sockets; ``serve`` then
+    ``serve`` uses the transport's connection when the transport is open (a Service opens it), else it
+    opens one of its own, as Go's listener does. ``aclose`` stops taking new sockets; ``serve`` then
     returns once the running handlers finish.
     """
 
@@ -241,46 +242,52 @@ class NatsListener:
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         t = self._transport
+        async with t._connection() as nc:
+            await self._serve(nc, handler, task_status)
+
+    async def _serve(
+        self,
+        nc: NatsClient,
+        handler: Callable[[NatsServerSocket], Awaitable[None]],
+        task_status: trio.TaskStatus[Any],
+    ) -> None:
         status_prefix = _new_inbox()
-        async with open_nats(
-            t.servers, error=TransportError, attempts=t.connect_attempts, **t.client_options
-        ) as nc:
+        try:
+            sub = await nc.subscribe(self.address)
+            status = await nc.subscribe(status_prefix + ".*")
+        except (BrokerError, ValueError) as exc:
+            raise TransportError(f"nats: cannot listen on {self.address!r}: {exc}") from None
+        try:
             try:
-                sub = await nc.subscribe(self.address)
-                status = await nc.subscribe(status_prefix + ".*")
-                with trio.fail_after(t.connect_timeout):
+                with trio.fail_after(self._transport.connect_timeout):
                     await nc.flush()
             except (BrokerError, trio.TooSlowError) as exc:
                 raise TransportError(f"nats: cannot listen on {self.address!r}: {exc!r}") from None
             self._sub = sub
             if self._stopped:
                 await sub.unsubscribe()
-            try:
-                async with trio.open_nursery() as outer:
-                    outer.start_soon(self._statuses, status)
-                    task_status.started(self.address)
-                    async with trio.open_nursery() as nursery:
-                        n = 0
-                        async for msg in sub:
-                            if not msg.reply:
-                                log.debug(
-                                    "nats transport: frame on %s without reply subject dropped", self.address
-                                )
-                                continue
-                            sock = self._sockets.get(msg.reply)
-                            if sock is None:
-                                n += 1
-                                sock = self._open(nc, msg.reply, f"{status_prefix}.{n}")
-                                nursery.start_soon(self._run, handler, sock)
-                            sock._deliver(msg)
-                    outer.cancel_scope.cancel()
-            finally:
-                # Replies written by the last calls may still sit in the write buffer: send them.
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    try:
-                        await nc.flush()
-                    except BrokerError:
-                        pass
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._statuses, status)
+                task_status.started(self.address)
+                async with trio.open_nursery() as nursery:
+                    n = 0
+                    async for msg in sub:
+                        if not msg.reply:
+                            log.debug(
+                                "nats transport: frame on %s without reply subject dropped", self.address
+                            )
+                            continue
+                        sock = self._sockets.get(msg.reply)
+                        if sock is None:
+                            n += 1
+                            sock = self._open(nc, msg.reply, f"{status_prefix}.{n}")
+                            nursery.start_soon(self._run, handler, sock)
+                        sock._deliver(msg)
+                outer.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await sub.unsubscribe()
+                await status.unsubscribe()
 
     def _open(self, nc: NatsClient, reply: str, status_subject: str) -> NatsServerSocket:
         send, receive = trio.open_memory_channel[Msg](self._transport.max_pending)
@@ -326,8 +333,8 @@ class NatsListener:
 
 @attrs.define(eq=False)
 class NatsTransport(NurseryOwner):
-    """The ``nats`` transport. ``async with transport:`` opens the connection ``dial`` uses (a Service
-    does this itself); listeners open their own connection in ``serve``."""
+    """The ``nats`` transport. ``async with transport:`` opens the connection ``dial`` and listeners
+    use (a Service does this itself); a listener served outside it opens its own."""
 
     servers: Sequence[str] = attrs.field(default=(), converter=nats_servers)
     idle_timeout: float = 60.0
@@ -351,6 +358,18 @@ class NatsTransport(NurseryOwner):
                 yield
             finally:
                 self._client = None
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[NatsClient]:
+        """For a listener: the transport's connection when it is open (whose orderly close, after the
+        server's, flushes the last replies), else one of the listener's own, as Go's listener has."""
+        if self._client is not None:
+            yield self._client
+            return
+        async with open_nats(
+            self.servers, error=TransportError, attempts=self.connect_attempts, **self.client_options
+        ) as client:
+            yield client
 
     @property
     def client(self) -> NatsClient:
