@@ -164,6 +164,30 @@ async def test_go_shaped_peer_on_the_wire(nats_server: NatsServerProcess) -> Non
             assert json.loads(reply.payload) == {"Header": {"Micro-Id": "7", "Seen": "1"}, "Body": "aGk="}
 
 
+async def test_a_trailing_eos_opens_no_socket(nats_server: NatsServerProcess) -> None:
+    """Go's client sends its EOS after our stream has ended (and its socket is gone): that frame must
+    not open a new socket, which would route it as a fresh stream and wait for a request forever."""
+    transport = NatsTransport([nats_server.address])
+    async with transport:
+        listener = await transport.listen(":0")
+        seen: list[Message] = []
+
+        async def handler(sock: NatsServerSocket) -> None:
+            seen.append(await sock.receive())
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve, handler)
+            async with NatsClient([nats_server.address]) as raw:
+                eos = b'{"Header":{"Micro-Stream":"1","Micro-Error":"EOS"},"Body":null}'
+                await raw.publish(listener.address, eos, reply="_INBOX.late")
+                await raw.publish(listener.address, b'{"Header":{"N":"1"},"Body":""}', reply="_INBOX.next")
+                with trio.fail_after(5):
+                    while not seen:
+                        await trio.sleep(0.01)  # polling the handler's list
+            assert listener.accepted == 1 and seen[0].header == {"N": "1"}
+            nursery.cancel_scope.cancel()
+
+
 async def test_no_responders_is_a_transport_error_at_once(nats_server: NatsServerProcess) -> None:
     async with NatsTransport([nats_server.address]) as transport:
         sock = await transport.dial("_INBOX.nobody")

@@ -45,7 +45,7 @@ import attrs
 import trio
 
 from .._lifecycle import NurseryOwner
-from .._metadata import MICRO_STREAM
+from .._metadata import MICRO_ERROR, MICRO_STREAM
 from .._nats import nats_servers, open_nats
 from ..broker._base import BrokerMessage
 from ..broker._envelope import decode_envelope, encode_envelope
@@ -146,8 +146,8 @@ class NatsServerSocket:
     remote_address: str  # the client's inbox (the reply subject of its frames)
     _status_subject: str  # reply subject of our frames, so a vanished inbox reports back
     _idle_timeout: float
-    _send_frames: trio.MemorySendChannel[Msg]
-    _frames: trio.MemoryReceiveChannel[Msg]
+    _send_frames: trio.MemorySendChannel[Message | ProtocolError]
+    _frames: trio.MemoryReceiveChannel[Message | ProtocolError]
     _streaming: bool = attrs.field(default=False, init=False)
     _unanswered: bool = attrs.field(default=False, init=False)
     _last: float = attrs.field(factory=trio.current_time, init=False)
@@ -159,9 +159,9 @@ class NatsServerSocket:
     def closed(self) -> bool:
         return self._closed
 
-    def _deliver(self, msg: Msg) -> None:
+    def _deliver(self, frame: Message | ProtocolError) -> None:
         try:
-            self._send_frames.send_nowait(msg)
+            self._send_frames.send_nowait(frame)
         except trio.WouldBlock:
             self.dropped += 1
             if self.dropped == 1:
@@ -183,14 +183,15 @@ class NatsServerSocket:
             deadline = self._last + self._idle_timeout
         with trio.move_on_at(deadline):
             try:
-                msg = await self._frames.receive()
+                frame = await self._frames.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 if self._gone:
                     raise TransportError(f"nats: client {self.remote_address} went away") from None
                 raise trio.EndOfChannel from None
             self._last = trio.current_time()
             self._unanswered = True
-            frame = decode_frame(msg.payload)
+            if isinstance(frame, ProtocolError):
+                raise frame
             if MICRO_STREAM in frame.header:
                 self._streaming = True
             return frame
@@ -277,12 +278,21 @@ class NatsListener:
                                 "nats transport: frame on %s without reply subject dropped", self.address
                             )
                             continue
+                        try:
+                            frame: Message | ProtocolError = decode_frame(msg.payload)
+                        except ProtocolError as exc:
+                            frame = exc
                         sock = self._sockets.get(msg.reply)
                         if sock is None:
+                            if isinstance(frame, Message) and MICRO_ERROR in frame.header:
+                                # An end-of-stream (or error) frame cannot open a conversation: it is
+                                # the tail of one already over. Go's client sends its EOS after the
+                                # server's stream has ended; it must not start a ghost stream.
+                                continue
                             n += 1
                             sock = self._open(nc, msg.reply, f"{status_prefix}.{n}")
                             nursery.start_soon(self._run, handler, sock)
-                        sock._deliver(msg)
+                        sock._deliver(frame)
                 outer.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -290,7 +300,7 @@ class NatsListener:
                 await status.unsubscribe()
 
     def _open(self, nc: NatsClient, reply: str, status_subject: str) -> NatsServerSocket:
-        send, receive = trio.open_memory_channel[Msg](self._transport.max_pending)
+        send, receive = trio.open_memory_channel[Message | ProtocolError](self._transport.max_pending)
         sock = NatsServerSocket(
             nc, self.address, reply, status_subject, self._transport.idle_timeout, send, receive
         )
