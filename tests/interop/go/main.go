@@ -8,8 +8,11 @@
 // Every mode accepts Go Micro's own flags and MICRO_* environment variables
 // (--registry, --registry_address, --server_address, --broker,
 // --broker_address, --transport, --client_request_timeout, ...), parsed by
-// go-micro's cmd package. Output is one JSON object per line on stdout;
-// go-micro's own logging goes to stderr.
+// go-micro's cmd package, whose plugin tables already link go-micro's own
+// registry/nats and transport/nats: `--registry nats --transport nats` (with
+// --registry_address / --transport_address) puts a peer on NATS alone.
+// Output is one JSON object per line on stdout; go-micro's own logging goes
+// to stderr.
 package main
 
 import (
