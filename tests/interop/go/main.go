@@ -1,5 +1,6 @@
 // Command interop is a small Go Micro (go-micro.dev/v5) program used by
-// trimicro's interop tests. One binary, three modes:
+// trimicro's interop tests. One binary, three modes (plus events-publish and
+// events-consume, go-micro's events/natsjs, in events.go):
 //
 //	interop server    [go-micro flags] [--name N] [--topic T] [--queue Q]
 //	interop client    [go-micro flags] --service S --endpoint E [--request JSON] ...
@@ -101,6 +102,10 @@ func main() {
 		runClient()
 	case "publisher":
 		runPublisher()
+	case "events-publish":
+		runEventsPublish()
+	case "events-consume":
+		runEventsConsume()
 	default:
 		usage()
 	}
