@@ -62,5 +62,7 @@ async def open_nats(
                 last = exc
                 log.debug("NATS connect attempt %d to %s failed: %s", attempt + 1, ", ".join(servers), exc)
         if client is None:
-            raise error(f"cannot connect to NATS at {', '.join(servers)} after {attempts} attempts: {last}")
+            where = ", ".join(servers)
+            detail = str(last).removeprefix(f"cannot connect to NATS at {where}: ")
+            raise error(f"cannot connect to NATS at {where} after {attempts} attempts: {detail}")
         yield client

@@ -188,6 +188,27 @@ async def test_a_trailing_eos_opens_no_socket(nats_server: NatsServerProcess) ->
             nursery.cancel_scope.cancel()
 
 
+async def test_a_frame_left_unread_is_answered_503(nats_server: NatsServerProcess) -> None:
+    """A handler that returns without reading (a draining server does) must not leave the caller
+    waiting for its deadline: the frame is answered with a retryable 503."""
+    async with NatsTransport([nats_server.address]) as transport:
+        listener = await transport.listen(":0")
+
+        async def handler(sock: NatsServerSocket) -> None:
+            await trio.lowlevel.checkpoint()  # like a draining server: nothing read, nothing sent
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve, handler)
+            sock = await transport.dial(listener.address)
+            await sock.send(Message({"Micro-Id": "9", "Micro-Endpoint": "Greeter.Hello"}, b"x"))
+            with trio.fail_after(5):
+                reply = await sock.receive()
+            assert reply.header["Micro-Id"] == "9"
+            err = trimicro.errors.parse(reply.header["Micro-Error"])
+            assert (err.code, err.id) == (503, "go.micro.server")
+            nursery.cancel_scope.cancel()
+
+
 async def test_no_responders_is_a_transport_error_at_once(nats_server: NatsServerProcess) -> None:
     async with NatsTransport([nats_server.address]) as transport:
         sock = await transport.dial("_INBOX.nobody")

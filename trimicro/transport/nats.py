@@ -44,8 +44,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from .. import errors
 from .._lifecycle import NurseryOwner
-from .._metadata import MICRO_ERROR, MICRO_STREAM
+from .._metadata import (
+    CONTENT_TYPE,
+    MICRO_ENDPOINT,
+    MICRO_ERROR,
+    MICRO_ID,
+    MICRO_METHOD,
+    MICRO_SERVICE,
+    MICRO_STREAM,
+)
 from .._nats import nats_servers, open_nats
 from ..broker._base import BrokerMessage
 from ..broker._envelope import decode_envelope, encode_envelope
@@ -70,6 +79,8 @@ __all__ = [
 log = logging.getLogger("trimicro.transport.nats")
 
 _NO_RESPONDERS = 503
+_SERVER_ID = "go.micro.server"  # Go Micro's server error id (trimicro/server/_router.py's SERVER_ID)
+_ECHO = (MICRO_ID, MICRO_SERVICE, MICRO_ENDPOINT, MICRO_METHOD, MICRO_STREAM, CONTENT_TYPE)
 
 
 def encode_frame(msg: Message) -> bytes:
@@ -209,6 +220,29 @@ class NatsServerSocket:
         self._last = trio.current_time()
         self._unanswered = False
 
+    async def _refuse_unread(self) -> None:
+        """Answer frames the handler left unread with 503, so their callers retry elsewhere at once.
+
+        Over TCP a server that stops (drains) or idles out closes the connection and the client sees
+        it; over NATS a frame that reaches a socket whose handler has returned would otherwise wait
+        for its caller's deadline."""
+        self._send_frames.close()
+        while not self._gone:
+            try:
+                frame = self._frames.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if isinstance(frame, ProtocolError) or MICRO_ERROR in frame.header:
+                continue
+            header = {k: frame.header[k] for k in _ECHO if k in frame.header}
+            header[MICRO_ERROR] = errors.service_unavailable(
+                _SERVER_ID, "server is not taking requests"
+            ).to_json()
+            try:
+                await self.send(Message(header, b""))
+            except (TransportError, ProtocolError):
+                return
+
     async def aclose(self) -> None:
         self._closed = True
         self._send_frames.close()
@@ -322,6 +356,8 @@ class NatsListener:
             if self._sockets.get(sock.remote_address) is sock:
                 del self._sockets[sock.remote_address]
             self._status.pop(sock._status_subject, None)
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await sock._refuse_unread()
             await sock.aclose()
 
     async def _statuses(self, sub: NatsSubscription) -> None:
