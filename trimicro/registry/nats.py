@@ -71,7 +71,10 @@ def encode_result(action: str, service: Service | None) -> bytes:
 def decode_result(data: bytes) -> tuple[str, Service | None]:
     """``(action, service)`` from a query or watch message; keys match case-insensitively as in Go.
     ValueError when it is not a Result object."""
-    obj = json.loads(data)
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise ValueError("registry result nests too deep") from None
     if not isinstance(obj, dict):
         raise ValueError("registry result is not a JSON object")
     fields = {str(k).lower(): v for k, v in obj.items()}
@@ -83,7 +86,10 @@ def decode_result(data: bytes) -> tuple[str, Service | None]:
         return action, None
     if not isinstance(raw, dict):
         raise ValueError("registry result Service is not an object")
-    return action, Service.from_dict(raw)
+    try:
+        return action, Service.from_dict(raw)
+    except (TypeError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"registry result Service is malformed: {exc}") from None
 
 
 def _decode_service(data: bytes) -> Service | None:
@@ -120,7 +126,7 @@ class NatsWatcher:
                 raise StopAsyncIteration from None
             try:
                 action, service = decode_result(msg.payload)
-            except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            except ValueError as exc:
                 log.debug("nats registry: undecodable watch event skipped: %s", exc)
                 continue
             if service is None or action not in _ACTIONS:
@@ -205,7 +211,7 @@ class NatsRegistry(NurseryOwner):
                 continue
             try:
                 action, asked = decode_result(msg.payload)
-            except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            except ValueError as exc:
                 log.debug("nats registry: undecodable query skipped: %s", exc)
                 continue
             if action == "get" and asked is not None:
