@@ -56,7 +56,7 @@ def _node_metadata(options: Options) -> dict[str, str]:
     md = {
         "protocol": "mucp",
         "server": "mucp",
-        "transport": "http",
+        "transport": "nats" if options.transport == "nats" else "http",  # the server's wire, as Go's
         "broker": options.broker,
         "registry": options.registry,
     }

@@ -253,6 +253,8 @@ async def test_service_unary_and_errors(nats_server: NatsServerProcess) -> None:
         assert svc.address.startswith("_INBOX.")
         [record] = await svc.registry.get_service("greeter")
         assert record.nodes[0].address == svc.address
+        metadata = record.nodes[0].metadata
+        assert (metadata["transport"], metadata["registry"]) == ("nats", "nats")
         async with trimicro.open_client(**nats_opts(nats_server.address)) as client:  # type: ignore[arg-type]
             for content_type in ("application/protobuf", "application/json"):
                 rsp = await client.call(
