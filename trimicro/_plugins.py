@@ -23,6 +23,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "mdns": "trimicro.registry.mdns:from_options",
         "etcd": "trimicro.registry.etcd:from_options",
         "zookeeper": "trimicro.registry.zookeeper:from_options",
+        "nats": "trimicro.registry.nats:from_options",
     },
     "selector": {
         "random": "trimicro.selector.cache:from_options",
@@ -40,6 +41,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "mucp": "trimicro.transport.http:from_options",
         "grpc": "trimicro.transport.grpc:from_options",
         "memory": "trimicro.transport.memory:from_options",
+        "nats": "trimicro.transport.nats:from_options",
     },
 }
 

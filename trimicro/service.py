@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from . import _plugins
+from ._lifecycle import NurseryOwner
 from ._util import collapse_excgroups
 from .broker import Broker, LazyBroker
 from .client import Client, ClientWrapper
@@ -45,6 +46,8 @@ log = logging.getLogger("trimicro.service")
 def _advertise(bound: str, advertise: str) -> str:
     if advertise:
         return advertise
+    if ":" not in bound:
+        return bound  # not host:port but a subject (the nats transport)
     host, _, port = bound.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]", ""):
         host = "127.0.0.1"
@@ -224,6 +227,8 @@ class Service:
                 )  # fmt: skip
             selector: Selector = await stack.enter_async_context(selector_obj)
             transport: Transport = self._plugin("transport")
+            if isinstance(transport, NurseryOwner):  # a connection of its own (nats)
+                await stack.enter_async_context(transport)
             client = Client(selector, transport, opts, list(self._client_wrappers))
             stack.push_async_callback(client.aclose)
             self._client = client
@@ -396,6 +401,8 @@ async def open_client(
         sel = await stack.enter_async_context(sel)
         tr = transport if transport is not None and not isinstance(transport, str) else None
         tr = tr or _plugins.create("transport", opts.transport, opts)
+        if isinstance(tr, NurseryOwner):
+            await stack.enter_async_context(tr)
         client = Client(sel, tr, opts, list(wrappers))
         stack.push_async_callback(client.aclose)
         yield client

@@ -1,4 +1,4 @@
-"""Fixtures for registry tests: a real etcd or ZooKeeper on a free loopback port, one per test."""
+"""Fixtures for registry tests: a real etcd, ZooKeeper or nats-server on a free loopback port, one per test."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from trimicro.testing.etcd import EtcdNotFound, EtcdProcess, find_etcd, open_etcd
+from trimicro.testing.nats import NatsServerNotFound, NatsServerProcess, open_nats_server
 from trimicro.testing.zookeeper import ZookeeperNotFound, ZookeeperProcess, find_zookeeper, open_zookeeper
 
 
@@ -30,3 +31,13 @@ async def zookeeper() -> AsyncIterator[ZookeeperProcess]:
         pytest.skip(str(exc))
     async with open_zookeeper() as process:
         yield process
+
+
+@pytest.fixture
+async def nats_server() -> AsyncIterator[NatsServerProcess]:
+    """A fresh nats-server on a free loopback port; skips when the binary is missing."""
+    try:
+        async with open_nats_server() as server:
+            yield server
+    except NatsServerNotFound as exc:
+        pytest.skip(str(exc))
