@@ -31,10 +31,8 @@ from .errors import RegistryError
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
-from .server import HandlerWrapper, MethodSpec, Router, Server
-from .server._grpc import GrpcServer
-from .server._subscriber import Subscribers, SubscriberWrapper
-from .transport._base import Transport
+from .server import GrpcServer, HandlerWrapper, MethodSpec, Router, Server, Subscribers, SubscriberWrapper
+from .transport import Transport
 
 __all__ = ["Service", "open_client", "open_service"]
 
