@@ -183,7 +183,7 @@ class Service:
         """Begin a graceful stop (deregister, drain, cancel)."""
         self._stop.set()
 
-    def _plugin(self, kind: str) -> Any:
+    def _plugin(self, kind: _plugins.Kind) -> Any:
         if kind in self._plugins:
             return self._plugins[kind]
         return _plugins.create(kind, getattr(self.options, kind), self.options)
