@@ -26,12 +26,15 @@ if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
-lint_paths=(trimicro tests examples)
+lint_paths=(trimicro tests examples plugins)
 [ -d bench ] && lint_paths+=(bench)
 echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"
 echo "== mypy"; python3 -m mypy
 echo "== docs"; NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest"; python3 -m pytest -q -p no:cacheprovider "$@"
+if [ $# -eq 0 ]; then
+  echo "== plugins"; python3 -m pytest -q -p no:cacheprovider plugins/trimicro-registry-file/tests
+fi
 if [ -f bench/run.py ] && [ $# -eq 0 ]; then
   echo "== bench smoke"; python3 -m bench.run --smoke
 fi

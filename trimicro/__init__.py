@@ -26,3 +26,27 @@ from .stream import ClientStream as ClientStream
 from .stream import Stream as Stream
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CallRequest",
+    "Client",
+    "ClientStream",
+    "Context",
+    "Endpoint",
+    "MethodSpec",
+    "MicroError",
+    "Node",
+    "Options",
+    "Request",
+    "Service",
+    "Stream",
+    "SubscriberMessage",
+    "Value",
+    "__version__",
+    "errors",
+    "load_options",
+    "metadata",
+    "open_client",
+    "open_service",
+    "register_plugin",
+]

@@ -34,6 +34,7 @@ __all__ = [
     "ServiceNotFound",
     "TransportError",
     "TrimicroError",
+    "UnknownPlugin",
     "bad_request",
     "conflict",
     "forbidden",
@@ -137,6 +138,14 @@ class ServiceNotFound(RegistryError):
 
 class BrokerError(TrimicroError):
     """The broker could not be reached or refused a message."""
+
+
+class UnknownPlugin(TrimicroError, ValueError):
+    """No plugin of that kind has that name (``--registry foo`` with nothing installed as ``foo``).
+
+    A ValueError, like any other bad option value, so the CLI prints it as one line; its message
+    lists the names that are installed.
+    """
 
 
 def parse(text: str | bytes, *, default_id: str = "") -> MicroError:

@@ -32,11 +32,20 @@ from .errors import RegistryError
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
-from .server import HandlerWrapper, MethodSpec, Router, Server, _workers
-from .server._grpc import GrpcServer
-from .server._limit import HandlerLimit
-from .server._subscriber import Subscribers, SubscriberWrapper
-from .transport._base import Transport
+from .server import (
+    GrpcServer,
+    HandlerLimit,
+    HandlerWrapper,
+    MethodSpec,
+    Router,
+    Server,
+    Subscribers,
+    SubscriberWrapper,
+    notify_worker_ready,
+    supervise_workers,
+    worker_address,
+)
+from .transport import Transport
 
 __all__ = ["Service", "open_client", "open_service"]
 
@@ -189,7 +198,7 @@ class Service:
         """Begin a graceful stop (deregister, drain, cancel)."""
         self._stop.set()
 
-    def _plugin(self, kind: str) -> Any:
+    def _plugin(self, kind: _plugins.Kind) -> Any:
         if kind in self._plugins:
             return self._plugins[kind]
         return _plugins.create(kind, getattr(self.options, kind), self.options)
@@ -207,11 +216,11 @@ class Service:
         port instead (:mod:`trimicro.server._workers`); ``started`` fires when all of them are ready.
         """
         self._stop = trio.Event()
-        in_worker = _workers.worker_address()
+        in_worker = worker_address()
         if in_worker is not None:  # the supervisor's port and SO_REUSEPORT win over flags and env
             self.options = self.options.evolve(server_address=in_worker, server_reuse_port=True, server_workers=1)
         elif self.options.server_workers > 1:
-            await _workers.supervise(self, task_status=task_status)
+            await supervise_workers(self, task_status=task_status)
             return
         opts = self.options
         async with AsyncExitStack() as stack:
@@ -272,7 +281,7 @@ class Service:
                 if self.handle_signals:
                     await nursery.start(self._signals)  # installed before we report ready
                 task_status.started(self)
-                _workers.notify_ready()
+                notify_worker_ready()
                 await self._stop.wait()
             finally:
                 with trio.CancelScope(shield=True):

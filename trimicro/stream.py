@@ -21,9 +21,9 @@ from . import errors
 from ._metadata import MICRO_ERROR
 from .codec import Codec
 from .errors import MicroError, TransportError
-from .transport._base import Message, Socket
+from .transport import Message, Socket
 
-__all__ = ["ClientStream", "Stream", "StreamCore"]
+__all__ = ["ClientStream", "MucpStreamCore", "Stream", "StreamCore"]
 
 ReqT = TypeVar("ReqT")
 RspT = TypeVar("RspT")
@@ -34,7 +34,7 @@ EOS = "EOS"
 _CLOSE = object()
 
 
-class _Core(Generic[SendT, RecvT]):
+class MucpStreamCore(Generic[SendT, RecvT]):
     """Direction-neutral stream machinery shared by both ends."""
 
     def __init__(
@@ -205,7 +205,7 @@ RecvT_co = TypeVar("RecvT_co", covariant=True)
 
 
 class StreamCore(Protocol[SendT_contra, RecvT_co]):
-    """What a stream needs from its transport: mucp's :class:`_Core`, or the gRPC/h2 one."""
+    """What a stream needs from its transport: mucp's :class:`MucpStreamCore`, or the gRPC/h2 one."""
 
     sent: int
     received: int

@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
+from trimicro._nats.client import NatsClient, NoResponders, RequestTimeout
 from trimicro.broker import BrokerMessage, Event
 from trimicro.broker import nats as nats_broker
-from trimicro.broker._nats_client import NatsClient, NoResponders, RequestTimeout
 from trimicro.broker.nats import NatsBroker
 from trimicro.config import Options
 from trimicro.errors import BrokerError

@@ -9,8 +9,8 @@ from functools import partial
 import pytest
 import trio
 
+from trimicro._nats.client import NatsClient
 from trimicro.broker import BrokerMessage
-from trimicro.broker._nats_client import NatsClient
 from trimicro.broker.nats import NatsBroker
 from trimicro.errors import BrokerError
 from trimicro.testing.nats import NatsServerProcess

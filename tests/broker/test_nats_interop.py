@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from tests.interop._go import GoProcess, open_go
+from trimicro._nats.client import NoResponders, RequestTimeout
 from trimicro.broker import BrokerMessage, Event
-from trimicro.broker._nats_client import NoResponders, RequestTimeout
 from trimicro.broker.nats import NatsBroker
 from trimicro.testing.nats import NatsServerProcess
 

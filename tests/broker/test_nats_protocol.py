@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trimicro.broker import _nats_protocol as p
-from trimicro.broker._nats_protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ok, Ping, Pong
+from trimicro._nats import protocol as p
+from trimicro._nats.protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ok, Ping, Pong
 from trimicro.errors import ProtocolError
 
 

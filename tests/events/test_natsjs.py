@@ -9,7 +9,7 @@ import json
 import pytest
 import trio
 
-from trimicro.broker._nats_client import NatsClient
+from trimicro._nats.client import NatsClient
 from trimicro.events import Event, EventsError
 from trimicro.events.natsjs import NatsJetStream
 from trimicro.testing._process import free_port

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from trimicro import _plugins
-from trimicro.broker._nats_client import NatsClient
+from trimicro._nats.client import NatsClient
 from trimicro.config import Options
 from trimicro.errors import RegistryError
 from trimicro.registry import Endpoint, Node, Result, Service, Value

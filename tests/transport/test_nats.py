@@ -25,7 +25,7 @@ from tests.protos.greeter_pb2 import (
     Total,
 )
 from trimicro import _plugins
-from trimicro.broker._nats_client import NatsClient
+from trimicro._nats.client import NatsClient
 from trimicro.config import Options
 from trimicro.errors import MicroError, ProtocolError, TransportError
 from trimicro.testing._process import free_port

@@ -1,4 +1,4 @@
-"""NATS broker: the Broker contract over the trio-native :class:`~._nats_client.NatsClient`.
+"""NATS broker: the Broker contract over the trio-native :class:`~trimicro._nats.NatsClient`.
 
 Wire forms (``wire=``):
 
@@ -29,11 +29,10 @@ import attrs
 import trio
 
 from .._lifecycle import NurseryOwner
+from .._nats import Msg, NatsClient, NatsSubscription, str_list
 from ..errors import BrokerError, CodecError
 from ._base import BrokerMessage, Handler
 from ._envelope import decode_envelope, encode_envelope
-from ._nats_client import NatsClient, NatsSubscription, _str_list
-from ._nats_protocol import Msg
 from .memory import BrokerStats
 
 __all__ = [
@@ -137,7 +136,7 @@ class NatsBroker(NurseryOwner):
     ``ping_interval``, ...). ``client`` exposes the connection for request/reply.
     """
 
-    servers: list[str] = attrs.field(factory=lambda: [DEFAULT_ADDRESS], converter=_str_list)
+    servers: list[str] = attrs.field(factory=lambda: [DEFAULT_ADDRESS], converter=str_list)
     wire: Literal["gomicro", "headers"] = "gomicro"
     client_options: dict[str, Any] = attrs.field(factory=dict)
     name: str = attrs.field(default="nats", init=False)

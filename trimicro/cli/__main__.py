@@ -1,3 +1,5 @@
 from . import main
 
+__all__: list[str] = []
+
 raise SystemExit(main())

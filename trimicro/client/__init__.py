@@ -6,3 +6,12 @@ from ._client import Client as Client
 from ._client import ClientWrapper as ClientWrapper
 from ._client import default_retry as default_retry
 from ._pool import Pool as Pool
+
+__all__ = [
+    "CallFunc",
+    "CallRequest",
+    "Client",
+    "ClientWrapper",
+    "Pool",
+    "default_retry",
+]

@@ -48,8 +48,8 @@ from ..context import current_metadata, remaining
 from ..errors import BrokerError, CodecError, MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
 from ..selector import Filter, Next, Selector
-from ..stream import ClientStream, _Core
-from ..transport._base import Message, Transport
+from ..stream import ClientStream, MucpStreamCore
+from ..transport import Message, Transport
 from ._pool import Pool
 from ._retry import Retrier, attach_pushback
 
@@ -357,7 +357,9 @@ class Client:
             self.selector.mark(service, node, None)  # connected: the node is up (and not held in flight)
         header = self._header(req, req.content_type, deadline)
         header[MICRO_STREAM] = header[MICRO_ID]
-        core: _Core[Any, Any] = _Core(sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer)
+        core: MucpStreamCore[Any, Any] = MucpStreamCore(
+            sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer
+        )
         try:
             with collapse_excgroups():
                 async with trio.open_nursery() as nursery:

@@ -7,7 +7,7 @@ from collections import deque
 import attrs
 import trio
 
-from ..transport._base import Socket, Transport
+from ..transport import Socket, Transport
 
 __all__ = ["Pool"]
 

@@ -9,21 +9,39 @@ from ._registry import DEFAULT_CONTENT_TYPE as DEFAULT_CONTENT_TYPE
 from ._registry import codecs as codecs
 from ._registry import get_codec as get_codec
 from ._registry import register_codec as register_codec
+from ._varint import encode_varint as encode_varint
+from ._varint import read_varint as read_varint
 from .bytes import BytesCodec as BytesCodec
 from .bytes import Frame as Frame
+from .bytes import raw_bytes as raw_bytes
 from .describe import describe as describe
+from .grpc import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from .grpc import RESOURCE_EXHAUSTED as RESOURCE_EXHAUSTED
+from .grpc import SUPPORTED_ENCODINGS as SUPPORTED_ENCODINGS
 from .grpc import GrpcCodec as GrpcCodec
 from .grpc import GrpcFrameDecoder as GrpcFrameDecoder
 from .grpc import GrpcJsonCodec as GrpcJsonCodec
 from .grpc import GrpcProtoCodec as GrpcProtoCodec
+from .grpc import compress as compress
 from .grpc import encode_frame as encode_frame
 from .json import JsonCodec as JsonCodec
+from .json import dumps as dumps
+from .json import from_obj as from_obj
+from .json import loads as loads
 from .jsonrpc import JsonRpcCodec as JsonRpcCodec
 from .protobuf import ProtobufCodec as ProtobufCodec
+from .protobuf import decode_message as decode_message
+from .protobuf import encode_message as encode_message
 from .protorpc import ProtoRpcCodec as ProtoRpcCodec
+from .protorpc import decode_header as decode_header
+from .protorpc import encode_header as encode_header
+from .protorpc import read_netstrings as read_netstrings
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "RESOURCE_EXHAUSTED",
+    "SUPPORTED_ENCODINGS",
     "BytesCodec",
     "Codec",
     "Frame",
@@ -36,8 +54,20 @@ __all__ = [
     "ProtoRpcCodec",
     "ProtobufCodec",
     "codecs",
+    "compress",
+    "decode_header",
+    "decode_message",
     "describe",
+    "dumps",
     "encode_frame",
+    "encode_header",
+    "encode_message",
+    "encode_varint",
+    "from_obj",
     "get_codec",
+    "loads",
+    "raw_bytes",
+    "read_netstrings",
+    "read_varint",
     "register_codec",
 ]

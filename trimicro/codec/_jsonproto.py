@@ -189,7 +189,7 @@ def _compile_from_obj(cls: type[Message]) -> dict[str, tuple[str, type]] | None:
 
 def _slow_from_obj(obj: Any, cls: type[Message], strict: bool = False) -> Message:
     try:
-        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=not strict)  # type: ignore[no-any-return]
+        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=not strict)
     except (
         json_format.Error,
         ValueError,

@@ -1,6 +1,14 @@
-"""The Content-Type -> codec table: one shared instance per content type, looked up per request."""
+"""The Content-Type -> codec table: one shared instance per content type, looked up per request.
+
+Installed packages add codecs through entry points in the ``trimicro.codec`` group, named by the content
+type they handle (``application/msgpack = "trimicro_msgpack:MsgpackCodec"``: a codec class, called with
+no arguments, or a codec instance). They are read once, when a content type is first missing from the
+table, and a built-in or :func:`register_codec` entry wins over an entry point of the same name.
+"""
 
 from __future__ import annotations
+
+import importlib.metadata
 
 from ..errors import CodecError
 from ._base import Codec
@@ -45,11 +53,32 @@ def get_codec(content_type: str | None) -> Codec:
     key = content_type.partition(";")[0].strip().lower()
     codec = _CODECS.get(key) if key else _protobuf
     if codec is None:
+        codec = _from_entry_point(key)
+    if codec is None:
         raise CodecError(
             f"unsupported Content-Type {content_type!r}; supported: {', '.join(sorted(_CODECS))}"
         )
     if len(_SEEN) < 256:  # bounded: header values come from the network
         _SEEN[content_type] = codec
+    return codec
+
+
+# Content type -> the entry point naming its codec; read once (the miss path sees network input).
+_ENTRY_POINTS: dict[str, importlib.metadata.EntryPoint] | None = None
+
+
+def _from_entry_point(key: str) -> Codec | None:
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        _ENTRY_POINTS = {
+            ep.name.strip().lower(): ep for ep in importlib.metadata.entry_points(group="trimicro.codec")
+        }
+    ep = _ENTRY_POINTS.pop(key, None)  # loaded at most once; then it is in the table
+    if ep is None:
+        return None
+    loaded = ep.load()
+    codec: Codec = loaded() if isinstance(loaded, type) else loaded
+    _CODECS[key] = codec
     return codec
 
 

@@ -21,7 +21,7 @@ import attrs
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from ..registry._model import Value
+from ..registry import Value
 
 __all__ = ["describe"]
 

@@ -5,5 +5,14 @@ services: a typed client, a handler ``Protocol``, a ``MethodSpec`` list and a re
 docs/codegen.md.
 """
 
+from .plugin import Options as Options
 from .plugin import generate as generate
 from .plugin import main as main
+from .plugin import parse_options as parse_options
+
+__all__ = [
+    "Options",
+    "generate",
+    "main",
+    "parse_options",
+]

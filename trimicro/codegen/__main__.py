@@ -6,4 +6,6 @@ Preferred over ``-m trimicro.codegen.plugin``, which runpy warns about because t
 
 from .plugin import main
 
+__all__: list[str] = []
+
 main()

@@ -12,7 +12,7 @@ from typing import Final
 import attrs
 
 from .. import errors
-from ..codec._varint import encode_varint, read_varint
+from ..codec import encode_varint, read_varint
 from ..errors import MicroError
 
 __all__ = ["CHECK_PATH", "NOT_SERVING", "SERVING", "GrpcHealth", "decode_request", "encode_response"]

@@ -6,11 +6,12 @@ import gc
 import resource
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..server._server import Stats
+if TYPE_CHECKING:
+    from ..server import Stats
 
 __all__ = ["Debug"]
 

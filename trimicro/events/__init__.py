@@ -6,6 +6,20 @@ from ._base import EventsError as EventsError
 from ._base import Stream as Stream
 from ._base import decode_event as decode_event
 from ._base import encode_event as encode_event
+from .memory import MemoryConsumer as MemoryConsumer
 from .memory import MemoryStream as MemoryStream
+from .natsjs import NatsJetStream as NatsJetStream
+from .natsjs import NatsJsConsumer as NatsJsConsumer
 
-__all__ = ["Consumer", "Event", "EventsError", "MemoryStream", "Stream", "decode_event", "encode_event"]
+__all__ = [
+    "Consumer",
+    "Event",
+    "EventsError",
+    "MemoryConsumer",
+    "MemoryStream",
+    "NatsJetStream",
+    "NatsJsConsumer",
+    "Stream",
+    "decode_event",
+    "encode_event",
+]

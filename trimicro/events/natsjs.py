@@ -43,9 +43,16 @@ import attrs
 import trio
 
 from .._lifecycle import NurseryOwner
-from .._nats import nats_servers, open_nats
-from ..broker._nats_client import NatsClient, NatsSubscription, NoResponders, RequestTimeout
-from ..broker._nats_protocol import Msg, validate_subject
+from .._nats import (
+    Msg,
+    NatsClient,
+    NatsSubscription,
+    NoResponders,
+    RequestTimeout,
+    nats_servers,
+    open_nats,
+    validate_subject,
+)
 from ..errors import BrokerError
 from ._base import Event, EventsError, decode_event, encode_event, encode_payload
 

@@ -91,7 +91,7 @@ def decode_txt(rdata: bytes) -> Service:
 
 def with_nodes(service: Service, nodes: tuple[Node, ...]) -> Service:
     """``service`` with ``nodes`` (attrs.evolve trips mypy on the tuple converter)."""
-    return attrs.evolve(service, nodes=nodes)  # type: ignore[arg-type]
+    return attrs.evolve(service, nodes=nodes)
 
 
 def instance_name(node: Node, service_type: str = SERVICE_TYPE) -> str:

@@ -36,8 +36,7 @@ import attrs
 import trio
 
 from .._lifecycle import NurseryOwner
-from .._nats import nats_servers, open_nats
-from ..broker._nats_client import NatsClient, NatsSubscription
+from .._nats import NatsClient, NatsSubscription, nats_servers, open_nats
 from ..errors import BrokerError, RegistryError
 from ._base import Watcher
 from ._model import Node, Result, Service

@@ -41,7 +41,7 @@ from ._base import Watcher
 from ._model import Node, Result, Service
 from ._zk_client import WatchQueue, ZkClient
 
-__all__ = ["PREFIX", "ZookeeperRegistry", "ZookeeperWatcher", "from_options", "node_path", "service_path"]
+__all__ = ["ZookeeperRegistry", "ZookeeperWatcher", "from_options", "zookeeper_answers"]  # and PREFIX, node_path, service_path (module-level: etcd has the same names)
 
 log = logging.getLogger("trimicro.registry.zookeeper")
 
@@ -374,3 +374,30 @@ def from_options(options: Any) -> ZookeeperRegistry:
         addresses=list(options.registry_address) or [DEFAULT_ADDRESS],
         timeout=options.registry_timeout,
     )
+
+
+async def zookeeper_answers(host: str, port: int, *, timeout: float = 2.0) -> bool:
+    """True iff a ZooKeeper at ``host:port`` answers a ConnectRequest within ``timeout`` (the probe
+    session is closed at once): a readiness check for scripts and test fixtures."""
+
+
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError:
+        return False
+    async with stream:
+        try:
+            await stream.send_all(p.ConnectRequest(timeout_ms=2000).encode())
+            frames = p.FrameBuffer()
+            with trio.move_on_after(timeout):
+                while (packet := frames.next()) is None:
+                    data = await stream.receive_some(4096)
+                    if not data:
+                        return False
+                    frames.feed(data)
+                answer = p.ConnectResponse.decode(packet)
+                await stream.send_all(p.close_session(1))
+                return answer.session_id != 0
+        except (OSError, trio.BrokenResourceError, p.ZkProtocolError):
+            return False
+    return False

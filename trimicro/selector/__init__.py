@@ -16,5 +16,28 @@ from .filters import filter_label as filter_label
 from .filters import filter_version as filter_version
 from .strategy import P2C as P2C
 from .strategy import RoundRobin as RoundRobin
+from .strategy import nodes_of as nodes_of
 from .strategy import random_strategy as random_strategy
 from .strategy import round_robin_strategy as round_robin_strategy
+from .strategy import to_strategy as to_strategy
+
+__all__ = [
+    "P2C",
+    "CachingSelector",
+    "Filter",
+    "Next",
+    "OutlierPolicy",
+    "RegistrySelector",
+    "RoundRobin",
+    "Selector",
+    "Strategy",
+    "filter_endpoint",
+    "filter_label",
+    "filter_version",
+    "from_options",
+    "nodes_of",
+    "random_strategy",
+    "round_robin_strategy",
+    "strategy_from_name",
+    "to_strategy",
+]

@@ -45,7 +45,7 @@ _BACKOFF_MIN, _BACKOFF_MAX = 0.1, 5.0
 
 
 def _with_nodes(service: Service, nodes: tuple[Node, ...]) -> Service:
-    return attrs.evolve(service, nodes=nodes)  # type: ignore[arg-type]
+    return attrs.evolve(service, nodes=nodes)
 
 
 def _without(services: list[Service], node_ids: frozenset[str]) -> list[Service]:

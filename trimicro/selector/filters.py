@@ -32,7 +32,7 @@ def filter_label(key: str, value: str) -> Filter:
         for s in services:
             nodes = tuple(n for n in s.nodes if n.metadata.get(key) == value)
             if nodes:
-                out.append(attrs.evolve(s, nodes=nodes))  # type: ignore[arg-type]
+                out.append(attrs.evolve(s, nodes=nodes))
         return out
 
     return apply

@@ -39,18 +39,19 @@ from .._metadata import (
     encode_timeout,
 )
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
-from ..debug._grpc_health import CHECK_PATH, GrpcHealth
+from ..debug import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
-from ..transport._h2grpc import (
+from ..transport import (
     GRPC_CONTENT_TYPES,
+    H2Server,
+    H2ServerStream,
     Status,
     check_metadata,
     endpoint_for_path,
     incoming_metadata,
     status_for_error,
 )
-from ..transport._h2server import H2Server, H2ServerStream
 from ._router import SERVER_ID, Request, Route
 from ._server import Server
 

@@ -35,8 +35,8 @@ from .._metadata import (
 from ..codec import Codec, get_codec
 from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
-from ..stream import Stream, _Core
-from ..transport._base import H2Handler, Listener, Message, Socket, Transport
+from ..stream import MucpStreamCore, Stream
+from ..transport import H2Handler, Listener, Message, Socket, Transport
 from ._limit import HandlerLimit, Overloaded
 from ._router import SERVER_ID, Request, Route, Router
 
@@ -468,7 +468,9 @@ class Server:
                 pass
             return
         ctx, timeout = self.context_for(header, content_type, sock.remote_address)
-        core: _Core[Any, Any] = _Core(sock, codec, route.spec.request, reply_header, error_id=SERVER_ID)
+        core: MucpStreamCore[Any, Any] = MucpStreamCore(
+            sock, codec, route.spec.request, reply_header, error_id=SERVER_ID
+        )
         stream: Stream[Any, Any] = Stream(core)
         self.enter_call()
         try:

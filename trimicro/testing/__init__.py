@@ -1,1 +1,39 @@
 """Test helpers: real etcd / nats-server processes and fixtures for trimicro tests."""
+
+from .etcd import EtcdNotFound as EtcdNotFound
+from .etcd import EtcdProcess as EtcdProcess
+from .etcd import EtcdStartError as EtcdStartError
+from .etcd import find_etcd as find_etcd
+from .etcd import open_etcd as open_etcd
+from .etcd import run_etcd as run_etcd
+from .nats import NatsServerNotFound as NatsServerNotFound
+from .nats import NatsServerProcess as NatsServerProcess
+from .nats import NatsStartError as NatsStartError
+from .nats import find_nats_server as find_nats_server
+from .nats import open_nats_server as open_nats_server
+from .zookeeper import ZookeeperNotFound as ZookeeperNotFound
+from .zookeeper import ZookeeperProcess as ZookeeperProcess
+from .zookeeper import ZookeeperStartError as ZookeeperStartError
+from .zookeeper import find_zookeeper as find_zookeeper
+from .zookeeper import open_ensemble as open_ensemble
+from .zookeeper import open_zookeeper as open_zookeeper
+
+__all__ = [
+    "EtcdNotFound",
+    "EtcdProcess",
+    "EtcdStartError",
+    "NatsServerNotFound",
+    "NatsServerProcess",
+    "NatsStartError",
+    "ZookeeperNotFound",
+    "ZookeeperProcess",
+    "ZookeeperStartError",
+    "find_etcd",
+    "find_nats_server",
+    "find_zookeeper",
+    "open_ensemble",
+    "open_etcd",
+    "open_nats_server",
+    "open_zookeeper",
+    "run_etcd",
+]

@@ -72,28 +72,9 @@ def find_zookeeper() -> tuple[str, str]:
 
 async def _answers(port: int) -> bool:
     """True iff a ZooKeeper on ``port`` answers a ConnectRequest (then the probe session is closed)."""
-    from ..registry import _zk_proto as p
+    from ..registry import zookeeper_answers
 
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-    except OSError:
-        return False
-    async with stream:
-        try:
-            await stream.send_all(p.ConnectRequest(timeout_ms=2000).encode())
-            frames = p.FrameBuffer()
-            with trio.move_on_after(2):
-                while (packet := frames.next()) is None:
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        return False
-                    frames.feed(data)
-                answer = p.ConnectResponse.decode(packet)
-                await stream.send_all(p.close_session(1))
-                return answer.session_id != 0
-        except (OSError, trio.BrokenResourceError, p.ZkProtocolError):
-            return False
-    return False
+    return await zookeeper_answers("127.0.0.1", port)
 
 
 @attrs.define(eq=False)

@@ -55,11 +55,8 @@ from .._metadata import (
     MICRO_SERVICE,
     MICRO_STREAM,
 )
-from .._nats import nats_servers, open_nats
-from ..broker._base import BrokerMessage
-from ..broker._envelope import decode_envelope, encode_envelope
-from ..broker._nats_client import NatsClient, NatsSubscription
-from ..broker._nats_protocol import Msg, validate_subject
+from .._nats import Msg, NatsClient, NatsSubscription, nats_servers, open_nats, validate_subject
+from ..broker import BrokerMessage, decode_envelope, encode_envelope
 from ..errors import BrokerError, CodecError, ProtocolError, TransportError
 from ._base import Message
 
@@ -71,8 +68,6 @@ __all__ = [
     "NatsListener",
     "NatsServerSocket",
     "NatsTransport",
-    "decode_frame",
-    "encode_frame",
     "from_options",
 ]
 

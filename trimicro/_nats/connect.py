@@ -1,6 +1,6 @@
 """Opening a NATS connection for the nats registry and transport: bounded retries, then a clear error.
 
-:class:`~trimicro.broker._nats_client.NatsClient` tries each server once when entered and reconnects by
+:class:`~trimicro._nats.NatsClient` tries each server once when entered and reconnects by
 itself after that. A service starting while nats-server is still coming up (or a container that is a
 moment late) should not fail on the first refused connection, nor hang forever when nothing is there:
 :func:`open_nats` tries ``attempts`` rounds with exponential backoff and then raises the caller's error
@@ -17,8 +17,8 @@ from typing import Any
 
 import trio
 
-from .broker._nats_client import NatsClient
-from .errors import BrokerError
+from ..errors import BrokerError
+from .client import NatsClient
 
 __all__ = ["DEFAULT_NATS_ADDRESS", "nats_servers", "open_nats"]
 

@@ -9,7 +9,7 @@ once the server has answered ``CONNECT`` + ``PING`` with ``PONG``. Inside:
   bytes and are sent after the next successful handshake; beyond that ``publish`` raises
   :class:`~trimicro.errors.BrokerError` -- never a silent drop.
 - ``await nc.subscribe(subject, queue=None)`` -> :class:`NatsSubscription`, an async iterator of
-  :class:`~._nats_protocol.Msg`. Each subscription buffers at most ``pending_msgs_limit`` messages and
+  :class:`~.protocol.Msg`. Each subscription buffers at most ``pending_msgs_limit`` messages and
   ``pending_bytes_limit`` payload bytes. A consumer that falls behind is a *slow consumer*: like NATS's
   own clients, the newest message is dropped, ``subscription.dropped`` counts it and one warning per
   episode is logged; the connection and the other subscriptions are unaffected.
@@ -38,10 +38,10 @@ import trio
 
 from .._lifecycle import NurseryOwner
 from ..errors import BrokerError, ProtocolError, TransportError
-from . import _nats_protocol as proto
-from ._nats_protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ping, Pong
+from . import protocol as proto
+from .protocol import NEED_DATA, Err, Info, MalformedMsg, Msg, NatsParser, Ping, Pong
 
-__all__ = ["NatsClient", "NatsSubscription", "NoResponders", "RequestTimeout", "parse_server"]
+__all__ = ["NatsClient", "NatsSubscription", "NoResponders", "RequestTimeout", "parse_server", "str_list"]
 
 log = logging.getLogger("trimicro.broker")
 
@@ -70,7 +70,7 @@ class RequestTimeout(BrokerError):
     """A request got no reply within its timeout."""
 
 
-def _str_list(value: Iterable[str]) -> list[str]:
+def str_list(value: Iterable[str]) -> list[str]:
     """Server addresses from a list or a comma-separated string."""
     items = value.split(",") if isinstance(value, str) else list(value)
     return [item.strip() for item in items if item.strip()]
@@ -236,7 +236,7 @@ class _Inbox:
 class NatsClient(NurseryOwner):
     """A NATS connection with reconnect, bounded buffers and request/reply (see the module doc)."""
 
-    servers: list[str] = attrs.field(factory=lambda: ["127.0.0.1:4222"], converter=_str_list)
+    servers: list[str] = attrs.field(factory=lambda: ["127.0.0.1:4222"], converter=str_list)
     name: str = "trimicro"
     connect_timeout: float = 2.0
     ping_interval: float = 120.0
