@@ -23,6 +23,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "mdns": "trimicro.registry.mdns:from_options",
         "etcd": "trimicro.registry.etcd:from_options",
         "zookeeper": "trimicro.registry.zookeeper:from_options",
+        "gossip": "trimicro.registry.gossip:from_options",
     },
     "selector": {
         "random": "trimicro.selector.cache:from_options",
