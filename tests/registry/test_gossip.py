@@ -130,6 +130,10 @@ async def test_lone_node_and_unreachable_seed() -> None:
         assert node_ids(reg, "solo") == {"s-1"}
         with trio.fail_after(3):
             assert [s.name for s in await reg.get_service("solo")] == ["solo"]
+        # past the start-up join wait, a lone node answers at once although its seed never answers
+        await trio.sleep(1.0)
+        with trio.fail_after(0.1):
+            assert await reg.get_service("nothing") == []
 
 
 async def test_plugin_and_options() -> None:

@@ -34,7 +34,8 @@ __all__ = ["GossipRegistry", "SwimConfig", "from_options"]
 
 log = logging.getLogger("trimicro.registry.gossip")
 
-#: get_service/list_services wait at most this long for the first join when seeds are configured.
+#: Right after opening, get_service/list_services wait up to this long for a first join (when seeds
+#: are configured), so a fresh process does not answer "unknown service" before it has heard anyone.
 _JOIN_WAIT = 1.0
 #: A push/pull exchange (connect, send, receive) must finish within this.
 _PUSH_PULL_TIMEOUT = 5.0
@@ -117,6 +118,7 @@ class GossipRegistry(NurseryOwner):
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
     _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False)
     _joined: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _join_wait_until: float = attrs.field(default=0.0, init=False)
     _own: dict[tuple[str, str], Service] = attrs.field(factory=dict, init=False)
     _view: dict[str, list[Service]] = attrs.field(factory=dict, init=False)  # member -> services
     _watchers: set[trio.MemorySendChannel[Result]] = attrs.field(factory=set, init=False)
@@ -163,6 +165,7 @@ class GossipRegistry(NurseryOwner):
             )  # fmt: skip
             if not [s for s in self.seeds if s != addr]:
                 self._joined.set()
+            self._join_wait_until = trio.current_time() + _JOIN_WAIT
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._receive_loop, udp)
@@ -258,7 +261,7 @@ class GossipRegistry(NurseryOwner):
 
     async def _wait_joined(self) -> None:
         self._check_open()
-        with trio.move_on_after(_JOIN_WAIT):
+        with trio.move_on_at(self._join_wait_until):
             await self._joined.wait()
 
     def _notify(self, events: list[Result]) -> None:
