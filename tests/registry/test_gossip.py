@@ -7,12 +7,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimicro._plugins import create
 from trimicro.config import load_options
 from trimicro.errors import RegistryError
 from trimicro.registry import Node, Result, Service
-from trimicro.registry.gossip import GossipRegistry, SwimConfig
+from trimicro.registry.gossip import GossipRegistry, SwimConfig, _member_services
 
 FAST = SwimConfig(
     probe_interval=0.1, probe_timeout=0.05, gossip_interval=0.05, push_pull_interval=1.0,
@@ -163,3 +165,18 @@ async def test_garbage_datagram_is_ignored() -> None:
                 await sock.sendto(junk, (host_, int(port)))
         await regs[1].register(svc("after", "a-1", 9400))
         await eventually(lambda: node_ids(regs[0], "after") == {"a-1"}, 5)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["name", "version", "nodes", "endpoints", "metadata", "id"]), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_peer_metadata_garbage_never_raises(meta: object) -> None:
+    for service in _member_services(meta):
+        assert isinstance(service, Service)

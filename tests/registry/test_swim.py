@@ -262,3 +262,17 @@ def test_fuzz_receive_structured(objs: list[object]) -> None:
     except DecodeError:
         pass
     node.tick(1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(json_values, max_size=4))
+def test_fuzz_push_pull_payload(objs: list[object]) -> None:
+    import json
+
+    node = Swim(name="me", addr="h:1", now=0.0, seeds=["h:2"])
+    try:
+        node.merge_state(0.0, json.dumps(objs).encode())
+    except DecodeError:
+        pass
+    node.tick(1.0)
+    decode_state(node.local_state())  # whatever it accepted, it can still describe

@@ -56,7 +56,7 @@ def _member_services(meta: Any) -> list[Service]:
     for item in meta:
         try:
             out.append(Service.from_dict(item))
-        except (AttributeError, TypeError, ValueError) as exc:
+        except (AttributeError, TypeError, ValueError, RecursionError) as exc:
             log.debug("ignoring a malformed service record: %s", exc)
     return out
 
@@ -307,7 +307,7 @@ class GossipRegistry(NurseryOwner):
                 data, source = await udp.recvfrom(65536)
             except OSError as exc:  # e.g. ICMP port unreachable surfacing as ECONNREFUSED
                 log.debug("gossip receive failed: %s", exc)
-                await trio.lowlevel.checkpoint()
+                await trio.sleep(0.01)  # never spin if the error repeats
                 continue
             core = self._core
             if core is None:
