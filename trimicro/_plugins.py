@@ -103,6 +103,7 @@ REGISTRIES: PluginTable[Registry] = PluginTable(
         "etcd": "trimicro.registry.etcd:from_options",
         "zookeeper": "trimicro.registry.zookeeper:from_options",
         "nats": "trimicro.registry.nats:from_options",
+        "gossip": "trimicro.registry.gossip:from_options",
     },
 )
 SELECTORS: PluginTable[Selector] = PluginTable(

@@ -123,6 +123,7 @@ class Options:
     registry_username: str = ""
     registry_password: str = ""
     mdns_interfaces: list[str] = attrs.field(factory=lambda: ["127.0.0.1"], converter=_addresses)
+    gossip_address: str = "127.0.0.1:0"  # the gossip registry's own UDP+TCP bind address
     # server
     server_name: str = ""
     server_version: str = "latest"

@@ -26,26 +26,30 @@ from .nats import encode_result as encode_result
 from .zookeeper import ZookeeperRegistry as ZookeeperRegistry
 from .zookeeper import ZookeeperWatcher as ZookeeperWatcher
 from .zookeeper import zookeeper_answers as zookeeper_answers
+from .gossip import GossipRegistry as GossipRegistry
+from .gossip import SwimConfig as SwimConfig
 
 __all__ = [
-    "MDNS_GROUP",
-    "MDNS_PORT",
-    "PREFIX",
-    "QUERY_TOPIC",
-    "WATCH_TOPIC",
     "Endpoint",
     "EtcdRegistry",
     "EtcdWatcher",
+    "GossipRegistry",
+    "MDNS_GROUP",
+    "MDNS_PORT",
     "MdnsRegistry",
     "MemoryRegistry",
     "MemoryWatcher",
     "NatsRegistry",
     "NatsWatcher",
     "Node",
+    "PREFIX",
+    "QUERY_TOPIC",
     "Registry",
     "Result",
     "Service",
+    "SwimConfig",
     "Value",
+    "WATCH_TOPIC",
     "Watcher",
     "ZookeeperRegistry",
     "ZookeeperWatcher",
