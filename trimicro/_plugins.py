@@ -31,6 +31,7 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
     },
     "broker": {
         "http": "trimicro.broker.http:from_options",
+        "kafka": "trimicro.broker.kafka:from_options",
         "memory": "trimicro.broker.memory:from_options",
         "nats": "trimicro.broker.nats:from_options",
     },
