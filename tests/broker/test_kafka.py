@@ -1,11 +1,14 @@
-"""KafkaBroker against a real Kafka 4.x (KRaft, one node) started on 127.0.0.1 for each test."""
+"""KafkaBroker against a real Kafka 4.x (KRaft, one node) on 127.0.0.1: one per module, plus one per
+test for the tests that stop and restart it."""
 
 from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import trio
@@ -29,12 +32,46 @@ pytestmark = [pytest.mark.loopback, pytest.mark.slow]
 
 
 @pytest.fixture
-async def kafka() -> AsyncIterator[KafkaProcess]:
+async def own_kafka() -> AsyncIterator[KafkaProcess]:
+    """A Kafka for this test alone (tests that stop and restart it)."""
     try:
         async with open_kafka() as server:
             yield server
     except KafkaNotFound as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[KafkaProcess]:
+    """One Kafka shared by this module's tests that leave it running (each uses its own topics and
+    groups): a JVM start is ~5 s a test otherwise. pytest-trio fixtures are per test, so this one runs
+    :func:`open_kafka` in its own ``trio.run`` on a helper thread and stops it after the module."""
+    handoff: queue.Queue[tuple[KafkaProcess, trio.lowlevel.TrioToken, trio.Event] | BaseException] = (
+        queue.Queue()
+    )
+
+    async def host() -> None:
+        try:
+            async with open_kafka() as server:
+                stop = trio.Event()
+                handoff.put((server, trio.lowlevel.current_trio_token(), stop))
+                await stop.wait()
+        except BaseException as exc:  # reported to the fixture, which fails or skips on it
+            handoff.put(exc)
+
+    thread = threading.Thread(target=trio.run, args=(host,), name="kafka-host", daemon=True)
+    thread.start()
+    item = handoff.get(timeout=300)
+    if isinstance(item, KafkaNotFound):
+        pytest.skip(str(item))
+    if isinstance(item, BaseException):
+        raise item
+    server, token, stop = item
+    try:
+        yield server
+    finally:
+        token.run_sync_soon(stop.set)
+        thread.join(60)
 
 
 class Tally:
@@ -233,7 +270,8 @@ async def test_kafka_down_at_start_is_a_bounded_broker_error() -> None:
                 pass
 
 
-async def test_cancellation_is_bounded_while_threads_wait(kafka: KafkaProcess) -> None:
+async def test_cancellation_is_bounded_while_threads_wait(own_kafka: KafkaProcess) -> None:
+    kafka = own_kafka
     """Leaving the broker cancels idle consumers blocked in ``consume`` and the delivery-report loop
     (each waits at most ``poll_interval``); a publish waiting on a stopped Kafka is cancellable."""
     with trio.fail_after(20):
@@ -251,17 +289,17 @@ async def test_cancellation_is_bounded_while_threads_wait(kafka: KafkaProcess) -
 
 
 @pytest.mark.timeout(240)
-async def test_kafka_restart_mid_run_loses_nothing_committed(kafka: KafkaProcess) -> None:
+async def test_kafka_restart_mid_run_loses_nothing_committed(own_kafka: KafkaProcess) -> None:
     """Publish 60 numbered records to a queue group while Kafka is stopped and restarted (same port and
     data dir) after the 20th: every record arrives; at-least-once may repeat a few, which we count."""
     tally = Tally()
     n = 60
-    async with KafkaBroker(kafka.address, partitions=2, publish_timeout=60) as broker:
+    async with KafkaBroker(own_kafka.address, partitions=2, publish_timeout=60) as broker:
         await broker.subscribe("ledger", tally.handler("a"), queue="ledger")
         for i in range(20):
             await broker.publish("ledger", BrokerMessage({}, str(i).encode()))
         await tally.reached(20)
-        await kafka.stop()
+        await own_kafka.stop()
         async with trio.open_nursery() as nursery:
 
             async def publish_rest() -> None:
@@ -270,7 +308,7 @@ async def test_kafka_restart_mid_run_loses_nothing_committed(kafka: KafkaProcess
 
             nursery.start_soon(publish_rest)
             await trio.sleep(1.0)  # publishers are now blocked on a Kafka that is down
-            await kafka.start()
+            await own_kafka.start()
         await tally.reached(n, timeout=90)
         await trio.sleep(1.0)
     got = Counter(int(b) for b in tally.bodies)
