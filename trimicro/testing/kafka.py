@@ -103,6 +103,19 @@ async def ensure_kafka(version: str = KAFKA_VERSION) -> Path:
     libs = cache_dir() / version / "libs"
     if (libs / ".complete").exists():
         return libs
+    if version in _failed:  # a fetch failed already in this process: do not wait on Maven again
+        raise KafkaNotFound(_failed[version])
+    try:
+        return await _fetch(version, libs)
+    except KafkaNotFound as exc:
+        _failed[version] = str(exc)
+        raise
+
+
+_failed: dict[str, str] = {}
+
+
+async def _fetch(version: str, libs: Path) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KafkaNotFound("mvn not found (the Kafka jars are fetched from Maven Central with it)")
