@@ -198,32 +198,34 @@ async def test_failed_record_is_not_committed_so_the_group_gets_it_again(kafka: 
     assert tally.bodies == [b"invoice-1"]
 
 
-async def test_manual_ack_commits_and_unacked_is_redelivered_to_the_group(kafka: KafkaProcess) -> None:
-    """auto_ack=False: only ``event.ack()`` commits. The first member acks record 1 and not record 2;
-    the next member of the group starts at record 2."""
+async def test_manual_ack_commits_and_an_unacked_record_is_redelivered(kafka: KafkaProcess) -> None:
+    """auto_ack=False: only ``event.ack()`` commits; a handler that returns without it gets the record
+    again. Afterwards the group's commit is past both: a new member gets only what comes next."""
     seen: list[bytes] = []
-    both = trio.Event()
+    second_acked = trio.Event()
 
-    async def ack_first_only(event: Event) -> None:
+    async def ack_2_on_retry(event: Event) -> None:
         seen.append(event.message.body)
-        if event.message.body == b"1":
+        if event.message.body == b"1" or seen.count(b"2") == 2:
             await event.ack()
-        else:
-            both.set()
+        if seen.count(b"2") == 2:
+            second_acked.set()
 
     tally = Tally()
     async with KafkaBroker(kafka.address, partitions=1) as broker:
-        sub = await broker.subscribe("acks", ack_first_only, queue="g", auto_ack=False)
+        sub = await broker.subscribe("acks", ack_2_on_retry, queue="g", auto_ack=False)
         await broker.publish("acks", BrokerMessage({}, b"1"))
         await broker.publish("acks", BrokerMessage({}, b"2"))
         with trio.fail_after(30):
-            await both.wait()
+            await second_acked.wait()
+        assert sub.redelivered == 1 and broker.stats.errors == 0
         await sub.unsubscribe()
         await broker.subscribe("acks", tally.handler("next"), queue="g")
+        await broker.publish("acks", BrokerMessage({}, b"3"))
         await tally.reached(1)
         await trio.sleep(0.5)
-    assert seen == [b"1", b"2"]
-    assert tally.bodies == [b"2"]
+    assert seen == [b"1", b"2", b"2"]
+    assert tally.bodies == [b"3"]
 
 
 async def test_envelope_is_go_micro_json_in_the_record_value(kafka: KafkaProcess) -> None:
@@ -320,11 +322,17 @@ async def test_kafka_restart_mid_run_loses_nothing_committed(own_kafka: KafkaPro
 
 async def test_service_subscribe_over_kafka_plugin(kafka: KafkaProcess, registry: MemoryRegistry) -> None:
     """``--broker kafka --broker_address ...`` selects this broker; service.subscribe + client.publish
-    carry a protobuf message end to end, with a queue group."""
+    carry a protobuf message end to end, with a queue group; a handler that raises gets it again."""
     got: list[tuple[EventPb, str]] = []
     arrived = trio.Event()
 
+    calls = 0
+
     async def on_event(msg: EventPb, ctx: trimicro.Context) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first delivery fails")  # not acked by the service: Kafka redelivers
         got.append((msg, ctx.endpoint))
         arrived.set()
 
@@ -337,7 +345,7 @@ async def test_service_subscribe_over_kafka_plugin(kafka: KafkaProcess, registry
         with trio.fail_after(30):
             await arrived.wait()
     (msg, endpoint), *_ = got
-    assert msg.id == "42" and msg.message == "over kafka"
+    assert calls == 2 and msg.id == "42" and msg.message == "over kafka"
     assert endpoint == "svc.events"
 
 

@@ -14,7 +14,8 @@ Python services share topics:
 
 Delivery is **at least once**. Auto-commit is off; after a handler returns (with ``auto_ack``, or when
 it calls ``event.ack()``) the next offset of its partition is committed explicitly. A handler that
-raises is not committed: the consumer seeks back to that record and delivers it again after a backoff
+raises, or with ``auto_ack=False`` returns without calling ``ack()`` (what a Service's subscriber does
+when the user's handler raised), is not committed: the consumer seeks back to that record and delivers it again after a backoff
 (0.05 s doubling to 2 s), before anything later on that partition -- Kafka's offsets are one position
 per partition, so a record cannot be skipped and committed past without losing it. A subscriber that
 stops (or crashes, or loses its partitions to a rebalance) before a commit lands leaves the record to
@@ -128,7 +129,7 @@ def _fetch(consumer: Consumer, batch: int, timeout: float) -> list[Message]:
 @attrs.frozen
 class KafkaEvent:
     """One delivery. ``ack()`` marks the record's offset to be committed (only needed with
-    ``auto_ack=False``); the commit covers every earlier record of the same partition too."""
+    ``auto_ack=False``, and then needed before the handler returns, else the record is redelivered)."""
 
     topic: str
     message: BrokerMessage
@@ -299,6 +300,12 @@ class KafkaSubscription:
         broker._delivered += 1
         if self._auto_ack:
             self._mark(partition, offset + 1)
+        elif self._pending.get(partition, -1) <= offset:
+            # auto_ack=False and the handler returned without ack(): not acknowledged, so redelivered
+            # (a Service's subscriber wrapper returns this way when the user's handler raised).
+            log.debug("kafka broker: record %d@%d of %r not acknowledged; redelivering",
+                      partition, offset, self.topic)  # fmt: skip
+            return False
         return True
 
     def _commit(self, consumer: Consumer) -> None:
