@@ -82,9 +82,26 @@ __all__ = [
 ]
 
 log = logging.getLogger("trimicro.broker")
-rdkafka_log = logging.getLogger("trimicro.broker.librdkafka")  # librdkafka's own log lines
+
+
+class _RdkafkaLog:
+    """librdkafka's log lines on ``trimicro.broker.librdkafka``. Its ``FAIL`` lines (a connection
+    refused or lost: it reconnects by itself, with backoff, from every client) drop to INFO, or an
+    outage would print hundreds of warnings; what it means for the caller surfaces as BrokerError."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("trimicro.broker.librdkafka")
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        if args and args[0] == "FAIL" and level > logging.INFO:
+            level = logging.INFO
+        self.logger.log(level, msg, *args)
+
+
+rdkafka_log = _RdkafkaLog()
 
 DEFAULT_ADDRESS = "127.0.0.1:9092"
+_CLOSE_BOUND = 12.0  # session.timeout.ms (10 s) and a margin
 _T = TypeVar("_T")
 
 
@@ -271,9 +288,14 @@ class KafkaSubscription:
             broker._live.discard(self)
             with trio.CancelScope(shield=True):
                 self._commit(consumer)
-                # close() commits nothing (auto-commit is off) and leaves the group; bounded by
-                # librdkafka's own request timeouts, run in a thread so trio keeps running meanwhile.
-                await trio.to_thread.run_sync(consumer.close, limiter=self._limiter)
+                # close() commits nothing (auto-commit is off) and leaves the group. librdkafka bounds
+                # it by about session.timeout.ms; should it still block (a coordinator gone
+                # mid-request), the thread is abandoned after a bound rather than hang unsubscribe.
+                with trio.move_on_after(_CLOSE_BOUND) as closing:
+                    await trio.to_thread.run_sync(consumer.close, abandon_on_cancel=True)
+                if closing.cancelled_caught:
+                    log.warning("kafka broker: consumer of %r did not close in %.0f s; abandoned",
+                                self.topic, _CLOSE_BOUND)  # fmt: skip
                 if self.queue is None:
                     await broker._forget_group(self.group)
             self._done.set()
@@ -340,6 +362,7 @@ class KafkaBroker(NurseryOwner):
     publish_timeout: float = 30.0  # librdkafka's message.timeout.ms: how long a publish may wait
     subscribe_timeout: float = 30.0  # until the group has given the new member its partitions
     request_timeout: float = 5.0  # single metadata / offset requests
+    close_timeout: float = 2.0  # on leaving: in-flight publishes, deleting a private group
     poll_interval: float = 0.1  # the longest a thread call blocks: the bound on cancelling it
     batch_size: int = 100
     redeliver_backoff: float = 0.05
@@ -410,7 +433,7 @@ class KafkaBroker(NurseryOwner):
                     for sub in list(self._live):
                         sub._scope.cancel()
                     # Wait (bounded) for in-flight publishes, then stop the delivery-report loop.
-                    with trio.CancelScope(shield=True), trio.move_on_after(self.request_timeout):
+                    with trio.CancelScope(shield=True), trio.move_on_after(self.close_timeout):
                         while len(producer):
                             await trio.to_thread.run_sync(producer.flush, self.poll_interval, limiter=limiter)
                     nursery.cancel_scope.cancel()
@@ -476,7 +499,7 @@ class KafkaBroker(NurseryOwner):
         admin = self._admin
         if admin is None:
             return
-        with trio.move_on_after(self.request_timeout):
+        with trio.move_on_after(self.close_timeout):
             try:
                 await self._wait_future(admin.delete_consumer_groups([group])[group])
             except KafkaException as exc:
