@@ -282,11 +282,14 @@ async def test_cancellation_is_bounded_while_threads_wait(own_kafka: KafkaProces
                 await broker.subscribe("idle", Tally().handler(str(i)))
             await trio.sleep(0.3)  # let them block in consume()
     async with KafkaBroker(kafka.address, publish_timeout=60) as broker:
+        sub = await broker.subscribe("idle", Tally().handler("down"))
         await broker.publish("idle", BrokerMessage({}, b"warm"))
         await kafka.stop()
         with trio.move_on_after(1) as scope:
             await broker.publish("idle", BrokerMessage({}, b"stuck"))
         assert scope.cancelled_caught
+        with trio.fail_after(20):  # leaving the group with no Kafka to tell is bounded too
+            await sub.unsubscribe()
         await kafka.start()
 
 
