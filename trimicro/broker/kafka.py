@@ -33,7 +33,9 @@ calling thread and cannot be driven by an event loop (``confluent_kafka.aio`` an
 not trio). So each subscription and the producer's delivery-report loop run those calls in
 ``trio.to_thread.run_sync`` with a short timeout (``poll_interval``, 0.1 s) and a private one-thread
 limiter (the loops never starve trio's default thread pool): cancelling waits for at most one such
-timeout, which ``tests/broker/test_kafka.py`` checks. ``produce()`` and asynchronous commits only
+timeout, which ``tests/broker/test_kafka.py`` checks. The one exception: ``Consumer.close()`` while
+Kafka is unreachable sometimes blocks past librdkafka's own bound; after 12 s that thread is abandoned
+(logged), so ``unsubscribe`` still returns. ``produce()`` and asynchronous commits only
 enqueue and are called from the trio thread. A trio-native client was not written: produce, fetch and
 the group-membership protocol with its rebalances are a large protocol surface to get right.
 
