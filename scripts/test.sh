@@ -26,6 +26,12 @@ if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
+# Kafka for tests/broker/test_kafka.py: its jars from Maven Central, once, into ~/.cache/trimicro-kafka
+# (~45 MB, a few seconds; bounded). Without java/mvn, or if the fetch fails, those tests skip.
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+  timeout 300 python3 -m trimicro.testing.kafka --fetch >/dev/null || echo "kafka: jars not fetched; kafka tests will skip"
+fi
+
 lint_paths=(trimicro tests examples plugins)
 [ -d bench ] && lint_paths+=(bench)
 echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"

@@ -119,6 +119,7 @@ BROKERS: PluginTable[Broker] = PluginTable(
     "broker",
     {
         "http": "trimicro.broker.http:from_options",
+        "kafka": "trimicro.broker.kafka:from_options",
         "memory": "trimicro.broker.memory:from_options",
         "nats": "trimicro.broker.nats:from_options",
     },

@@ -12,6 +12,8 @@ from .etcd import EtcdRegistry as EtcdRegistry
 from .etcd import EtcdWatcher as EtcdWatcher
 from .etcd import node_path as node_path
 from .etcd import service_path as service_path
+from .gossip import GossipRegistry as GossipRegistry
+from .gossip import SwimConfig as SwimConfig
 from .mdns import MDNS_GROUP as MDNS_GROUP
 from .mdns import MDNS_PORT as MDNS_PORT
 from .mdns import MdnsRegistry as MdnsRegistry
@@ -26,30 +28,28 @@ from .nats import encode_result as encode_result
 from .zookeeper import ZookeeperRegistry as ZookeeperRegistry
 from .zookeeper import ZookeeperWatcher as ZookeeperWatcher
 from .zookeeper import zookeeper_answers as zookeeper_answers
-from .gossip import GossipRegistry as GossipRegistry
-from .gossip import SwimConfig as SwimConfig
 
 __all__ = [
+    "MDNS_GROUP",
+    "MDNS_PORT",
+    "PREFIX",
+    "QUERY_TOPIC",
+    "WATCH_TOPIC",
     "Endpoint",
     "EtcdRegistry",
     "EtcdWatcher",
     "GossipRegistry",
-    "MDNS_GROUP",
-    "MDNS_PORT",
     "MdnsRegistry",
     "MemoryRegistry",
     "MemoryWatcher",
     "NatsRegistry",
     "NatsWatcher",
     "Node",
-    "PREFIX",
-    "QUERY_TOPIC",
     "Registry",
     "Result",
     "Service",
     "SwimConfig",
     "Value",
-    "WATCH_TOPIC",
     "Watcher",
     "ZookeeperRegistry",
     "ZookeeperWatcher",
