@@ -68,6 +68,12 @@ def _float(value: Any) -> float:
     return parse_duration(value)
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 @attrs.define
 class Options:
     """Every setting a service, client or plugin reads. Durations are seconds."""
@@ -112,6 +118,10 @@ class Options:
     client_tls_ca: str = ""
     proxy: str = ""
     log_level: str = "info"
+    # observability (trimicro/observability): all off by default, and nothing imported while off
+    log_format: str = "text"  # or "json": one object a line, with trace_id/span_id during a call
+    tracing: bool = attrs.field(default=False, converter=_bool)  # OpenTelemetry spans + traceparent
+    metrics_address: str = ""  # "host:port" (":9090" = 127.0.0.1:9090): /metrics, /health/*
 
     def evolve(self, **changes: Any) -> Options:
         return attrs.evolve(self, **changes)

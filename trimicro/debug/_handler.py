@@ -6,6 +6,7 @@ import gc
 import resource
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -20,6 +21,8 @@ class Debug:
     """Registered with ``internal=True`` so it is callable but not advertised."""
 
     stats: Stats
+    #: more fields (trimicro/observability: latency p50/p99 from the metrics), when enabled
+    extra: Callable[[], dict[str, Any]] | None = None
 
     async def Health(self, req: Any, ctx: Any) -> dict[str, Any]:
         return {"status": "ok"}
@@ -28,7 +31,7 @@ class Debug:
         s = self.stats
         # ru_maxrss is KiB on Linux; Go Micro reports bytes.
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {
+        out: dict[str, Any] = {
             "started": int(s.started),
             "uptime": int(time.time() - s.started),
             "memory": memory,
@@ -36,4 +39,11 @@ class Debug:
             "gc": sum(st["collections"] for st in gc.get_stats()),
             "requests": s.requests,
             "errors": s.errors,
+            "in_flight": s.in_flight,
         }
+        if self.extra is not None:
+            extra = self.extra()
+            for key in ("p50_ms", "p99_ms"):
+                if key in extra:
+                    out[key] = extra[key]
+        return out
