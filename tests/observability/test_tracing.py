@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -41,7 +42,9 @@ class Front:
 
     async def RelayFail(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
         assert self.service is not None
-        rsp: HelloResponse = await self.service.client.call("b", "Greeter.Fail", req, response_type=HelloResponse)
+        rsp: HelloResponse = await self.service.client.call(
+            "b", "Greeter.Fail", req, response_type=HelloResponse
+        )
         return rsp
 
 
@@ -72,7 +75,7 @@ async def test_call_chain_is_one_trace(spans: Any, transport: str) -> None:
     b_server = by_kind[("b/Greeter.Hello", SpanKind.SERVER)]
     chain = [root, a_client, a_server, b_client, b_server]
     assert len({s.context.trace_id for s in chain}) == 1
-    for parent, child in zip(chain, chain[1:], strict=False):
+    for parent, child in itertools.pairwise(chain):
         assert _ids(child)[2] == parent.context.span_id, (parent.name, child.name)
     system = "grpc" if transport == "grpc" else "go-micro"
     assert a_server.attributes["rpc.system"] == system
