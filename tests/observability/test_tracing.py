@@ -195,3 +195,16 @@ def test_nothing_imported_when_disabled() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env_clean, check=False
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_traceparent_flags_are_go_compatible() -> None:
+    """Only the sampled flag goes out: OTel Go <= 1.35 drops a traceparent with flags 03."""
+    from trimicro.observability._tracing import HeaderGetter, HeaderSetter
+
+    carrier: dict[str, str] = {}
+    HeaderSetter().set(carrier, "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03")
+    assert carrier == {"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    HeaderSetter().set(carrier, "tracestate", "k=v")
+    assert carrier["Tracestate"] == "k=v"
+    assert HeaderGetter().get({"TRACEPARENT": "x"}, "traceparent") == ["x"]
+    assert HeaderGetter().get({}, "traceparent") is None

@@ -70,9 +70,19 @@ class HeaderGetter(Getter[Mapping[str, str]]):
 
 
 class HeaderSetter(Setter[MutableMapping[str, str]]):
-    """Writes propagation fields with canonical names, as Go Micro's wrapper does (``Traceparent``)."""
+    """Writes propagation fields with canonical names, as Go Micro's wrapper does (``Traceparent``).
+
+    ``traceparent`` keeps only the *sampled* trace flag: recent Python SDKs also set W3C level 2's
+    *random* flag (flags ``03``), and OpenTelemetry Go up to at least 1.35 (what go-micro v5.30 pulls
+    in) rejects a version-00 traceparent whose flags exceed 2, so a Go peer would start a new trace.
+    The random bit is only a hint; dropping it loses nothing."""
 
     def set(self, carrier: MutableMapping[str, str], key: str, value: str) -> None:
+        if key == "traceparent" and len(value) == 55 and value[-2:] not in ("00", "01"):
+            try:
+                value = value[:-2] + format(int(value[-2:], 16) & 0x01, "02x")
+            except ValueError:
+                pass
         carrier[canonical(key)] = value
 
 

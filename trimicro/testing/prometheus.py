@@ -77,7 +77,7 @@ class PrometheusServer:
 
 
 def _write_config(path: str, interval: str, targets: Sequence[str]) -> None:
-    # a few hundred bytes to a tmpfs-backed temporary directory, before the process starts
+    # a few hundred bytes, before the process starts: not worth a thread
     with open(path, "w") as f:
         f.write(
             f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
