@@ -11,6 +11,7 @@ command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 # a real Prometheus scrapes /metrics in tests/observability (Debian ships it as /usr/bin/prometheus)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)  # a server jar, not a command on PATH
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -27,7 +28,7 @@ if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
 fi
 
-lint_paths=(trimicro codegen tests examples)
+lint_paths=(trimicro tests examples)
 [ -d bench ] && lint_paths+=(bench)
 echo "== ruff"; python3 -m ruff check "${lint_paths[@]}"
 echo "== mypy"; python3 -m mypy

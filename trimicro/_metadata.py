@@ -37,6 +37,7 @@ __all__ = [
     "CONNECTION_SPECIFIC",
     "CONTENT_TYPE",
     "GRPC_RESERVED",
+    "GRPC_RETRY_PUSHBACK_MS",
     "GRPC_TIMEOUT",
     "MESSAGE_ID",
     "MICRO_ENDPOINT",
@@ -46,6 +47,7 @@ __all__ = [
     "MICRO_ID",
     "MICRO_METHOD",
     "MICRO_PREFIX",
+    "MICRO_RETRY_AFTER",
     "MICRO_SERVICE",
     "MICRO_STREAM",
     "MICRO_TOPIC",
@@ -84,6 +86,10 @@ CONTENT_TYPE: Final = "Content-Type"
 ACCEPT: Final = "Accept"
 GRPC_TIMEOUT: Final = "grpc-timeout"
 """gRPC's deadline header (HTTP/2 names are lower case): :func:`encode_grpc_timeout`."""
+MICRO_RETRY_AFTER: Final = "Micro-Retry-After"
+"""trimicro's own, on a 503 reply: how long the client should wait before retrying (a duration)."""
+GRPC_RETRY_PUSHBACK_MS: Final = "grpc-retry-pushback-ms"
+"""gRPC's server pushback (gRFC A6): milliseconds before a retry; negative: do not retry."""
 
 MICRO_PREFIX: Final = "Micro-"
 X_MICRO_PREFIX: Final = "X-Micro-"

@@ -22,6 +22,8 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "memory": "trimicro.registry.memory:from_options",
         "mdns": "trimicro.registry.mdns:from_options",
         "etcd": "trimicro.registry.etcd:from_options",
+        "zookeeper": "trimicro.registry.zookeeper:from_options",
+        "nats": "trimicro.registry.nats:from_options",
     },
     "selector": {
         "random": "trimicro.selector.cache:from_options",
@@ -38,6 +40,8 @@ _PLUGINS: dict[str, dict[str, Factory | str]] = {
         "http": "trimicro.transport.http:from_options",
         "mucp": "trimicro.transport.http:from_options",
         "grpc": "trimicro.transport.grpc:from_options",
+        "memory": "trimicro.transport.memory:from_options",
+        "nats": "trimicro.transport.nats:from_options",
     },
 }
 

@@ -68,10 +68,46 @@ def _float(value: Any) -> float:
     return parse_duration(value)
 
 
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _at_least(low: float) -> Any:
+    def check(_: Any, attribute: Any, value: float) -> None:
+        if not value >= low:
+            raise ValueError(f"option {attribute.name} must be >= {low:g}, got {value!r}")
+
+    return check
+
+
+def _between(low: float, high: float, *, open_low: bool = False) -> Any:
+    def check(_: Any, attribute: Any, value: float) -> None:
+        if not (low < value if open_low else low <= value) or not value <= high:
+            lo = "(" if open_low else "["
+            raise ValueError(f"option {attribute.name} must be in {lo}{low:g}, {high:g}], got {value!r}")
+
+    return check
+
+
 def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _workers(value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"server_workers must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"server_workers must be at least 1, got {number}")
+    return number
 
 
 @attrs.define
@@ -99,8 +135,14 @@ class Options:
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
+    server_workers: int = attrs.field(default=1, converter=_workers)
+    server_reuse_port: bool = attrs.field(default=False, converter=_bool)
     server_tls_cert: str = ""
     server_tls_key: str = ""
+    #: handlers running at once (0: no limit); beyond it calls wait in a queue of ``server_max_queue``,
+    #: and beyond that get a fast 503 with ``Micro-Retry-After`` (see server/_limit.py)
+    server_max_concurrent: int = attrs.field(default=0, validator=_at_least(0))
+    server_max_queue: int = attrs.field(default=100, validator=_at_least(0))
     # transport
     transport: str = "http"
     transport_address: list[str] = attrs.field(factory=list, converter=_addresses)
@@ -110,8 +152,29 @@ class Options:
     # selector / client
     selector: str = "random"
     selector_cache_ttl: float = attrs.field(default=60.0, converter=_float)
+    # outlier ejection (selector/_outlier.py): failing nodes are taken out of rotation for a while
+    selector_ejection_time: float = attrs.field(default=5.0, converter=_float, validator=_at_least(1e-3))
+    selector_max_ejection_time: float = attrs.field(default=60.0, converter=_float, validator=_at_least(1e-3))
+    selector_max_ejection_percent: float = attrs.field(
+        default=50.0, converter=_number, validator=_between(0, 100)
+    )
+    selector_consecutive_failures: int = attrs.field(default=5, validator=_at_least(0))
+    selector_failure_rate: float = attrs.field(
+        default=0.5, converter=_number, validator=_between(0, 1, open_low=True)
+    )
     client_request_timeout: float = attrs.field(default=5.0, converter=_float)
-    client_retries: int = 1
+    client_retries: int = attrs.field(default=1, validator=_at_least(0))
+    #: one attempt's timeout (0: automatic, a third of what is left while retries remain; see
+    #: client/_retry.py); so a node that never answers costs one attempt, not the call
+    client_attempt_timeout: float = attrs.field(default=0.0, converter=_float, validator=_at_least(0))
+    #: retry budget per service (gRFC A6 throttling): tokens (0: no budget) and refill per success;
+    #: 100 so the few failures before a bad node is ejected never throttle (see client/_retry.py)
+    client_retry_budget: int = attrs.field(default=100, validator=_at_least(0))
+    client_retry_budget_ratio: float = attrs.field(
+        default=0.1, converter=_number, validator=_between(0, 1, open_low=True)
+    )
+    #: send a second attempt to another node after this long without an answer (0: off)
+    client_hedge_delay: float = attrs.field(default=0.0, converter=_float, validator=_at_least(0))
     client_pool_size: int = 100
     client_pool_ttl: float = attrs.field(default=60.0, converter=_float)
     client_content_type: str = "application/protobuf"
@@ -139,7 +202,10 @@ _ALIASES = {
 def _coerce(name: str, value: Any) -> Any:
     field = _FIELDS[name]
     if field.type in ("int", int) and isinstance(value, str):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name} must be an integer, got {value!r}") from None
     return value
 
 

@@ -8,6 +8,7 @@ The hierarchy, written down once::
     ├── CodecError                      a body that cannot be encoded/decoded (-> 400 on the wire)
     ├── ProtocolError                   malformed frames / HTTP on a transport (connection is closed)
     ├── TransportError                  a connection could not be made or died (retryable)
+    │   └── AttemptTimeout              one attempt got no answer in its per-attempt timeout
     ├── RegistryError                   the registry is unreachable or answered badly
     │   └── ServiceNotFound             no nodes for a service name
     └── BrokerError                     the broker is unreachable or refused a message
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "AttemptTimeout",
     "BrokerError",
     "CodecError",
     "MicroError",
@@ -114,6 +116,15 @@ class ProtocolError(TrimicroError):
 
 class TransportError(TrimicroError):
     """A connection could not be established or was lost."""
+
+
+class AttemptTimeout(TransportError):
+    """One attempt of a call got no answer within its per-attempt timeout (``client_attempt_timeout``).
+
+    A transport error, not a 408: the call's own deadline has not passed, the node is suspect (it took
+    the connection and said nothing), so the call is retried on another node and the node counts as
+    failing for outlier ejection.
+    """
 
 
 class RegistryError(TrimicroError):

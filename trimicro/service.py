@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from . import _plugins
+from ._lifecycle import NurseryOwner
 from ._util import collapse_excgroups
 from .broker import Broker, LazyBroker
 from .client import Client, ClientWrapper
@@ -33,8 +34,9 @@ from .observability._logs import configure_logging
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
-from .server import HandlerWrapper, MethodSpec, Router, Server
+from .server import HandlerWrapper, MethodSpec, Router, Server, _workers
 from .server._grpc import GrpcServer
+from .server._limit import HandlerLimit
 from .server._subscriber import Subscribers, SubscriberWrapper
 from .transport._base import Transport
 
@@ -46,6 +48,8 @@ log = logging.getLogger("trimicro.service")
 def _advertise(bound: str, advertise: str) -> str:
     if advertise:
         return advertise
+    if ":" not in bound:
+        return bound  # not host:port but a subject (the nats transport)
     host, _, port = bound.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]", ""):
         host = "127.0.0.1"
@@ -56,7 +60,8 @@ def _node_metadata(options: Options) -> dict[str, str]:
     md = {
         "protocol": "mucp",
         "server": "mucp",
-        "transport": "http",
+        # The one port serves mucp over HTTP whether the client side picked http, mucp or grpc.
+        "transport": "http" if options.transport in ("http", "mucp", "grpc") else options.transport,
         "broker": options.broker,
         "registry": options.registry,
     }
@@ -205,9 +210,19 @@ class Service:
         return self._record
 
     async def run(self, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until stopped or cancelled; ``task_status.started(self)`` once listening and registered."""
-        opts = self.options
+        """Serve until stopped or cancelled; ``task_status.started(self)`` once listening and registered.
+
+        With ``server_workers`` > 1 this process supervises that many worker processes sharing the
+        port instead (:mod:`trimicro.server._workers`); ``started`` fires when all of them are ready.
+        """
         self._stop = trio.Event()
+        in_worker = _workers.worker_address()
+        if in_worker is not None:  # the supervisor's port and SO_REUSEPORT win over flags and env
+            self.options = self.options.evolve(server_address=in_worker, server_reuse_port=True, server_workers=1)
+        elif self.options.server_workers > 1:
+            await _workers.supervise(self, task_status=task_status)
+            return
+        opts = self.options
         configure_logging(opts.log_level, opts.log_format)  # only if the application did not
         obs = self._observe()
         self.readiness = readiness = Readiness()
@@ -216,17 +231,24 @@ class Service:
             self._registry = registry
             selector_obj = self._plugins.get("selector")
             if selector_obj is None:
-                from .selector.cache import CachingSelector
+                from .selector.cache import CachingSelector, OutlierPolicy
 
-                selector_obj = CachingSelector(registry, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+                selector_obj = CachingSelector(
+                    registry, strategy=opts.selector, ttl=opts.selector_cache_ttl,
+                    outlier=OutlierPolicy.from_options(opts),
+                )  # fmt: skip
             selector: Selector = await stack.enter_async_context(selector_obj)
             transport: Transport = self._plugin("transport")
+            if isinstance(transport, NurseryOwner):  # a connection of its own (nats)
+                await stack.enter_async_context(transport)
             client = Client(selector, transport, opts, list(self._client_wrappers))
             stack.push_async_callback(client.aclose)
             self._client = client
             if obs is not None:
                 obs.attach(client)
-            server = Server(self.name, self.router, transport, opts.server_address)
+            server = Server(
+                self.name, self.router, transport, opts.server_address, limit=HandlerLimit.from_options(opts)
+            )
             # One port: HTTP/2 connections (gRPC) are sniffed and handed to the gRPC server.
             grpc = GrpcServer.from_server(server, opts)
             server.h2_handler = grpc.handle_connection
@@ -235,8 +257,9 @@ class Service:
             readiness.on_change(lambda ok: grpc.health.set_status(self.name, 1 if ok else 2))
             self._server = server
             if "Debug.Health" not in self.router.routes:
+                sources = {"selector": selector, "client": client, "server_limit": server.limit}
                 extra = obs.stats if obs is not None else None
-                self.router.handle(Debug(server.stats, extra), name="Debug", internal=True)
+                self.router.handle(Debug(server.stats, sources, extra), name="Debug", internal=True)
             broker = await stack.enter_async_context(self._broker())
             client.broker = broker
             with collapse_excgroups():
@@ -274,13 +297,17 @@ class Service:
             )
             await registry.register(self._record, ttl=opts.register_ttl)
             readiness.set(registered=True, broker=broker)
-            log.info("service %s (%s) listening on %s", self.name, self.id, self.address)
+            log.info(
+                "service %s (%s) listening on %s (transport %s), registered in %s",
+                self.name, self.id, self.address, opts.transport, opts.registry,
+            )  # fmt: skip
             leaving, registrar_done = trio.Event(), trio.Event()
             try:
                 nursery.start_soon(self._registrar, registry, leaving, registrar_done)
                 if self.handle_signals:
                     await nursery.start(self._signals)  # installed before we report ready
                 task_status.started(self)
+                _workers.notify_ready()
                 await self._stop.wait()
             finally:
                 readiness.set(draining=True)  # probes and grpc.health say NOT_SERVING from here
@@ -400,12 +427,19 @@ async def open_client(
                 else _plugins.create("registry", opts.registry, opts)
             )
             reg = await stack.enter_async_context(reg)
-            from .selector.cache import CachingSelector
+            from .selector.cache import CachingSelector, OutlierPolicy
 
-            sel = CachingSelector(reg, strategy=opts.selector, ttl=opts.selector_cache_ttl)
+            sel = CachingSelector(
+                reg,
+                strategy=opts.selector,
+                ttl=opts.selector_cache_ttl,
+                outlier=OutlierPolicy.from_options(opts),
+            )
         sel = await stack.enter_async_context(sel)
         tr = transport if transport is not None and not isinstance(transport, str) else None
         tr = tr or _plugins.create("transport", opts.transport, opts)
+        if isinstance(tr, NurseryOwner):
+            await stack.enter_async_context(tr)
         client = Client(sel, tr, opts, list(wrappers))
         stack.push_async_callback(client.aclose)
         yield client

@@ -3,10 +3,10 @@
 import sys
 
 import trio
-
-import trimicro
 from proto.greeter_micro import GreeterClient
 from proto.greeter_pb2 import HelloRequest
+
+import trimicro
 
 
 async def main(name: str) -> None:

@@ -5,10 +5,10 @@ with ``bash examples/regen.sh``).
 """
 
 import trio
-
-import trimicro
 from proto.greeter_micro import register_greeter_handler
 from proto.greeter_pb2 import HelloRequest, HelloResponse
+
+import trimicro
 
 
 class Greeter:

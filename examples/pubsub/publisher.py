@@ -7,9 +7,9 @@ import argparse
 import itertools
 
 import trio
+from events import Event
 
 import trimicro
-from events import Event
 
 
 async def publish(service: trimicro.Service, topic: str, count: int, interval: float) -> None:

@@ -12,9 +12,9 @@ import logging
 import os
 
 import trio
+from events import Event
 
 import trimicro
-from events import Event
 from trimicro.server import SubscriberCall, SubscriberMessage
 
 

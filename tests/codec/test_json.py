@@ -265,3 +265,20 @@ def test_random_messages_round_trip_and_match_json_format(msg: kitchen_pb2.Every
         }
     )
     assert codec.decode(camel.encode(), kitchen_pb2.Everything) == msg
+
+
+def test_a_request_with_an_unknown_field_is_rejected_naming_it() -> None:
+    """A misspelt field in a request would run the handler with an empty value: 400 instead."""
+    with pytest.raises(CodecError, match="nam"):
+        codec.decode_request(b'{"nam":"x"}', greeter_pb2.HelloRequest)
+    with pytest.raises(CodecError, match="deep"):
+        codec.decode_request(b'{"a_string":"x","inner":{"deep":1}}', kitchen_pb2.Everything)
+    assert codec.decode_request(b'{"name":"x"}', greeter_pb2.HelloRequest) == (
+        None, 0, greeter_pb2.HelloRequest(name="x"),
+    )  # fmt: skip
+    assert codec.decode_request(b"", greeter_pb2.HelloRequest)[2] == greeter_pb2.HelloRequest()
+    # plain dict requests and responses keep skipping unknowns; the strictness can be turned off
+    assert codec.decode_request(b'{"nam":"x"}', dict)[2] == {"nam": "x"}
+    assert codec.decode_response(b'{"name":"x","extra":1}', greeter_pb2.HelloRequest).name == "x"
+    lenient = JsonCodec(strict_requests=False)
+    assert lenient.decode_request(b'{"nam":"x","name":"y"}', greeter_pb2.HelloRequest)[2].name == "y"

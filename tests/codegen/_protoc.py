@@ -25,7 +25,7 @@ def plugin_script(directory: Path) -> Path:
     """An executable that runs this checkout's plugin, so tests never depend on what is installed."""
     path = directory / "protoc-gen-trimicro"
     path.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m codegen.plugin "$@"\n'
+        f'#!/bin/sh\nPYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m trimicro.codegen "$@"\n'
     )
     path.chmod(0o755)
     return path

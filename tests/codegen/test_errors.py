@@ -10,8 +10,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from codegen import _render, generate
-from codegen._names import micro_file, module_alias, module_name, safe_identifier, snake_case
+from trimicro.codegen import _render, generate
+from trimicro.codegen._names import micro_file, module_alias, module_name, safe_identifier, snake_case
 
 from ._protoc import BAD, PROTOS, REPO, grpc_tools_protoc, has_system_protoc, system_protoc
 
@@ -59,7 +59,7 @@ def test_unknown_option(tmp_path: Path, plugin: Path) -> None:
 
 def test_garbage_on_stdin() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "codegen.plugin"], input=b"\xff\xff\xff not a request",
+        [sys.executable, "-m", "trimicro.codegen"], input=b"\xff\xff\xff not a request",
         cwd=REPO, capture_output=True, timeout=30, check=False,
     )  # fmt: skip
     assert res.returncode == 0  # protoc's protocol: errors travel in the response
@@ -84,7 +84,7 @@ def test_plugin_bug_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> N
     def boom(*args: object, **kw: object) -> str:
         raise KeyError("oops")
 
-    monkeypatch.setattr("codegen.plugin.render", boom)
+    monkeypatch.setattr("trimicro.codegen.plugin.render", boom)
     response = generate(_request(_greeter_fd()))
     assert response.error == "x/y.proto: protoc-gen-trimicro failed: KeyError: 'oops'"
     assert not response.file

@@ -148,3 +148,17 @@ async def test_fuzz_random_bytes_never_kill_the_server(garbage):
             pass
         await stream.aclose()
         await _still_serving(svc)
+
+
+async def test_a_misspelt_json_field_is_a_400_naming_it(service):
+    """``{"nam": "x"}`` must not run the handler with an empty name (the conftest Greeter takes a
+    HelloRequest); the connection keeps serving."""
+    stream = await _open(service)
+    await stream.send_all(
+        _request({"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}, b'{"nam":"x"}')
+    )
+    _, headers, _ = await _read_response(stream, bytearray())
+    err = json.loads(headers["micro-error"])
+    assert err["code"] == 400 and "nam" in err["detail"]
+    await stream.aclose()
+    await _still_serving(service)

@@ -256,7 +256,7 @@ async def test_tls_alpn_h2(tmp_path: Path) -> None:
 async def test_connection_with_used_up_stream_ids_is_replaced() -> None:
     """Stream ids are 31 bits: a long-lived connection runs out (~30 h at 10k calls/s) and the
     client must move to a fresh one instead of sending an invalid id."""
-    from trimicro.transport._h2proto import MAX_STREAM_ID
+    from trimicro.transport._http2 import MAX_STREAM_ID
 
     async def hello() -> str:
         rsp = await client.call(

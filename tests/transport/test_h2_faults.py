@@ -262,8 +262,8 @@ async def test_rapid_reset_is_bounded_by_the_stream_limit(monkeypatch: pytest.Mo
     before their handler tasks have even started: the tasks themselves must be bounded, and a
     stream reset while it waits for a slot never starts one."""
     from trimicro.transport._h2conn import MAX_STREAMS
-    from trimicro.transport._h2proto import PREFACE, encode_headers
     from trimicro.transport._h2server import H2ServerConn
+    from trimicro.transport._http2 import PREFACE, encode_headers
 
     started = peak = 0
     orig = H2ServerConn._run_stream
@@ -411,7 +411,7 @@ async def test_peer_flooding_pings_without_reading_is_disconnected() -> None:
     is closed (GOAWAY ENHANCE_YOUR_CALM, best effort), not left with a reader stuck behind a writer."""
     import socket
 
-    from trimicro.transport._h2proto import PREFACE
+    from trimicro.transport._http2 import PREFACE
 
     async with serve_grpc() as (address, server, _):
         host, _, port = address.rpartition(":")

@@ -4,9 +4,10 @@
 client knows only the :class:`~trimicro.broker.Broker` contract, never the service).
 
 A call's timeout is a trio cancel scope (capped by any enclosing deadline, so nested calls inherit the
-remaining time) and travels in the ``Timeout`` header. Each attempt asks the selector for a node
-afresh, so a retry goes to another node; connection errors and retryable codes (408, 503 by default)
-are retried with exponential backoff while time remains.
+remaining time) and travels in the ``Timeout`` header. Each attempt asks the selector's Next for a node,
+so a retry goes to another node; connection errors and retryable codes (408, 503 by default) are
+retried with exponential backoff while time remains, each attempt under its own timeout, within a
+retry budget, honouring server pushback, optionally hedged (client/_retry.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..selector import Filter, Next, Selector
 from ..stream import ClientStream, _Core
 from ..transport._base import Message, Transport
 from ._pool import Pool
+from ._retry import Retrier, attach_pushback
 
 __all__ = [
     "CallFunc",
@@ -108,11 +110,6 @@ def default_retry(err: BaseException) -> bool:
     return isinstance(err, MicroError) and err.code in (408, 503) and err.id != CLIENT_ID
 
 
-def _backoff(attempt: int) -> float:
-    """Exponential backoff: 1 ms, 10 ms, 100 ms, ... capped at 1 s (Go Micro's is attempt**e x 100 ms)."""
-    return 0.0 if attempt <= 0 else min(10 ** (attempt - 1) / 1000.0, 1.0)
-
-
 @attrs.define(eq=False)
 class Client:
     """Calls services found through ``selector`` over ``transport``. Share one per process/service."""
@@ -126,11 +123,13 @@ class Client:
     broker: Broker | None = None
     publish_wrappers: list[PublishWrapper] = attrs.field(factory=list)
     pool: Pool = attrs.field(init=False)
+    retrier: Retrier = attrs.field(init=False)
     _call_chain: CallFunc = attrs.field(init=False)
     _publish_chain: PublishFunc = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.pool = Pool(self.transport, self.options.client_pool_size, self.options.client_pool_ttl)
+        self.retrier = Retrier.from_options(self.options)
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -223,34 +222,12 @@ class Client:
             raise errors.internal_server_error(CLIENT_ID, "service %s: %s", req.service, exc) from None
 
     async def _attempts(self, req: CallRequest, deadline: float) -> Any:
-        next_node = await self._next(req)
-        last: BaseException | None = None
-        for attempt in range(req.retries + 1):
-            if attempt:
-                delay = _backoff(attempt)
-                if trio.current_time() + delay >= deadline:
-                    break
-                await trio.sleep(delay)
-            try:
-                node = next_node()
-            except ServiceNotFound:
-                raise errors.not_found(CLIENT_ID, "service %s: no nodes", req.service) from None
-            try:
-                result = await self._call_node(req, node, deadline)
-            except (MicroError, TransportError) as exc:
-                if self.selector is not None and not req.address:
-                    self.selector.mark(req.service, node, exc)
-                last = exc
-                if not self.retry(exc):
-                    break
-                continue
-            if self.selector is not None and not req.address:
-                self.selector.mark(req.service, node, None)
-            return result
-        if isinstance(last, TransportError):
-            raise errors.internal_server_error(CLIENT_ID, "%s", last) from last
-        assert last is not None
-        raise last
+        """Attempts, per-attempt timeouts, retry budget, pushback and hedging: client/_retry.py."""
+        return await self.retrier.run(self, req, deadline, await self._next(req))
+
+    def stats(self) -> dict[str, Any]:
+        """Retry counters (retries, throttled retries, hedges, attempt timeouts) for ``Debug.Stats``."""
+        return self.retrier.stats()
 
     def _header(self, req: CallRequest, content_type: str, deadline: float) -> dict[str, str]:
         header = dict(req.metadata)
@@ -279,7 +256,7 @@ class Client:
         reply = await self._roundtrip(node.address, msg, deadline)
         err = reply.header.get(MICRO_ERROR)
         if err:
-            raise errors.parse(err, default_id=CLIENT_ID)
+            raise attach_pushback(errors.parse(err, default_id=CLIENT_ID), reply.header)
         try:
             return codec.decode_response(reply.body, req.response_type)
         except errors.CodecError as exc:
@@ -412,6 +389,8 @@ class Client:
             if self.selector is not None and not req.address:
                 self.selector.mark(service, node, exc)
             raise errors.internal_server_error(CLIENT_ID, "%s", exc) from exc
+        if self.selector is not None and not req.address:
+            self.selector.mark(service, node, None)  # connected: the node is up (and not held in flight)
         header = self._header(req, req.content_type, deadline)
         header[MICRO_STREAM] = header[MICRO_ID]
         core: _Core[Any, Any] = _Core(sock, codec, response_type, header, error_id=CLIENT_ID, buffer=buffer)

@@ -187,9 +187,9 @@ def _compile_from_obj(cls: type[Message]) -> dict[str, tuple[str, type]] | None:
     return table
 
 
-def _slow_from_obj(obj: Any, cls: type[Message]) -> Message:
+def _slow_from_obj(obj: Any, cls: type[Message], strict: bool = False) -> Message:
     try:
-        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=True)  # type: ignore[no-any-return]
+        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=not strict)  # type: ignore[no-any-return]
     except (
         json_format.Error,
         ValueError,
@@ -202,14 +202,15 @@ def _slow_from_obj(obj: Any, cls: type[Message]) -> Message:
         raise CodecError(f"cannot decode JSON into {cls.DESCRIPTOR.full_name}: {exc}") from exc
 
 
-def message_from_obj(obj: Any, cls: type[Message]) -> Message:
-    """Build ``cls`` from a parsed JSON object; accepts proto and lowerCamelCase names, skips unknowns."""
+def message_from_obj(obj: Any, cls: type[Message], *, strict: bool = False) -> Message:
+    """Build ``cls`` from a parsed JSON object; accepts proto and lowerCamelCase names. Unknown fields
+    (and enum names) are skipped, or with ``strict`` rejected with a CodecError naming them."""
     try:
         table = _FROM_OBJ[cls]
     except KeyError:
         table = _FROM_OBJ[cls] = _compile_from_obj(cls)
     if table is None:  # well-known types: a JSON string, number, list... may be right
-        return _slow_from_obj(obj, cls)
+        return _slow_from_obj(obj, cls, strict)
     if type(obj) is not dict:
         if obj is None:
             return cls()
@@ -222,9 +223,9 @@ def message_from_obj(obj: Any, cls: type[Message]) -> Message:
         # Anything but an exact JSON type for a plain scalar field (or a name we don't know: it may be
         # an unknown field to skip or a non-trivial one) goes the json_format way for its rules and errors.
         if entry is None or type(value) is not entry[1] or entry[0] in kwargs:
-            return _slow_from_obj(obj, cls)
+            return _slow_from_obj(obj, cls, strict)
         kwargs[entry[0]] = value
     try:
         return cls(**kwargs)
     except (ValueError, TypeError):  # e.g. int out of range: let json_format word the error
-        return _slow_from_obj(obj, cls)
+        return _slow_from_obj(obj, cls, strict)

@@ -1,8 +1,14 @@
 """``application/json``: protobuf messages as ProtoJSON, plus attrs classes, dataclasses and plain values.
 
 Matches Go Micro's JSON codec: proto field names out (snake_case), both snake_case and lowerCamelCase
-in, unknown fields ignored, only populated fields emitted (an empty message is ``{}``), ``<>&`` escaped
+in, only populated fields emitted (an empty message is ``{}``), ``<>&`` escaped
 and a closing ``\\n``, byte for byte as Go's ``json.Encoder`` writes it.
+
+Unknown fields: a *request* decoded into a protobuf message by a server rejects them (400 naming the
+field), as protobuf's JSON parser does by default and Go's ``jsonpb`` does: a misspelt ``{"nam": "x"}``
+is a caller's bug that would otherwise run the handler with an empty field. Responses and plain
+``decode`` skip them, so a server can add fields without breaking older clients. Register
+``JsonCodec(strict_requests=False)`` to accept unknown request fields too.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from google.protobuf.message import Message
 
 from ..errors import CodecError
 from ._base import Codec
-from ._jsonproto import message_to_obj
+from ._jsonproto import message_from_obj, message_to_obj
 from ._jsontypes import decoder_for, to_obj
 from ._util import is_message_class, preview, type_name
 from .bytes import Frame, raw_bytes
@@ -118,6 +124,10 @@ class JsonCodec(Codec):
     #: Go's json.Encoder ends each value with a newline; gRPC's +json bodies do not.
     newline: bool = True
 
+    def __init__(self, *, strict_requests: bool = True) -> None:
+        #: Reject unknown fields in requests decoded into protobuf messages (see the module doc).
+        self.strict_requests = strict_requests
+
     def encode(self, msg: Any) -> bytes:
         if isinstance(msg, Message):  # the RPC hot path: skip the generic dispatch
             text = _go_text(_encode(message_to_obj(msg)))
@@ -137,3 +147,9 @@ class JsonCodec(Codec):
         if into is Frame:
             return Frame(bytes(data))
         return from_obj(loads(data), into)
+
+    def decode_request(self, data: bytes, into: Any = None) -> tuple[str | None, int, Any]:
+        if self.strict_requests and is_message_class(into):
+            obj = loads(data)
+            return None, 0, into() if obj is None else message_from_obj(obj, into, strict=True)
+        return None, 0, self.decode(data, into)

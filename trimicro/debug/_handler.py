@@ -21,6 +21,9 @@ class Debug:
     """Registered with ``internal=True`` so it is callable but not advertised."""
 
     stats: Stats
+    #: name -> object with ``stats() -> dict`` (the selector: ejections; the client: retries, throttled
+    #: retries, hedges; the server's handler limit), each shown under its name
+    sources: dict[str, Any] = attrs.field(factory=dict)
     #: more fields (trimicro/observability: latency p50/p99 from the metrics), when enabled
     extra: Callable[[], dict[str, Any]] | None = None
 
@@ -46,4 +49,8 @@ class Debug:
             for key in ("p50_ms", "p99_ms"):
                 if key in extra:
                     out[key] = extra[key]
+        for name, source in self.sources.items():
+            stats = getattr(source, "stats", None)
+            if callable(stats):
+                out[name] = stats()
         return out

@@ -2,7 +2,7 @@
 
 A registry is an async context manager: ``async with registry:`` opens whatever connections and
 background tasks it needs (in a nursery it owns) and closes them on exit. Methods may be called only
-inside that block. Implementations: ``memory``, ``mdns`` (default), ``etcd``; more by plugin.
+inside that block. Implementations: ``memory``, ``mdns`` (default), ``etcd``, ``zookeeper``; more by plugin.
 """
 
 from __future__ import annotations

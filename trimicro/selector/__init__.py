@@ -4,6 +4,9 @@ from ._base import Filter as Filter
 from ._base import Next as Next
 from ._base import Selector as Selector
 from ._base import Strategy as Strategy
+from ._outlier import OutlierDetector as OutlierDetector
+from ._outlier import OutlierPolicy as OutlierPolicy
+from ._outlier import is_node_failure as is_node_failure
 from .cache import CachingSelector as CachingSelector
 from .cache import RegistrySelector as RegistrySelector
 from .cache import from_options as from_options

@@ -8,15 +8,20 @@ entry is invalidated (kept only as a stale fallback) and the watch reopens with 
 When the registry fails (RegistryError or ``lookup_timeout``) and a stale entry exists, the selector
 serves it, logs a warning, and retries the refresh after ``retry_interval``. An answer with no nodes
 right after such a failure (or a broken watch) is doubted the same way for up to ``ttl``: a registry
-that just came back empty has usually not seen its services re-register yet. A node whose call failed
-with a :class:`~trimicro.errors.TransportError` is blacklisted for ``blacklist_for`` seconds (Go Micro
-v1 did the same), so the client's retries go elsewhere, unless no other node is left.
+that just came back empty has usually not seen its services re-register yet.
+
+Nodes that fail are ejected for a while by outlier detection (:mod:`trimicro.selector._outlier`, on
+for every strategy; ``outlier``), and a Next never hands out the same node twice while another is
+left, so a retry always goes elsewhere. Strategies that do not weigh load themselves (``random``,
+``roundrobin``) are kept off nodes piling up calls in flight (see :func:`_next_for`): ``random`` stays
+uniform over the nodes that answer.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -26,12 +31,13 @@ import trio
 
 from .. import _plugins
 from .._lifecycle import NurseryOwner
-from ..errors import RegistryError, ServiceNotFound, TransportError
+from ..errors import RegistryError, ServiceNotFound
 from ..registry import Node, Registry, Result, Service
 from ._base import Filter, Next, Strategy
+from ._outlier import OutlierDetector, OutlierPolicy
 from .strategy import nodes_of, random_strategy, strategy_from_name, to_strategy
 
-__all__ = ["CachingSelector", "RegistrySelector", "from_options", "strategy_from_name"]
+__all__ = ["CachingSelector", "OutlierPolicy", "RegistrySelector", "from_options", "strategy_from_name"]
 
 log = logging.getLogger("trimicro.selector")
 
@@ -81,45 +87,57 @@ class _Entry:
     doubted_since: float | None = None  # first empty answer after a failure
 
 
-@attrs.define(eq=False)
-class _Blacklist:
-    """Node ids that just failed with a transport error, until a time on trio's clock."""
+def _next_for(
+    service: str, services: list[Service], strategy: Strategy, detector: OutlierDetector, load_aware: bool
+) -> Next:
+    """The selector's Next: the strategy's picks, minus ejected nodes and nodes this Next already gave.
 
-    duration: float
-    _until: dict[str, float] = attrs.field(factory=dict)
-
-    def add(self, node_id: str) -> None:
-        self._until[node_id] = trio.current_time() + self.duration
-
-    def discard(self, node_id: str) -> None:
-        self._until.pop(node_id, None)
-
-    def current(self) -> frozenset[str]:
-        if not self._until:
-            return frozenset()
-        now = trio.current_time()
-        for node_id, until in list(self._until.items()):
-            if until <= now:
-                del self._until[node_id]
-        return frozenset(self._until)
-
-
-def _next_avoiding(services: list[Service], strategy: Strategy, blacklist: _Blacklist) -> Next:
-    """A Next that re-plans when the blacklist changes (so a retry after mark() avoids the node)."""
+    A client calls one Next per call, again for each retry (or hedge), so a node handed out before is
+    one that failed or is still busy with this call: the next attempt goes to another node while one
+    is left. The plan is rebuilt only when the set of nodes to avoid changes. When nothing would be
+    left, ejected nodes are tried anyway (better to try than to fail). ``load_aware`` (strategies that
+    do not weigh load themselves): a node holding more than twice the calls in flight of the least
+    loaded one (plus two) is passed over for a calm one, so a node that accepts calls and never answers
+    cannot soak up every caller before it is ejected.
+    """
     all_ids = frozenset(n.id for n in nodes_of(services))
+    tried: set[str] = set()
     plan_key: frozenset[str] | None = None
     inner: Next = strategy(services)
+    usable: list[Node] = nodes_of(services)
 
     def next_node() -> Node:
-        nonlocal plan_key, inner
-        avoid = blacklist.current() & all_ids
+        nonlocal plan_key, inner, usable
+        now = trio.current_time()
+        blocked = detector.blocked(service, now) & all_ids
+        avoid = blocked | tried if tried else blocked
+        if avoid >= all_ids:
+            tried.clear()  # every usable node has been tried: start over
+            avoid = blocked if blocked < all_ids else frozenset()
         if avoid != plan_key:
             plan_key = avoid
-            usable = _without(services, avoid) if avoid else services
-            inner = strategy(usable or services)  # all blacklisted: better to try than to fail
-        return inner()
+            kept = _without(services, avoid) if avoid else services
+            inner = strategy(kept)
+            usable = nodes_of(kept)
+        node = inner()
+        if load_aware and len(usable) > 1:
+            node = _calm(service, node, usable, detector)
+        tried.add(node.id)
+        detector.acquire(service, node.id, now)
+        return node
 
     return next_node
+
+
+def _calm(service: str, node: Node, usable: list[Node], detector: OutlierDetector) -> Node:
+    load = detector.inflight(service, node.id)
+    if load <= 2:
+        return node  # the common case: no scan
+    loads = [detector.inflight(service, n.id) for n in usable]
+    limit = 2 * min(loads) + 2
+    if load <= limit:
+        return node
+    return random.choice([n for n, x in zip(usable, loads, strict=True) if x <= limit])
 
 
 def _mark_strategy(strategy: Strategy, service: str, node: Node, error: BaseException | None) -> None:
@@ -145,16 +163,16 @@ class CachingSelector(NurseryOwner):
     ttl: float = 60.0
     lookup_timeout: float = 5.0
     retry_interval: float = 5.0
-    blacklist_for: float = 5.0
+    outlier: OutlierPolicy = attrs.field(factory=OutlierPolicy)
     owns_registry: bool = False
     name: str = attrs.field(default="cache", init=False)
     _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False)
     _pending: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
-    _blacklist: _Blacklist = attrs.field(init=False)
+    _detector: OutlierDetector = attrs.field(init=False)
     _open: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._blacklist = _Blacklist(self.blacklist_for)
+        self._detector = OutlierDetector(self.outlier)
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
@@ -180,18 +198,30 @@ class CachingSelector(NurseryOwner):
     ) -> Next:
         """A Next over the nodes of ``service`` after ``filters``; ServiceNotFound if there are none."""
         services = await self._lookup(service)
+        if self._detector.size(service) > len(nodes_of(services)):
+            self._detector.forget(service, (n.id for n in nodes_of(services)))
         for f in filters:
             services = f(services)
         _check_found(service, services)
-        return _next_avoiding(services, strategy or self.strategy, self._blacklist)
+        chosen = strategy or self.strategy
+        load_aware = getattr(chosen, "mark", None) is None  # P2C weighs load itself
+        return _next_for(service, services, chosen, self._detector, load_aware)
 
     def mark(self, service: str, node: Node, error: BaseException | None) -> None:
-        """Report a call's outcome: feeds the strategy; a TransportError blacklists the node briefly."""
+        """Report a call's outcome, exactly once per node a Next handed out: feeds the strategy and the
+        outlier detector (:mod:`trimicro.selector._outlier`); ``trio.Cancelled`` means abandoned."""
         _mark_strategy(self.strategy, service, node, error)
-        if isinstance(error, TransportError):
-            self._blacklist.add(node.id)
-        elif error is None:
-            self._blacklist.discard(node.id)
+        entry = self._cache.get(service)
+        nodes = len(nodes_of(entry.services)) if entry is not None else 0
+        self._detector.record(service, node.id, error, trio.current_time(), nodes)
+
+    @property
+    def detector(self) -> OutlierDetector:
+        return self._detector
+
+    def stats(self) -> dict[str, Any]:
+        """Outlier ejection counters and the nodes out of rotation now (shown in ``Debug.Stats``)."""
+        return self._detector.stats()
 
     # -- cache --------------------------------------------------------------------------------------
     def cached(self, service: str) -> list[Service] | None:
@@ -326,5 +356,6 @@ def from_options(options: Any) -> CachingSelector:
         strategy=strategy_from_name(options.selector),
         ttl=options.selector_cache_ttl,
         lookup_timeout=options.registry_timeout,
+        outlier=OutlierPolicy.from_options(options),
         owns_registry=True,
     )

@@ -148,7 +148,7 @@ class P2C:
     def mark(self, service: str, node: Node, error: BaseException | None) -> None:
         stats = self._get(node)
         stats.inflight = max(0, stats.inflight - 1)
-        if error is not None:
+        if error is not None and not isinstance(error, trio.Cancelled):  # Cancelled: abandoned
             stats.errors += 1.0
 
 

@@ -28,10 +28,12 @@ from .. import errors
 from .._metadata import (
     CONTENT_TYPE,
     GRPC_RESERVED,
+    GRPC_RETRY_PUSHBACK_MS,
     GRPC_TIMEOUT,
     MICRO_ENDPOINT,
     MICRO_ERROR,
     MICRO_METHOD,
+    MICRO_RETRY_AFTER,
     TIMEOUT,
     decode_grpc_timeout,
     encode_timeout,
@@ -305,6 +307,9 @@ class _Call:
             reply = await server.handle_unary(header, body, remote=self.stream.remote)
             err_text = reply.header.get(MICRO_ERROR)
             if err_text:
+                retry_after = reply.header.get(MICRO_RETRY_AFTER)  # an overloaded server (server/_limit.py)
+                if retry_after is not None:
+                    response_metadata()[GRPC_RETRY_PUSHBACK_MS] = str(round(float(retry_after) * 1000))
                 await self.finish_error(errors.parse(err_text, default_id=SERVER_ID))
             else:
                 await self.finish(Status.OK, payload=reply.body)

@@ -24,6 +24,7 @@ from .._metadata import (
     MICRO_ERROR,
     MICRO_ID,
     MICRO_METHOD,
+    MICRO_RETRY_AFTER,
     MICRO_SERVICE,
     MICRO_STREAM,
     ROUTING_HEADERS,
@@ -36,6 +37,7 @@ from ..context import Context, reset_incoming, set_incoming
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream, _Core
 from ..transport._base import H2Handler, Listener, Message, Socket, Transport
+from ._limit import HandlerLimit, Overloaded
 from ._router import SERVER_ID, Request, Route, Router
 
 __all__ = ["Server", "Stats"]
@@ -68,6 +70,8 @@ def _reply_header(header: dict[str, str], content_type: str) -> dict[str, str]:
 def _error_reply(header: dict[str, str], content_type: str, err: MicroError) -> Message:
     out = _reply_header(header, content_type)
     out[MICRO_ERROR] = err.to_json()
+    if isinstance(err, Overloaded):
+        out[MICRO_RETRY_AFTER] = f"{err.retry_after:g}"
     return Message(out, b"")
 
 
@@ -161,6 +165,7 @@ class Server:
     transport: Transport
     address: str = "127.0.0.1:0"
     stats: Stats = attrs.field(factory=Stats)
+    limit: HandlerLimit = attrs.field(factory=HandlerLimit)
     #: optional HTTP/2 handler for the one port (gRPC), given the raw stream and sniffed bytes
     h2_handler: H2Handler | None = None
     listener: Listener | None = attrs.field(default=None, init=False)
@@ -372,10 +377,9 @@ class Server:
             route = self.router.lookup(endpoint)
             if route.streaming:
                 raise errors.bad_request(SERVER_ID, "endpoint %s is streaming; call it as a stream", endpoint)
+            _, env_seq, msg = codec.decode_request(body, route.spec.request)
             if codec.envelope:
-                _, seq, msg = codec.decode_request(body, route.spec.request)
-            else:
-                msg = codec.decode(body, route.spec.request)
+                seq = env_seq
         except CodecError as exc:
             self.stats.errors += 1
             return _error_reply(header, content_type, errors.bad_request(SERVER_ID, str(exc)))
@@ -384,9 +388,11 @@ class Server:
             return self._encode_error(header, content_type, codec, endpoint, seq, err)
         ctx, timeout = self.context_for(header, content_type, remote)
         try:
-            rsp = await self.invoke(
-                route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout, on_scope
-            )
+            # server_max_concurrent (server/_limit.py); Debug.* answers even when full
+            async with self.limit.slot(ctx.deadline, exempt=route.internal):
+                rsp = await self.invoke(
+                    route, Request(ctx.service, endpoint, content_type, header, msg), ctx, timeout, on_scope
+                )
             body_out = codec.encode_response(endpoint, seq, rsp, None)
         except MicroError as err:
             self.stats.errors += 1

@@ -4,12 +4,15 @@
 monitoring port) on a free loopback port and yields a :class:`NatsServerProcess` once the server logs
 that it is ready; on exit the process is terminated (SIGTERM, SIGKILL after a bound). ``stop()`` /
 ``start()`` restart it on the same port so tests can simulate a broker outage.
+``open_nats_server(jetstream=True)`` adds ``-js`` with a private store directory (kept across
+restarts, removed on exit).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,6 +60,7 @@ class NatsServerProcess:
     binary: str
     port: int
     _nursery: trio.Nursery
+    store_dir: str | None = None  # JetStream store (``-js -sd``) when set
     _proc: ChildProcess = attrs.field(factory=ChildProcess, init=False)
     _ready: trio.Event | None = attrs.field(default=None, init=False)
     _is_ready: bool = attrs.field(default=False, init=False)
@@ -75,7 +79,10 @@ class NatsServerProcess:
         return self._proc.log
 
     def command(self) -> list[str]:
-        return [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
+        command = [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.store_dir is not None:
+            command += ["-js", "-sd", self.store_dir]
+        return command
 
     async def start(self) -> None:
         """Start (again, same port) and return once the server is ready; NatsStartError if not."""
@@ -109,16 +116,23 @@ class NatsServerProcess:
 
 
 @asynccontextmanager
-async def open_nats_server(*, attempts: int = 3) -> AsyncIterator[NatsServerProcess]:
+async def open_nats_server(*, attempts: int = 3, jetstream: bool = False) -> AsyncIterator[NatsServerProcess]:
     """Start nats-server on a free 127.0.0.1 port; terminate it on exit.
 
     The port is picked by binding port 0 and releasing it; if another process grabs it first the start
     fails and is retried on a new port, up to ``attempts`` times.
     """
     binary = find_nats_server()
+    with tempfile.TemporaryDirectory(prefix="trimicro-nats-js-") as store:
+        async with _nats_server(binary, attempts, store if jetstream else None) as server:
+            yield server
+
+
+@asynccontextmanager
+async def _nats_server(binary: str, attempts: int, store_dir: str | None) -> AsyncIterator[NatsServerProcess]:
     async with trio.open_nursery() as nursery:
         for attempt in range(attempts):
-            server = NatsServerProcess(binary, free_port(), nursery)
+            server = NatsServerProcess(binary, free_port(), nursery, store_dir)
             try:
                 await server.start()
                 break

@@ -3,7 +3,7 @@
 The server side (reader and writer tasks, handler slots, GOAWAY) is :mod:`._h2server`, the client
 side :mod:`.grpc`; the wakeup primitives both wait on are :mod:`._sync`.
 
-``_h2proto.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
+``_http2.H2Protocol`` is the sans-IO state machine (called ``h2`` here, as it has h2's shape); this
 adapter adds exactly three things:
 
 - **Serialised writes.** Any task may change the protocol state (``send_headers``, ``send_data``,
@@ -33,7 +33,7 @@ from typing import Any, Final
 import trio
 
 from ..errors import TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 from ._sync import Notifier, Signal, wait_any
 
 __all__ = [
@@ -72,7 +72,7 @@ _SENSITIVE: Final = frozenset({"authorization", "cookie", "set-cookie", "proxy-a
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes, bool]]:
-    """Headers as :class:`~._h2proto.H2Protocol` wants them. They must already be valid: every header
+    """Headers as :class:`~._http2.H2Protocol` wants them. They must already be valid: every header
     we send is built by us, and metadata is checked by ``_h2grpc.check_metadata``."""
     return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape"), k in _SENSITIVE) for k, v in headers]
 
@@ -422,7 +422,7 @@ class H2Conn:
     async def feed(self, data: bytes | bytearray) -> bool:
         try:
             events = self.h2.receive_data(data)
-        except h2p.ProtocolError as exc:
+        except h2p.H2ProtocolError as exc:
             # h2p queued a GOAWAY: hand it to whoever writes (never wait: the peer may not be
             # reading), then the connection is over.
             try:

@@ -172,7 +172,7 @@ def check_metadata(name: str, value: str) -> str:
     """The value to send for metadata ``name`` (surrounding blanks stripped), or ValueError.
 
     HTTP/2 wants lower-case token names and values free of CR, LF and NUL. We check here, once,
-    because our HTTP/2 layer (``_h2proto``) sends headers as given, and because a peer that
+    because our HTTP/2 layer (``_http2``) sends headers as given, and because a peer that
     receives a bad header may tear down the whole shared connection."""
     if _TOKEN.fullmatch(name) is None:
         raise ValueError(f"metadata name {name!r} is not a lower-case HTTP token")

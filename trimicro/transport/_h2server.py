@@ -2,7 +2,7 @@
 
 :class:`H2Server` serves accepted connections (``handle_connection`` is what the HTTP transport's
 one-port ``h2_handler`` calls) for an application, an :class:`H2App`. Per connection it runs, in one
-nursery owned by the connection's task, a reader task (feeding :mod:`._h2proto`, hypercorn-style), a
+nursery owned by the connection's task, a reader task (feeding :mod:`._http2`, hypercorn-style), a
 writer task (:class:`H2ServerConn`) and one task per request stream, so nothing outlives the
 connection: a peer's RST_STREAM cancels that stream's task, a lost connection cancels them all.
 
@@ -20,7 +20,7 @@ lives in :mod:`trimicro.server._grpc`; this module knows HTTP/2 only. The machin
 (flow-controlled inboxes, window waits, serialised writes) is :mod:`._h2conn`; the client side is
 :mod:`.grpc`.
 
-Connection limits (all per connection): at most ``MAX_STREAMS`` open streams (``_h2proto`` refuses
+Connection limits (all per connection): at most ``MAX_STREAMS`` open streams (``_http2`` refuses
 more) and at most ``MAX_STREAMS`` handler tasks; a stream accepted while every slot is busy waits
 for one, and one reset while waiting never starts ("rapid reset", CVE-2023-44487). While the
 application drains, new streams are refused (REFUSED_STREAM, safe to retry elsewhere) and new
@@ -36,7 +36,7 @@ import attrs
 import trio
 
 from ..errors import TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 from ._h2conn import FLUSH_AT, MAX_STREAMS, H2Conn, StreamState
 from ._sync import Notifier, Signal, wait_any
 
@@ -167,7 +167,7 @@ class H2ServerConn(H2Conn):
     async def flush_control(self) -> None:
         # The reader never waits for the writer: a client that is itself blocked writing to us
         # (its request bodies) would then never read our replies, and neither side could move.
-        # What the reader queues (acks, WINDOW_UPDATE, RST) is bounded by _h2proto's control cap.
+        # What the reader queues (acks, WINDOW_UPDATE, RST) is bounded by _http2's control cap.
         self._wake.set()
         await trio.lowlevel.checkpoint()
 
@@ -278,7 +278,7 @@ class H2ServerConn(H2Conn):
             # Handler tasks are counted, not HTTP/2 streams: a stream's slot frees when its last
             # frame is queued, a little before its task ends, so a client that keeps to
             # MAX_CONCURRENT_STREAMS may open the next one early: it waits for a slot (as Go's
-            # unstartedHandlers do). The queue is bounded by that same limit, which _h2proto
+            # unstartedHandlers do). The queue is bounded by that same limit, which _http2
             # enforces on open streams (REFUSED_STREAM beyond it). A stream reset while it waits
             # leaves the queue unstarted, so a peer that opens and at once resets streams ("rapid
             # reset", CVE-2023-44487) costs no task.

@@ -31,6 +31,7 @@ import trio
 
 from .._metadata import (
     CONTENT_TYPE,
+    GRPC_RETRY_PUSHBACK_MS,
     GRPC_TIMEOUT,
     MICRO_ENDPOINT,
     MICRO_ERROR,
@@ -46,7 +47,7 @@ from .._metadata import (
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..errors import MicroError, ProtocolError, TransportError
-from . import _h2proto as h2p
+from . import _http2 as h2p
 from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
@@ -308,7 +309,10 @@ class GrpcSocket:
         status = int(raw_status) if raw_status.isdigit() else Status.UNKNOWN
         if status != Status.OK:
             err = error_from_status(status, tmap.get("grpc-message", ""), default_id=CLIENT_ID)
-            return self._done(Message({**self._header(), MICRO_ERROR: err.to_json()}, b""))
+            header = {**self._header(), MICRO_ERROR: err.to_json()}
+            if GRPC_RETRY_PUSHBACK_MS in tmap:  # server pushback (gRFC A6), honoured by client/_retry.py
+                header[GRPC_RETRY_PUSHBACK_MS] = tmap[GRPC_RETRY_PUSHBACK_MS]
+            return self._done(Message(header, b""))
         header = self._header()
         if st.trailers:
             for k, v in incoming_metadata(st.trailers).items():

@@ -20,7 +20,7 @@ import errno
 import logging
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -83,7 +83,8 @@ def _sockname(stream: trio.abc.Stream, peer: bool) -> str:
         if isinstance(name, tuple):
             return _join(str(name[0]), int(name[1]))
         return str(name)
-    return ""
+    # Other streams may name their ends (the memory transport's do).
+    return str(getattr(stream, "remote_address" if peer else "local_address", ""))
 
 
 @attrs.define(eq=False)
@@ -255,7 +256,7 @@ class HttpListener:
     """
 
     address: str
-    _listeners: list[trio.SocketListener]
+    _listeners: Sequence[trio.abc.Listener[trio.abc.HalfCloseableStream]]  # TCP, or memory.py's
     _transport: HttpTransport
     _h2_handler: H2Handler | None = None
     open_connections: int = attrs.field(default=0, init=False)
@@ -274,7 +275,7 @@ class HttpListener:
 
     async def _accept_loop(
         self,
-        listener: trio.SocketListener,
+        listener: trio.abc.Listener[trio.abc.HalfCloseableStream],
         handler: Callable[[HttpSocket], Awaitable[None]],
         nursery: trio.Nursery,
     ) -> None:
@@ -294,7 +295,7 @@ class HttpListener:
             nursery.start_soon(self._connection, stream, handler)
 
     async def _connection(
-        self, tcp: trio.SocketStream, handler: Callable[[HttpSocket], Awaitable[None]]
+        self, tcp: trio.abc.HalfCloseableStream, handler: Callable[[HttpSocket], Awaitable[None]]
     ) -> None:
         stream: trio.abc.Stream = tcp
         t = self._transport
@@ -383,7 +384,7 @@ class HttpListener:
         await self.aclose()
 
 
-async def _linger(tcp: trio.SocketStream) -> None:
+async def _linger(tcp: trio.abc.HalfCloseableStream) -> None:
     """Half-close and drain input briefly, so our last reply is not destroyed by a TCP reset."""
     with trio.move_on_after(_LINGER):
         try:
@@ -405,6 +406,8 @@ class HttpTransport:
     ``ssl_context`` makes listeners serve TLS; ``listen`` sets its ALPN protocols (``http/1.1``, with
     ``h2`` first when an ``h2_handler`` is given). ``client_ssl_context`` is the default for ``dial``
     and is used as given (callers sharing one context with an h2 client set ALPN themselves).
+    ``reuse_port`` binds with ``SO_REUSEPORT`` so several worker processes share one port
+    (``server_workers``).
     """
 
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
@@ -413,6 +416,7 @@ class HttpTransport:
     idle_timeout: float = 300.0
     ssl_context: ssl.SSLContext | None = None
     client_ssl_context: ssl.SSLContext | None = None
+    reuse_port: bool = False
     name: str = attrs.field(default="http", init=False)
 
     async def listen(self, address: str, *, h2_handler: H2Handler | None = None) -> HttpListener:
@@ -424,7 +428,10 @@ class HttpTransport:
         if self.ssl_context is not None:
             self.ssl_context.set_alpn_protocols(["h2", "http/1.1"] if h2_handler else ["http/1.1"])
         try:
-            listeners = await trio.open_tcp_listeners(port, host=host or None)
+            if self.reuse_port:
+                listeners = [await _reuse_port_listener(host or "127.0.0.1", port)]
+            else:
+                listeners = await trio.open_tcp_listeners(port, host=host or None)
         except OSError as exc:
             raise TransportError(f"listen on {address}: {exc}") from exc
         name = listeners[0].socket.getsockname()
@@ -467,6 +474,21 @@ class HttpTransport:
         return HttpSocket(stream, conn, _sockname(tcp, False), _sockname(tcp, True))
 
 
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    """One listening socket that shares its port with the other workers (``SO_REUSEPORT``)."""
+    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        await sock.bind((host.strip("[]"), port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
 def from_options(options: Options) -> HttpTransport:
     """Build the transport from service options (limits, timeouts, TLS cert/key, client CA)."""
     server_ctx = None
@@ -484,4 +506,5 @@ def from_options(options: Options) -> HttpTransport:
         idle_timeout=options.server_idle_timeout,
         ssl_context=server_ctx,
         client_ssl_context=client_ctx,
+        reuse_port=options.server_reuse_port,
     )

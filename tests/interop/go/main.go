@@ -1,5 +1,6 @@
 // Command interop is a small Go Micro (go-micro.dev/v5) program used by
-// trimicro's interop tests. One binary, three modes:
+// trimicro's interop tests. One binary, three modes (plus events-publish and
+// events-consume, go-micro's events/natsjs, in events.go):
 //
 //	interop server    [go-micro flags] [--name N] [--topic T] [--queue Q]
 //	interop client    [go-micro flags] --service S --endpoint E [--request JSON] ...
@@ -8,8 +9,11 @@
 // Every mode accepts Go Micro's own flags and MICRO_* environment variables
 // (--registry, --registry_address, --server_address, --broker,
 // --broker_address, --transport, --client_request_timeout, ...), parsed by
-// go-micro's cmd package. Output is one JSON object per line on stdout;
-// go-micro's own logging goes to stderr.
+// go-micro's cmd package, whose plugin tables already link go-micro's own
+// registry/nats and transport/nats: `--registry nats --transport nats` (with
+// --registry_address / --transport_address) puts a peer on NATS alone.
+// Output is one JSON object per line on stdout; go-micro's own logging goes
+// to stderr.
 package main
 
 import (
@@ -98,6 +102,10 @@ func main() {
 		runClient()
 	case "publisher":
 		runPublisher()
+	case "events-publish":
+		runEventsPublish()
+	case "events-consume":
+		runEventsConsume()
 	default:
 		usage()
 	}

@@ -3,18 +3,23 @@
 Why not the ``h2`` library: profiled, a unary gRPC call spent about half its CPU inside h2, hpack and
 hyperframe (an eagerly built ``repr`` of every received frame, a frame object and an event-validation
 pass per frame, the receive buffer re-copied after every frame, Huffman coding of every header), and a
-64 KiB message cost ~270 µs of h2 alone. This module keeps the same shape and names (``receive_data``
+64 KiB message cost ~270 µs of h2 alone. This package keeps the same shape and names (``receive_data``
 returns events, ``send_*`` queue bytes, ``data_to_send`` hands them over), so ``_h2conn.H2Conn`` drives
 it as it drove h2, and does only what the wire requires:
 
-- frames are parsed in place from one buffer (``struct.unpack_from``), trimmed once per read;
-- header blocks are encoded and decoded by :mod:`._hpack`, which caches both ways (a header's
+- frames are parsed in place from one buffer (``struct.unpack_from``), trimmed once per read
+  (layouts in :mod:`.frames`);
+- header blocks are encoded and decoded by :mod:`.hpack`, which caches both ways (a header's
   encoding, a block's decoding under the table state it was decoded in), so repeated headers cost a
-  dict lookup instead of HPACK work;
-- flow control, stream states, SETTINGS/PING/GOAWAY/RST_STREAM/CONTINUATION and padding follow the RFC;
-  a malformed request or response is a *stream* error (RST_STREAM) so one bad call never takes the
-  connection's other calls down; what breaks the connection's shared state (framing, HPACK, the
-  connection window) is a connection error: GOAWAY queued, :class:`ProtocolError` raised.
+  dict lookup instead of HPACK work; :mod:`.headers` checks what was decoded;
+- each stream's state follows the table in :mod:`.stream`; flow control, SETTINGS (:mod:`.settings`),
+  PING/GOAWAY/RST_STREAM/CONTINUATION and padding follow the RFC; a malformed request or response
+  is a *stream* error (RST_STREAM) so one bad call never takes the connection's other calls down;
+  what breaks the connection's shared state (framing, HPACK, the connection window) is a connection
+  error: GOAWAY queued, :class:`~.errors.H2ProtocolError` raised.
+
+This module is the connection object only: it owns the buffers, the stream map, the connection's
+windows and the frame dispatch.
 
 Left out on purpose: server push (we disable it; a PUSH_PROMISE is a protocol error), priorities
 (parsed and ignored, as RFC 9113 allows), and CONNECT / extended CONNECT.
@@ -22,282 +27,74 @@ Left out on purpose: server push (we disable it; a PUSH_PROMISE is a protocol er
 
 from __future__ import annotations
 
-import enum
-import re
-import struct
 from typing import Final
 
-from ._hpack import Block, Decoder, HPACKError, OversizedHeaderList, encode_header, encode_headers
+from . import settings as _settings
+from .errors import ErrorCode, FlowControlError, H2Error, H2ProtocolError, StreamClosedError, StreamError
+from .events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    RemoteSettingsChanged,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from .frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_HEADER,
+    GOAWAY,
+    GOAWAY_HEAD,
+    HEADERS,
+    MAX_WINDOW,
+    MIN_FRAME,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTING,
+    SETTINGS,
+    U32,
+    WINDOW_UPDATE,
+    unpad,
+)
+from .headers import REQUEST, RESPONSE, TRAILERS, valid
+from .hpack import Decoder, HPACKError, OversizedHeaderList, encode_headers
+from .settings import DEFAULT_WINDOW, Settings
+from .stream import LOCAL_OPEN, REMOTE_OPEN, TRANSITIONS, Action, Input, State, Stream, refused
 
-__all__ = [
-    "MAX_STREAM_ID",
-    "PREFACE",
-    "ConnectionTerminated",
-    "DataReceived",
-    "ErrorCode",
-    "Event",
-    "FlowControlError",
-    "H2Error",
-    "H2Protocol",
-    "ProtocolError",
-    "RemoteSettingsChanged",
-    "RequestReceived",
-    "ResponseReceived",
-    "Settings",
-    "StreamClosedError",
-    "StreamEnded",
-    "StreamReset",
-    "TrailersReceived",
-    "WindowUpdated",
-    "encode_header",
-    "encode_headers",
-]
+__all__ = ["MAX_STREAM_ID", "H2Protocol"]
 
-PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-class ErrorCode(enum.IntEnum):
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    SETTINGS_TIMEOUT = 0x4
-    STREAM_CLOSED = 0x5
-    FRAME_SIZE_ERROR = 0x6
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    COMPRESSION_ERROR = 0x9
-    CONNECT_ERROR = 0xA
-    ENHANCE_YOUR_CALM = 0xB
-    INADEQUATE_SECURITY = 0xC
-    HTTP_1_1_REQUIRED = 0xD
-
-
-# frame types and flags (RFC 9113 section 6)
-_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PUSH_PROMISE, _PING, _GOAWAY = range(8)
-_WINDOW_UPDATE, _CONTINUATION = 8, 9
-_END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-
-_HEADER: Final = struct.Struct(">HBBBL")  # 24-bit length split 16+8, type, flags, stream id
-_U32: Final = struct.Struct(">L")
-_SETTING: Final = struct.Struct(">HL")
-_GOAWAY_HEAD: Final = struct.Struct(">LL")
-_MAX_WINDOW: Final = 2**31 - 1
 #: The last stream id (31 bits): at 10,000 calls/s a connection uses them up in about 30 hours.
 MAX_STREAM_ID: Final = 2**31 - 1
-_DEFAULT_WINDOW: Final = 65535
-_MIN_FRAME: Final = 16384
-_MAX_FRAME: Final = 2**24 - 1
 #: Stream ids we reset and whose late frames we must therefore ignore (RFC 9113 5.4.2): remembered
 #: for this many most recent resets, then such frames are ignored anyway as "closed".
 _RESET_MEMORY: Final = 1024
 #: Control-frame bytes the peer may make us queue between two writes (see ``_control``).
 _CONTROL_MAX: Final = 1024 * 1024
 
-#: a header name: an RFC 9110 token in lower case
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
-_CONNECTION_HEADERS: Final = frozenset(
-    {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
-)
-_REQUEST_PSEUDO: Final = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
-_RESPONSE_PSEUDO: Final = frozenset({b":status"})
-_NO_PSEUDO: Final = frozenset[bytes]()
-
-
-class H2Error(Exception):
-    """Something HTTP/2 refused."""
-
-
-class ProtocolError(H2Error):
-    """The peer broke the protocol: the connection is over and a GOAWAY is queued."""
-
-    def __init__(self, message: str, error_code: ErrorCode = ErrorCode.PROTOCOL_ERROR) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-
-
-class StreamClosedError(H2Error):
-    """We tried to send on a stream that is closed (ended, reset or never opened)."""
-
-    def __init__(self, stream_id: int) -> None:
-        super().__init__(f"HTTP/2 stream {stream_id} is closed")
-        self.stream_id = stream_id
-
-
-class FlowControlError(H2Error):
-    """We tried to send more than the peer's windows or frame size allow (a caller bug)."""
-
-
-class _StreamError(Exception):
-    """Internal: reset this one stream and carry on."""
-
-    def __init__(self, stream_id: int, code: ErrorCode) -> None:
-        self.stream_id = stream_id
-        self.code = code
-
-
-# -- events (h2's names; headers are decoded to str as trimicro uses them) --
-
-
-class Event:
-    __slots__ = ()
-
-
-class RequestReceived(Event):
-    __slots__ = ("headers", "stream_ended", "stream_id")
-
-    def __init__(self, stream_id: int, headers: list[tuple[str, str]], stream_ended: bool) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.stream_ended = stream_ended
-
-
-class ResponseReceived(RequestReceived):
-    __slots__ = ()
-
-
-class TrailersReceived(Event):
-    __slots__ = ("headers", "stream_id")
-
-    def __init__(self, stream_id: int, headers: list[tuple[str, str]]) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-
-
-class DataReceived(Event):
-    __slots__ = ("data", "flow_controlled_length", "stream_id")
-
-    def __init__(self, stream_id: int, data: bytes, flow_controlled_length: int) -> None:
-        self.stream_id = stream_id
-        self.data = data
-        self.flow_controlled_length = flow_controlled_length
-
-
-class StreamEnded(Event):
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class StreamReset(Event):
-    __slots__ = ("error_code", "stream_id")
-
-    def __init__(self, stream_id: int, error_code: int) -> None:
-        self.stream_id = stream_id
-        self.error_code = error_code
-
-
-class WindowUpdated(Event):
-    __slots__ = ("delta", "stream_id")
-
-    def __init__(self, stream_id: int, delta: int) -> None:
-        self.stream_id = stream_id
-        self.delta = delta
-
-
-class RemoteSettingsChanged(Event):
-    __slots__ = ("changed",)
-
-    def __init__(self, changed: dict[int, int]) -> None:
-        self.changed = changed
-
-
-class ConnectionTerminated(Event):
-    __slots__ = ("additional_data", "error_code", "last_stream_id")
-
-    def __init__(self, error_code: int, last_stream_id: int, additional_data: bytes) -> None:
-        self.error_code = error_code
-        self.last_stream_id = last_stream_id
-        self.additional_data = additional_data
-
-
-class Settings:
-    """One side's SETTINGS values (RFC 9113 6.5.2 defaults)."""
-
-    __slots__ = (
-        "enable_push",
-        "header_table_size",
-        "initial_window_size",
-        "max_concurrent_streams",
-        "max_frame_size",
-        "max_header_list_size",
-    )
-
-    HEADER_TABLE_SIZE: Final = 0x1
-    ENABLE_PUSH: Final = 0x2
-    MAX_CONCURRENT_STREAMS: Final = 0x3
-    INITIAL_WINDOW_SIZE: Final = 0x4
-    MAX_FRAME_SIZE: Final = 0x5
-    MAX_HEADER_LIST_SIZE: Final = 0x6
-
-    def __init__(self) -> None:
-        self.header_table_size = 4096
-        self.enable_push = 1
-        self.max_concurrent_streams = 2**31 - 1
-        self.initial_window_size = _DEFAULT_WINDOW
-        self.max_frame_size = _MIN_FRAME
-        self.max_header_list_size: int | None = None
-
-
-_SETTING_NAMES: Final = {
-    Settings.HEADER_TABLE_SIZE: "header_table_size",
-    Settings.ENABLE_PUSH: "enable_push",
-    Settings.MAX_CONCURRENT_STREAMS: "max_concurrent_streams",
-    Settings.INITIAL_WINDOW_SIZE: "initial_window_size",
-    Settings.MAX_FRAME_SIZE: "max_frame_size",
-    Settings.MAX_HEADER_LIST_SIZE: "max_header_list_size",
-}
-
-
-class _Stream:
-    __slots__ = ("headers_in", "id", "local_open", "recv_window", "remote_open", "send_window", "unacked")
-
-    def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
-        self.id = stream_id
-        self.local_open = True  # we may still send
-        self.remote_open = True  # the peer may still send
-        self.send_window = send_window
-        self.recv_window = recv_window
-        self.unacked = 0  # bytes the application consumed that we have not yet handed back
-        self.headers_in = 0  # header blocks received: request/response, then trailers
-
-
-_REQUEST, _RESPONSE, _TRAILERS = 0, 1, 2
-_PSEUDO_ALLOWED: Final = {_REQUEST: _REQUEST_PSEUDO, _RESPONSE: _RESPONSE_PSEUDO, _TRAILERS: _NO_PSEUDO}
-
-
-def _valid(block: Block, kind: int) -> bool:
-    """Whether ``block`` is a well-formed header list of ``kind``; memoised on the (cached) block."""
-    ok = block.checked.get(kind)
-    if ok is None:
-        ok = block.checked[kind] = _check_headers(block.raw, _PSEUDO_ALLOWED[kind], request=kind == _REQUEST)
-    return ok
-
-
-def _check_headers(
-    raw: list[tuple[bytes, bytes]], allowed_pseudo: frozenset[bytes], *, request: bool
-) -> bool:
-    """RFC 9113 8.2/8.3: lowercase names, pseudo-headers first and known, no connection-specific
-    fields, no CR/LF/NUL in values, and a request's required pseudo-headers present."""
-    regular = False
-    seen: set[bytes] = set()
-    for name, value in raw:
-        if b"\r" in value or b"\n" in value or b"\0" in value:
-            return False
-        if name[:1] == b":":
-            if regular or name not in allowed_pseudo or name in seen or (not value and name != b":authority"):
-                return False
-            seen.add(name)
-        elif not _TOKEN.match(name):  # also rejects upper case, as HTTP/2 requires
-            return False
-        else:
-            regular = True
-            if name in _CONNECTION_HEADERS or (name == b"te" and value != b"trailers"):
-                return False
-    if request:
-        return {b":method", b":scheme", b":path"} <= seen
-    return seen == allowed_pseudo
+# the stream table's names as plain globals: the hot paths read them once per frame
+_IDLE: Final = State.IDLE
+_CLOSED: Final = State.CLOSED
+_SEND_HEADERS: Final = Input.SEND_HEADERS
+_SEND_DATA: Final = Input.SEND_DATA
+_SEND_END_STREAM: Final = Input.SEND_END_STREAM
+_RECV_HEADERS: Final = Input.RECV_HEADERS
+_RECV_DATA: Final = Input.RECV_DATA
+_RECV_END_STREAM: Final = Input.RECV_END_STREAM
+_RESET: Final = Input.RESET
+_RESPONSE: Final = Action.RESPONSE
+_MALFORMED: Final = Action.MALFORMED
+_REQUEST: Final = Action.REQUEST
 
 
 class H2Protocol:
@@ -313,8 +110,8 @@ class H2Protocol:
         self,
         *,
         client_side: bool,
-        initial_window_size: int = _DEFAULT_WINDOW,
-        max_frame_size: int = _MIN_FRAME,
+        initial_window_size: int = DEFAULT_WINDOW,
+        max_frame_size: int = MIN_FRAME,
         max_header_list_size: int = 64 * 1024,
         max_concurrent_streams: int | None = None,
     ) -> None:
@@ -329,7 +126,7 @@ class H2Protocol:
             local.enable_push = 0
         self.local_settings = local
         self.remote_settings = Settings()
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self._out: list[bytes] = []
         self._out_len = 0
         self._in = bytearray()
@@ -342,9 +139,9 @@ class H2Protocol:
         self._table_update: bytes = b""  # a dynamic-table-size update owed to the peer's decoder
         # the block's (stream id, end_stream, fragments, size) while CONTINUATION frames are due
         self._continuation: tuple[int, bool, list[bytes], int] | None = None
-        self._send_window = _DEFAULT_WINDOW
-        self._recv_window = _DEFAULT_WINDOW
-        self._recv_window_max = _DEFAULT_WINDOW
+        self._send_window = DEFAULT_WINDOW
+        self._recv_window = DEFAULT_WINDOW
+        self._recv_window_max = DEFAULT_WINDOW
         self._recv_unacked = 0
         self._next_local_id = 1 if client_side else 2
         self._last_remote_id = 0
@@ -372,7 +169,7 @@ class H2Protocol:
 
     def _frame(self, ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> None:
         n = len(payload)
-        self._out.append(_HEADER.pack(n >> 8, n & 0xFF, ftype, flags, stream_id))
+        self._out.append(FRAME_HEADER.pack(n >> 8, n & 0xFF, ftype, flags, stream_id))
         if n:
             self._out.append(payload)
         self._out_len += 9 + n
@@ -386,21 +183,15 @@ class H2Protocol:
         if self.client_side:
             self._out.append(PREFACE)
             self._out_len += len(PREFACE)
-        s, default = self.local_settings, Settings()
-        values = [
-            (key, getattr(s, name))
-            for key, name in _SETTING_NAMES.items()
-            if getattr(s, name) != getattr(default, name) and getattr(s, name) is not None
-        ]
-        self._frame(_SETTINGS, 0, 0, b"".join(_SETTING.pack(k, v) for k, v in values))
+        self._frame(SETTINGS, 0, 0, _settings.encode(self.local_settings))
 
     def increment_flow_control_window(self, increment: int) -> None:
         """Open the connection's receive window by ``increment`` (it then stays that wide)."""
-        if not 0 < increment <= _MAX_WINDOW - self._recv_window_max:
+        if not 0 < increment <= MAX_WINDOW - self._recv_window_max:
             raise ValueError(f"bad window increment {increment}")
         self._recv_window += increment
         self._recv_window_max += increment
-        self._frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment))
+        self._frame(WINDOW_UPDATE, 0, 0, U32.pack(increment))
 
     def get_next_available_stream_id(self) -> int:
         """The id the next stream we open gets; past ``MAX_STREAM_ID`` the connection is used up
@@ -410,7 +201,7 @@ class H2Protocol:
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many DATA bytes we may send on ``stream_id`` now."""
         st = self.streams.get(stream_id)
-        if st is None or not st.local_open:
+        if st is None or st.state not in LOCAL_OPEN:
             raise StreamClosedError(stream_id)
         return min(self._send_window, st.send_window)
 
@@ -426,41 +217,45 @@ class H2Protocol:
                 raise StreamClosedError(stream_id)
             if stream_id > MAX_STREAM_ID:
                 raise H2Error("stream ids of this connection are used up")
-            st = _Stream(
+            st = Stream(
                 stream_id, self.remote_settings.initial_window_size, self.local_settings.initial_window_size
             )
             self.streams[stream_id] = st
             self._next_local_id += 2
             self.open_outbound_streams += 1
-        elif not st.local_open:
-            raise StreamClosedError(stream_id)
+        found = TRANSITIONS.get((st.state, _SEND_HEADERS))
+        if found is None:
+            raise refused(stream_id, _SEND_HEADERS)
+        st.state = found[1]
         block = encode_headers(headers)
         if self._table_update:
             block = self._table_update + block
             self._table_update = b""
-        flags = _END_STREAM if end_stream else 0
+        flags = END_STREAM if end_stream else 0
         limit = self.remote_settings.max_frame_size
         if len(block) <= limit:
-            self._frame(_HEADERS, flags | _END_HEADERS, stream_id, block)
+            self._frame(HEADERS, flags | END_HEADERS, stream_id, block)
         else:
-            self._frame(_HEADERS, flags, stream_id, block[:limit])
+            self._frame(HEADERS, flags, stream_id, block[:limit])
             for pos in range(limit, len(block), limit):
                 last = pos + limit >= len(block)
-                self._frame(_CONTINUATION, _END_HEADERS if last else 0, stream_id, block[pos : pos + limit])
+                self._frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[pos : pos + limit])
         if end_stream:
             self._end_local(st)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue one DATA frame; ``data`` must fit the windows and the peer's frame size."""
         st = self.streams.get(stream_id)
-        if st is None or not st.local_open:
-            raise StreamClosedError(stream_id)
+        found = None if st is None else TRANSITIONS.get((st.state, _SEND_DATA))
+        if st is None or found is None:
+            raise refused(stream_id, _SEND_DATA)
         n = len(data)
         if n > self._send_window or n > st.send_window or n > self.remote_settings.max_frame_size:
             raise FlowControlError(f"{n} bytes exceed the window or frame size on stream {stream_id}")
         self._send_window -= n
         st.send_window -= n
-        self._frame(_DATA, _END_STREAM if end_stream else 0, stream_id, data)
+        st.state = found[1]
+        self._frame(DATA, END_STREAM if end_stream else 0, stream_id, data)
         if end_stream:
             self._end_local(st)
 
@@ -471,7 +266,7 @@ class H2Protocol:
         st = self.streams.get(stream_id)
         if st is None:
             raise StreamClosedError(stream_id)
-        self._frame(_RST_STREAM, 0, stream_id, _U32.pack(error_code))
+        self._frame(RST_STREAM, 0, stream_id, U32.pack(error_code))
         self._remember_reset(stream_id)
         self._close(st)
 
@@ -483,40 +278,46 @@ class H2Protocol:
         self._recv_unacked += size
         if self._recv_unacked >= self._recv_window_max // 2:
             self._recv_window += self._recv_unacked
-            self._frame(_WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked))
+            self._frame(WINDOW_UPDATE, 0, 0, U32.pack(self._recv_unacked))
             self._recv_unacked = 0
         st = self.streams.get(stream_id)
-        if st is not None and st.remote_open:
+        if st is not None and st.state in REMOTE_OPEN:
             st.unacked += size
             if st.unacked >= self.local_settings.initial_window_size // 2:
                 st.recv_window += st.unacked
-                self._frame(_WINDOW_UPDATE, 0, stream_id, _U32.pack(st.unacked))
+                self._frame(WINDOW_UPDATE, 0, stream_id, U32.pack(st.unacked))
                 st.unacked = 0
 
     def close_connection(self, error_code: int = ErrorCode.NO_ERROR, additional_data: bytes = b"") -> None:
         """Queue GOAWAY: no new streams; the peer learns the last stream we processed."""
         if not self.closed:
-            self._frame(_GOAWAY, 0, 0, _GOAWAY_HEAD.pack(self._last_remote_id, error_code) + additional_data)
+            self._frame(GOAWAY, 0, 0, GOAWAY_HEAD.pack(self._last_remote_id, error_code) + additional_data)
             self.closed = True
 
     # -- stream bookkeeping --
-    def _end_local(self, st: _Stream) -> None:
-        st.local_open = False
-        if not st.remote_open:
-            self._close(st)
+    # (callers have checked that the stream's side is open: a missing transition is a bug here)
+    def _end_local(self, st: Stream) -> None:
+        st.state = TRANSITIONS[st.state, _SEND_END_STREAM][1]
+        if st.state is _CLOSED:
+            self._retire(st)
 
-    def _end_remote(self, st: _Stream) -> None:
-        st.remote_open = False
-        if not st.local_open:
-            self._close(st)
+    def _end_remote(self, st: Stream) -> None:
+        st.state = TRANSITIONS[st.state, _RECV_END_STREAM][1]
+        if st.state is _CLOSED:
+            self._retire(st)
 
-    def _close(self, st: _Stream) -> None:
+    def _close(self, st: Stream) -> None:
+        """Reset: the stream is closed whatever its state was."""
+        st.state = TRANSITIONS[st.state, _RESET][1]
+        self._retire(st)
+
+    def _retire(self, st: Stream) -> None:
+        """A closed stream leaves the map and stops counting against the concurrency limits."""
         if self.streams.pop(st.id, None) is not None:
             if (st.id & 1) == (1 if self.client_side else 0):
                 self.open_outbound_streams -= 1
             else:
                 self.open_inbound_streams -= 1
-        st.local_open = st.remote_open = False
 
     def _remember_reset(self, stream_id: int) -> None:
         self._reset_ids[stream_id] = None
@@ -531,7 +332,7 @@ class H2Protocol:
 
     # -- input --
     def receive_data(self, data: bytes | bytearray) -> list[Event]:
-        """Parse what arrived; raise :class:`ProtocolError` (GOAWAY queued) if the peer broke HTTP/2."""
+        """Parse what arrived; raise :class:`H2ProtocolError` (GOAWAY queued) if the peer broke HTTP/2."""
         events: list[Event] = []
         buf: bytes | bytearray
         if self._in:
@@ -541,7 +342,7 @@ class H2Protocol:
             buf = data  # parse straight from the caller's bytes; keep only a partial frame
         try:
             pos = self._parse(buf, events)
-        except ProtocolError as exc:
+        except H2ProtocolError as exc:
             self._in = bytearray()
             self.close_connection(exc.error_code)
             raise
@@ -559,59 +360,59 @@ class H2Protocol:
         if self._preface_pending:
             if end < len(PREFACE):
                 if not PREFACE.startswith(bytes(buf)):
-                    raise ProtocolError("invalid HTTP/2 preface")
+                    raise H2ProtocolError("invalid HTTP/2 preface")
                 return 0
             if buf[: len(PREFACE)] != PREFACE:
-                raise ProtocolError("invalid HTTP/2 preface")
+                raise H2ProtocolError("invalid HTTP/2 preface")
             self._preface_pending = False
             pos = len(PREFACE)
         max_in = self.local_settings.max_frame_size
-        unpack = _HEADER.unpack_from
+        unpack = FRAME_HEADER.unpack_from
         view = memoryview(buf)  # slicing a view copies once, slicing a bytearray twice
         while end - pos >= 9:
             hi, lo, ftype, flags, sid = unpack(buf, pos)
             length = (hi << 8) | lo
             if length > max_in:
-                raise ProtocolError(f"frame of {length} bytes exceeds {max_in}", ErrorCode.FRAME_SIZE_ERROR)
+                raise H2ProtocolError(f"frame of {length} bytes exceeds {max_in}", ErrorCode.FRAME_SIZE_ERROR)
             if end - pos - 9 < length:
                 break
             payload = bytes(view[pos + 9 : pos + 9 + length])
             pos += 9 + length
             sid &= 0x7FFFFFFF
             if not self._settings_seen:
-                if ftype != _SETTINGS or flags & _ACK:
-                    raise ProtocolError("the first frame must be SETTINGS")
+                if ftype != SETTINGS or flags & ACK:
+                    raise H2ProtocolError("the first frame must be SETTINGS")
                 self._settings_seen = True
-            if self._continuation is not None and ftype != _CONTINUATION:
-                raise ProtocolError("a header block was interrupted")
+            if self._continuation is not None and ftype != CONTINUATION:
+                raise H2ProtocolError("a header block was interrupted")
             try:
-                if ftype == _DATA:
+                if ftype == DATA:
                     self._on_data(sid, flags, payload, events)
-                elif ftype == _HEADERS:
+                elif ftype == HEADERS:
                     self._on_headers(sid, flags, payload, events)
-                elif ftype == _CONTINUATION:
+                elif ftype == CONTINUATION:
                     self._on_continuation(sid, flags, payload, events)
-                elif ftype == _WINDOW_UPDATE:
+                elif ftype == WINDOW_UPDATE:
                     self._on_window_update(sid, payload, events)
-                elif ftype == _RST_STREAM:
+                elif ftype == RST_STREAM:
                     self._on_rst(sid, payload, events)
-                elif ftype == _SETTINGS:
+                elif ftype == SETTINGS:
                     self._on_settings(sid, flags, payload, events)
-                elif ftype == _PING:
+                elif ftype == PING:
                     if sid or length != 8:
-                        raise ProtocolError(
+                        raise H2ProtocolError(
                             "bad PING",
                             ErrorCode.FRAME_SIZE_ERROR if length != 8 else ErrorCode.PROTOCOL_ERROR,
                         )
-                    if not flags & _ACK:
-                        self._frame(_PING, _ACK, 0, payload)
+                    if not flags & ACK:
+                        self._frame(PING, ACK, 0, payload)
                         self._control(17)
-                elif ftype == _GOAWAY:
+                elif ftype == GOAWAY:
                     if sid:
-                        raise ProtocolError("GOAWAY on a stream")
+                        raise H2ProtocolError("GOAWAY on a stream")
                     if length < 8:
-                        raise ProtocolError("GOAWAY too short", ErrorCode.FRAME_SIZE_ERROR)
-                    last, code = _GOAWAY_HEAD.unpack_from(payload)
+                        raise H2ProtocolError("GOAWAY too short", ErrorCode.FRAME_SIZE_ERROR)
+                    last, code = GOAWAY_HEAD.unpack_from(payload)
                     last &= 0x7FFFFFFF
                     # Our streams above ``last`` were never processed: they are closed (the caller
                     # learns it from ConnectionTerminated and may retry them elsewhere).
@@ -619,17 +420,17 @@ class H2Protocol:
                     for st in [st for sid2, st in self.streams.items() if (sid2 & 1) == mine and sid2 > last]:
                         self._close(st)
                     events.append(ConnectionTerminated(code, last, payload[8:]))
-                elif ftype == _PRIORITY:
+                elif ftype == PRIORITY:
                     if not sid:
-                        raise ProtocolError("PRIORITY on stream 0")
+                        raise H2ProtocolError("PRIORITY on stream 0")
                     if length != 5:
                         if self._is_idle(sid):  # no RST_STREAM on an idle stream (RFC 9113 5.1)
-                            raise ProtocolError("bad PRIORITY length", ErrorCode.FRAME_SIZE_ERROR)
-                        raise _StreamError(sid, ErrorCode.FRAME_SIZE_ERROR)
-                elif ftype == _PUSH_PROMISE:
-                    raise ProtocolError("PUSH_PROMISE is disabled")
+                            raise H2ProtocolError("bad PRIORITY length", ErrorCode.FRAME_SIZE_ERROR)
+                        raise StreamError(sid, ErrorCode.FRAME_SIZE_ERROR)
+                elif ftype == PUSH_PROMISE:
+                    raise H2ProtocolError("PUSH_PROMISE is disabled")
                 # unknown frame types are ignored (RFC 9113 5.5)
-            except _StreamError as err:
+            except StreamError as err:
                 self._stream_error(err, events)
         return pos
 
@@ -639,69 +440,63 @@ class H2Protocol:
         http2 server has the same guard)."""
         self._control_queued += size
         if self._control_queued > _CONTROL_MAX:
-            raise ProtocolError(
+            raise H2ProtocolError(
                 "too many control frames queued for a peer that does not read", ErrorCode.ENHANCE_YOUR_CALM
             )
 
-    def _stream_error(self, err: _StreamError, events: list[Event]) -> None:
+    def _stream_error(self, err: StreamError, events: list[Event]) -> None:
         st = self.streams.get(err.stream_id)
         self._control(13)
-        self._frame(_RST_STREAM, 0, err.stream_id, _U32.pack(err.code))
+        self._frame(RST_STREAM, 0, err.stream_id, U32.pack(err.code))
         self._remember_reset(err.stream_id)
         if st is not None:
             self._close(st)
             events.append(StreamReset(err.stream_id, err.code))
 
-    @staticmethod
-    def _unpad(flags: int, payload: bytes) -> bytes:
-        if not flags & _PADDED:
-            return payload
-        if not payload or payload[0] >= len(payload):
-            raise ProtocolError("bad padding")
-        return payload[1 : len(payload) - payload[0]]
-
     def _on_data(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         if not sid:
-            raise ProtocolError("DATA on stream 0")
+            raise H2ProtocolError("DATA on stream 0")
         n = len(payload)
         if n > self._recv_window:
-            raise ProtocolError("connection flow-control window exceeded", ErrorCode.FLOW_CONTROL_ERROR)
+            raise H2ProtocolError("connection flow-control window exceeded", ErrorCode.FLOW_CONTROL_ERROR)
         self._recv_window -= n
         st = self.streams.get(sid)
-        if st is None or not st.remote_open:
+        found = None if st is None else TRANSITIONS.get((st.state, _RECV_DATA))
+        if st is None or found is None:
             if self._is_idle(sid):
-                raise ProtocolError(f"DATA on idle stream {sid}")
+                raise H2ProtocolError(f"DATA on idle stream {sid}")
             # a stream we reset or that ended: give the connection window back and drop it
             self.acknowledge_received_data(n, sid)
             if st is not None or sid not in self._reset_ids:
-                raise _StreamError(sid, ErrorCode.STREAM_CLOSED)
+                raise refused(sid, _RECV_DATA)
             return
         if n > st.recv_window:
             self.acknowledge_received_data(n, sid)
-            raise _StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR)
-        if not st.headers_in:  # a response's DATA before its HEADERS is malformed
+            raise StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR)
+        if found[0] is _MALFORMED:  # a response's DATA before its HEADERS
             self.acknowledge_received_data(n, sid)
-            raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+        st.state = found[1]
         st.recv_window -= n
-        data = self._unpad(flags, payload)
+        data = unpad(flags, payload)
         if data or n:
             events.append(DataReceived(sid, data, n))
-        if flags & _END_STREAM:
+        if flags & END_STREAM:
             self._end_remote(st)
             events.append(StreamEnded(sid))
 
     def _on_headers(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         if not sid:
-            raise ProtocolError("HEADERS on stream 0")
-        block = self._unpad(flags, payload)
-        if flags & _PRIORITY_FLAG:
+            raise H2ProtocolError("HEADERS on stream 0")
+        block = unpad(flags, payload)
+        if flags & PRIORITY_FLAG:
             if len(block) < 5:
-                raise ProtocolError("HEADERS too short for its priority", ErrorCode.FRAME_SIZE_ERROR)
+                raise H2ProtocolError("HEADERS too short for its priority", ErrorCode.FRAME_SIZE_ERROR)
             block = block[5:]
-        end_stream = bool(flags & _END_STREAM)
+        end_stream = bool(flags & END_STREAM)
         if len(payload) > self._block_limit:
-            raise ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
-        if flags & _END_HEADERS:
+            raise H2ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
+        if flags & END_HEADERS:
             self._on_block(sid, end_stream, block, events)
         else:
             self._continuation = (sid, end_stream, [block], 9 + len(payload))
@@ -709,15 +504,15 @@ class H2Protocol:
     def _on_continuation(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         pending = self._continuation
         if pending is None or pending[0] != sid:
-            raise ProtocolError("unexpected CONTINUATION")
+            raise H2ProtocolError("unexpected CONTINUATION")
         _, end_stream, parts, size = pending
         parts.append(payload)
         # A header block may not grow without bound while we wait for its end; frame headers count
         # too, so a flood of empty CONTINUATION frames is bounded as well (CVE-2024-27316's kind).
         size += 9 + len(payload)
         if size > self._block_limit:
-            raise ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
-        if flags & _END_HEADERS:
+            raise H2ProtocolError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
+        if flags & END_HEADERS:
             self._continuation = None
             self._on_block(sid, end_stream, b"".join(parts), events)
         else:
@@ -728,36 +523,36 @@ class H2Protocol:
         try:
             decoded = self._decoder.decode(block)
         except OversizedHeaderList as exc:
-            raise ProtocolError(f"header list too large: {exc}", ErrorCode.ENHANCE_YOUR_CALM) from None
+            raise H2ProtocolError(f"header list too large: {exc}", ErrorCode.ENHANCE_YOUR_CALM) from None
         except HPACKError as exc:
-            raise ProtocolError(f"HPACK decoding failed: {exc}", ErrorCode.COMPRESSION_ERROR) from None
+            raise H2ProtocolError(f"HPACK decoding failed: {exc}", ErrorCode.COMPRESSION_ERROR) from None
         st = self.streams.get(sid)
         if st is None:
             remote_parity = (sid & 1) == (0 if self.client_side else 1)
             if not remote_parity:
                 if self._is_idle(sid):
-                    raise ProtocolError(f"HEADERS on our idle stream {sid}")
+                    raise H2ProtocolError(f"HEADERS on our idle stream {sid}")
                 return  # a stream of ours that we reset or finished: ignore
             if self.client_side:
-                raise ProtocolError("server-initiated streams are not allowed")
+                raise H2ProtocolError("server-initiated streams are not allowed")
             if sid <= self._last_remote_id:
                 if sid in self._reset_ids:
                     return  # a stream we reset: its late frames are ignored
                 # a new request must use a higher id; reusing a finished stream is a connection error
-                raise ProtocolError(f"HEADERS on closed stream {sid}", ErrorCode.STREAM_CLOSED)
+                raise H2ProtocolError(f"HEADERS on closed stream {sid}", ErrorCode.STREAM_CLOSED)
             self._last_remote_id = sid
             if self.closed:
                 # Above our GOAWAY's last stream: not served, and its later frames are ignored too.
                 self._remember_reset(sid)
                 return
             if self.open_inbound_streams >= self.local_settings.max_concurrent_streams:
-                raise _StreamError(sid, ErrorCode.REFUSED_STREAM)
-            if not _valid(decoded, _REQUEST):
-                raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
-            st = _Stream(
-                sid, self.remote_settings.initial_window_size, self.local_settings.initial_window_size
+                raise StreamError(sid, ErrorCode.REFUSED_STREAM)
+            action, state = TRANSITIONS[_IDLE, _RECV_HEADERS]  # the peer's request opens it
+            if action is _REQUEST and not valid(decoded, REQUEST):
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            st = Stream(
+                sid, self.remote_settings.initial_window_size, self.local_settings.initial_window_size, state
             )
-            st.headers_in = 1
             self.streams[sid] = st
             self.open_inbound_streams += 1
             events.append(RequestReceived(sid, decoded.text, end_stream))
@@ -765,22 +560,24 @@ class H2Protocol:
                 self._end_remote(st)
                 events.append(StreamEnded(sid))
             return
-        if not st.remote_open:
-            raise _StreamError(sid, ErrorCode.STREAM_CLOSED)
-        if self.client_side and st.headers_in == 0:
-            if not _valid(decoded, _RESPONSE):
-                raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+        found = TRANSITIONS.get((st.state, _RECV_HEADERS))
+        if found is None:
+            raise refused(sid, _RECV_HEADERS)
+        action, state = found
+        if action is _RESPONSE:
+            if not valid(decoded, RESPONSE):
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             status = decoded.raw[0][1]
             if status[:1] == b"1" and len(status) == 3 and status != b"101":
                 if end_stream:
-                    raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
-                return  # an informational response: the real one follows
-            st.headers_in = 1
+                    raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+                return  # an informational response: the real one follows (the state stays)
+            st.state = state
             events.append(ResponseReceived(sid, decoded.text, end_stream))
-        else:
-            if not end_stream or not _valid(decoded, _TRAILERS):
-                raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
-            st.headers_in = 2
+        else:  # Action.TRAILERS
+            if not end_stream or not valid(decoded, TRAILERS):
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            st.state = state
             events.append(TrailersReceived(sid, decoded.text))
         if end_stream:
             self._end_remote(st)
@@ -788,54 +585,55 @@ class H2Protocol:
 
     def _on_window_update(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
-            raise ProtocolError("bad WINDOW_UPDATE length", ErrorCode.FRAME_SIZE_ERROR)
-        delta = _U32.unpack(payload)[0] & 0x7FFFFFFF
+            raise H2ProtocolError("bad WINDOW_UPDATE length", ErrorCode.FRAME_SIZE_ERROR)
+        delta = U32.unpack(payload)[0] & 0x7FFFFFFF
         if not sid:
             if not delta:
-                raise ProtocolError("WINDOW_UPDATE of 0")
+                raise H2ProtocolError("WINDOW_UPDATE of 0")
             self._send_window += delta
-            if self._send_window > _MAX_WINDOW:
-                raise ProtocolError("connection window overflow", ErrorCode.FLOW_CONTROL_ERROR)
+            if self._send_window > MAX_WINDOW:
+                raise H2ProtocolError("connection window overflow", ErrorCode.FLOW_CONTROL_ERROR)
             events.append(WindowUpdated(0, delta))
             return
         st = self.streams.get(sid)
         if st is None:
             if self._is_idle(sid):
-                raise ProtocolError(f"WINDOW_UPDATE on idle stream {sid}")
+                raise H2ProtocolError(f"WINDOW_UPDATE on idle stream {sid}")
             return
         if not delta:
-            raise _StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st.send_window += delta
-        if st.send_window > _MAX_WINDOW:
-            raise _StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR)
+        if st.send_window > MAX_WINDOW:
+            raise StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR)
         events.append(WindowUpdated(sid, delta))
 
     def _on_rst(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if not sid:
-            raise ProtocolError("RST_STREAM on stream 0")
+            raise H2ProtocolError("RST_STREAM on stream 0")
         if len(payload) != 4:
-            raise ProtocolError("bad RST_STREAM length", ErrorCode.FRAME_SIZE_ERROR)
+            raise H2ProtocolError("bad RST_STREAM length", ErrorCode.FRAME_SIZE_ERROR)
         st = self.streams.get(sid)
         if st is None:
             if self._is_idle(sid):
-                raise ProtocolError(f"RST_STREAM on idle stream {sid}")
+                raise H2ProtocolError(f"RST_STREAM on idle stream {sid}")
             return
         self._close(st)
-        events.append(StreamReset(sid, _U32.unpack(payload)[0]))
+        events.append(StreamReset(sid, U32.unpack(payload)[0]))
 
     def _on_settings(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         if sid:
-            raise ProtocolError("SETTINGS on a stream")
-        if flags & _ACK:
+            raise H2ProtocolError("SETTINGS on a stream")
+        if flags & ACK:
             if payload:
-                raise ProtocolError("SETTINGS ACK with a payload", ErrorCode.FRAME_SIZE_ERROR)
+                raise H2ProtocolError("SETTINGS ACK with a payload", ErrorCode.FRAME_SIZE_ERROR)
             return
         if len(payload) % 6:
-            raise ProtocolError("bad SETTINGS length", ErrorCode.FRAME_SIZE_ERROR)
+            raise H2ProtocolError("bad SETTINGS length", ErrorCode.FRAME_SIZE_ERROR)
         remote = self.remote_settings
         changed: dict[int, int] = {}
         for pos in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, pos)
+            key, value = SETTING.unpack_from(payload, pos)
+            _settings.check(key, value, client_side=self.client_side)
             if key == Settings.HEADER_TABLE_SIZE:
                 if value != remote.header_table_size:
                     # We never insert into the peer's table, but its decoder may insist on hearing
@@ -843,29 +641,23 @@ class H2Protocol:
                     self._table_update = b"\x20"
                 remote.header_table_size = value
             elif key == Settings.ENABLE_PUSH:
-                if value > 1 or (value == 1 and self.client_side):
-                    raise ProtocolError("bad ENABLE_PUSH")
                 remote.enable_push = value
             elif key == Settings.MAX_CONCURRENT_STREAMS:
                 remote.max_concurrent_streams = value
             elif key == Settings.INITIAL_WINDOW_SIZE:
-                if value > _MAX_WINDOW:
-                    raise ProtocolError("bad INITIAL_WINDOW_SIZE", ErrorCode.FLOW_CONTROL_ERROR)
                 delta = value - remote.initial_window_size
                 remote.initial_window_size = value
                 for st in self.streams.values():
                     st.send_window += delta
-                    if st.send_window > _MAX_WINDOW:
-                        raise ProtocolError("stream window overflow", ErrorCode.FLOW_CONTROL_ERROR)
+                    if st.send_window > MAX_WINDOW:
+                        raise H2ProtocolError("stream window overflow", ErrorCode.FLOW_CONTROL_ERROR)
             elif key == Settings.MAX_FRAME_SIZE:
-                if not _MIN_FRAME <= value <= _MAX_FRAME:
-                    raise ProtocolError("bad MAX_FRAME_SIZE")
                 remote.max_frame_size = value
             elif key == Settings.MAX_HEADER_LIST_SIZE:
                 remote.max_header_list_size = value
             else:
                 continue
             changed[key] = value
-        self._frame(_SETTINGS, _ACK, 0)
+        self._frame(SETTINGS, ACK, 0)
         self._control(9)
         events.append(RemoteSettingsChanged(changed))

@@ -1,4 +1,4 @@
-"""HPACK (RFC 7541) for :mod:`._h2proto`: an encoder that never uses the dynamic table and a decoder
+"""HPACK (RFC 7541) for :mod:`.connection`: an encoder that never uses the dynamic table and a decoder
 that remembers what it decoded.
 
 - **Encoding** without the dynamic table makes each header's bytes a pure function of the header, so

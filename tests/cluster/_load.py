@@ -1,0 +1,76 @@
+"""A bounded load phase: ``calls`` Greeter.Hello calls from ``callers`` tasks, as fast as they go."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+import trio
+
+from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
+from trimicro.client import Client
+from trimicro.errors import MicroError
+
+SERVICE = "greeter"
+
+
+@attrs.define(eq=False)
+class Phase:
+    """Failures are kept, answers counted per node (the greeting names it)."""
+
+    name: str
+    calls: int
+    callers: int = 8
+    timeout: float = 1.0
+    ok: int = 0
+    failed: list[MicroError] = attrs.field(factory=list)
+    by_node: Counter[str] = attrs.field(factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    async def run(self, client: Client) -> Phase:
+        issued = 0
+
+        async def caller(i: int) -> None:
+            nonlocal issued
+            while issued < self.calls:
+                issued += 1
+                try:
+                    rsp = await client.call(
+                        SERVICE, "Greeter.Hello", HelloRequest(name=f"c{i}"),
+                        response_type=HelloResponse, timeout=self.timeout,
+                    )  # fmt: skip
+                except MicroError as exc:
+                    self.failed.append(exc)
+                else:
+                    self.ok += 1
+                    self.by_node[rsp.greeting.rpartition(" from ")[2]] += 1
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for i in range(self.callers):
+                nursery.start_soon(caller, i)
+        self.seconds = trio.current_time() - start
+        print(f"[{self.name}] {self.summary()}", flush=True)
+        return self
+
+    def summary(self) -> str:
+        return (
+            f"calls={self.ok + len(self.failed)} ok={self.ok} failed={len(self.failed)} "
+            f"{self.rate:.0f} calls/s in {self.seconds:.2f}s by_node={dict(self.by_node)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "failed": [str(e) for e in self.failed[:5]],
+            "failures": len(self.failed),
+            "seconds": self.seconds,
+            "rate": self.rate,
+            "by_node": dict(self.by_node),
+        }

@@ -1,0 +1,60 @@
+"""Whether a received header list is well formed (RFC 9113 8.2 and 8.3).
+
+A malformed request, response or trailer block is a *stream* error: the connection resets that one
+stream and its other calls carry on. The verdict is memoised on the decoded :class:`~.hpack.Block`,
+which the HPACK decoder caches per connection, so a peer repeating its headers (every gRPC client)
+has each distinct block checked once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from .hpack import Block
+
+__all__ = ["REQUEST", "RESPONSE", "TRAILERS", "check_headers", "valid"]
+
+#: a header name: an RFC 9110 token in lower case
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_CONNECTION_HEADERS: Final = frozenset(
+    {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
+)
+_REQUEST_PSEUDO: Final = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
+_RESPONSE_PSEUDO: Final = frozenset({b":status"})
+_NO_PSEUDO: Final = frozenset[bytes]()
+
+#: the kinds of header block, each with its own pseudo-headers
+REQUEST, RESPONSE, TRAILERS = 0, 1, 2
+_PSEUDO_ALLOWED: Final = {REQUEST: _REQUEST_PSEUDO, RESPONSE: _RESPONSE_PSEUDO, TRAILERS: _NO_PSEUDO}
+
+
+def valid(block: Block, kind: int) -> bool:
+    """Whether ``block`` is a well-formed header list of ``kind``; memoised on the (cached) block."""
+    ok = block.checked.get(kind)
+    if ok is None:
+        ok = block.checked[kind] = check_headers(block.raw, _PSEUDO_ALLOWED[kind], request=kind == REQUEST)
+    return ok
+
+
+def check_headers(raw: list[tuple[bytes, bytes]], allowed_pseudo: frozenset[bytes], *, request: bool) -> bool:
+    """RFC 9113 8.2/8.3: lowercase names, pseudo-headers first and known, no connection-specific
+    fields, no CR/LF/NUL in values, and a request's required pseudo-headers present."""
+    regular = False
+    seen: set[bytes] = set()
+    for name, value in raw:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            return False
+        if name[:1] == b":":
+            if regular or name not in allowed_pseudo or name in seen or (not value and name != b":authority"):
+                return False
+            seen.add(name)
+        elif not _TOKEN.match(name):  # also rejects upper case, as HTTP/2 requires
+            return False
+        else:
+            regular = True
+            if name in _CONNECTION_HEADERS or (name == b"te" and value != b"trailers"):
+                return False
+    if request:
+        return {b":method", b":scheme", b":path"} <= seen
+    return seen == allowed_pseudo
