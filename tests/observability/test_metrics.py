@@ -93,6 +93,10 @@ async def test_counts_latency_errors_in_flight() -> None:
         == 1
     )
     assert stats["requests"] >= 6 and stats["errors"] == 2 and stats["in_flight"] >= 1
+    # the selector's and client's own counters, read at scrape time
+    assert ("micro_selector_ejections_total", frozenset()) in found
+    assert value(found, "micro_client_retries_total") == stats["client"]["retries"]
+    assert value(found, "micro_client_retries_throttled_total") == stats["client"]["retries_throttled"]
     assert 0 <= stats["p50_ms"] <= stats["p99_ms"]
 
 

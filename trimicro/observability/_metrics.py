@@ -16,8 +16,13 @@ labels, so Go Micro dashboards work unchanged, and add what it lacks:
 - the client side as ``micro_client_request_total``, ``micro_client_request_duration_seconds``,
   ``micro_client_request_errors_total``, ``micro_client_requests_in_flight`` (same labels; the Go
   wrapper would put them in the server's metrics when both are installed under one name);
-- ``micro_selector_ejections_total{service}`` and ``micro_client_retry_budget_exhausted_total{service}``:
-  counters a selector reports through :meth:`Metrics.selector_ejected` / :meth:`Metrics.retry_refused`.
+- the selector's outlier ejection and the client's retry counters, read from their ``stats()`` (the
+  same numbers ``Debug.Stats`` shows) at scrape time: ``micro_selector_ejections_total``,
+  ``micro_selector_reinstated_total``, ``micro_selector_probes_total``,
+  ``micro_selector_ejected_nodes{service}``, ``micro_client_retries_total``,
+  ``micro_client_retries_throttled_total`` (the retry budget said no), ``micro_client_hedges_total``,
+  ``micro_client_attempt_timeouts_total``, ``micro_client_pushbacks_total``,
+  ``micro_client_retry_tokens{service}``.
 
 Each service has its own :class:`prometheus_client.CollectorRegistry` (with the process and GC
 collectors), so two services in one process never collide; ``registry=`` shares one.
@@ -44,6 +49,7 @@ from prometheus_client import (
     generate_latest,
     process_collector,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..broker import BrokerMessage
 from ..client import CallFunc, CallRequest, PublishFunc
@@ -145,25 +151,14 @@ class Metrics:
     process: bool = True
     server: _Side = attrs.field(init=False)
     client: _Side = attrs.field(init=False)
-    ejections: Counter = attrs.field(init=False)
-    budget_exhausted: Counter = attrs.field(init=False)
+    sources: _Sources = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         ns = self.namespace
         self.server = _Side.create(ns, "requests", self.registry)
         self.client = _Side.create(f"{ns}_client", "client calls", self.registry)
-        self.ejections = Counter(
-            f"{ns}_selector_ejections_total",
-            "Nodes the selector ejected (outlier detection), by service.",
-            ("service",),
-            registry=self.registry,
-        )
-        self.budget_exhausted = Counter(
-            f"{ns}_client_retry_budget_exhausted_total",
-            "Retries the client skipped because the retry budget was spent, by service.",
-            ("service",),
-            registry=self.registry,
-        )
+        self.sources = _Sources(ns)
+        self.registry.register(self.sources)
         if self.process:
             process_collector.ProcessCollector(registry=self.registry)
             gc_collector.GCCollector(registry=self.registry)
@@ -201,12 +196,9 @@ class Metrics:
 
         return publish
 
-    # -- hooks for the selector (outlier ejection, retry budget) --
-    def selector_ejected(self, service: str, node: Any = None) -> None:
-        self.ejections.labels(service).inc()
-
-    def retry_refused(self, service: str) -> None:
-        self.budget_exhausted.labels(service).inc()
+    def watch(self, *, selector: Any = None, client: Any = None) -> None:
+        """Export ``selector.stats()`` and ``client.stats()`` (a run's new ones replace the last)."""
+        self.sources.selector, self.sources.client = selector, client
 
     # -- reading --
     def exposition(self) -> bytes:
@@ -237,6 +229,60 @@ class Metrics:
             if value is not None:
                 out[name] = round(value * 1000, 3)
         return out
+
+
+_SELECTOR = {
+    "ejections": ("selector_ejections", "Nodes the selector ejected from rotation (outlier detection)."),
+    "reinstated": ("selector_reinstated", "Ejected nodes put back into rotation."),
+    "probes": ("selector_probes", "Calls sent to ejected nodes to probe them."),
+}
+_CLIENT = {
+    "retries": ("client_retries", "Retried call attempts."),
+    "retries_throttled": ("client_retries_throttled", "Retries refused because the retry budget was spent."),
+    "hedges": ("client_hedges", "Hedged (speculative) call attempts."),
+    "attempt_timeouts": ("client_attempt_timeouts", "Attempts that ran out of their per-attempt timeout."),
+    "pushbacks": ("client_pushbacks", "Retries a server asked the client not to make."),
+}
+
+
+@attrs.define(eq=False)
+class _Sources:
+    """A custom collector: the selector's and client's own counters, read at scrape time, so the
+    call path pays nothing for them."""
+
+    namespace: str
+    selector: Any = None
+    client: Any = None
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: the families depend on what the sources report
+
+    def collect(self) -> Any:
+        ns = self.namespace
+        for source, table, per_service in (
+            (self.selector, _SELECTOR, ("ejected", "selector_ejected_nodes", "Nodes out of rotation now.")),
+            (self.client, _CLIENT, ("retry_tokens", "client_retry_tokens", "Retry budget tokens left.")),
+        ):
+            stats = getattr(source, "stats", None)
+            if not callable(stats):
+                continue
+            try:
+                values = stats()
+            except Exception:
+                continue
+            for key, (name, doc) in table.items():
+                value = values.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    yield CounterMetricFamily(f"{ns}_{name}", doc, value=value)
+            key, name, doc = per_service
+            found = values.get(key)
+            if isinstance(found, dict):
+                gauge = GaugeMetricFamily(f"{ns}_{name}", doc, labels=["service"])
+                for service, v in sorted(found.items()):
+                    gauge.add_metric(
+                        [str(service)], float(len(v)) if isinstance(v, list | tuple) else float(v)
+                    )
+                yield gauge
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:

@@ -56,6 +56,8 @@ class Observability:
         """A run's new client: add the publish wrappers (the call wrappers came with the service's)."""
         for part in reversed(self._wrappers()):
             client.wrap_publish(part.publish_wrapper, first=True)
+        if self.metrics is not None:
+            self.metrics.watch(selector=client.selector, client=client)
 
     def listening(self, address: str) -> None:
         if self.tracing is not None:
