@@ -210,7 +210,8 @@ async def _stats(client: Any, registry: Any, args: argparse.Namespace) -> None:
     if args.output == "json":
         print_json(results)
         return
-    cols = ["node", "address", "uptime", "memory", "threads", "gc", "requests", "errors"]
+    cols = ["node", "address", "uptime", "memory", "threads", "gc", "requests", "errors", "in_flight"]
+    cols += [c for c in ("p50_ms", "p99_ms") if any(c in r for r in results)]  # when metrics are on
     print_table(
         [c.upper() for c in cols] + ["ERROR"],
         [[r.get(c, "") for c in cols] + [r.get("error", "")] for r in results],

@@ -17,6 +17,10 @@ from .nats import NatsServerProcess as NatsServerProcess
 from .nats import NatsStartError as NatsStartError
 from .nats import find_nats_server as find_nats_server
 from .nats import open_nats_server as open_nats_server
+from .prometheus import PrometheusNotFound as PrometheusNotFound
+from .prometheus import PrometheusServer as PrometheusServer
+from .prometheus import find_prometheus as find_prometheus
+from .prometheus import open_prometheus as open_prometheus
 from .zookeeper import ZookeeperNotFound as ZookeeperNotFound
 from .zookeeper import ZookeeperProcess as ZookeeperProcess
 from .zookeeper import ZookeeperStartError as ZookeeperStartError
@@ -35,17 +39,21 @@ __all__ = [
     "NatsServerNotFound",
     "NatsServerProcess",
     "NatsStartError",
+    "PrometheusNotFound",
+    "PrometheusServer",
     "ZookeeperNotFound",
     "ZookeeperProcess",
     "ZookeeperStartError",
     "ensure_kafka",
     "find_etcd",
     "find_nats_server",
+    "find_prometheus",
     "find_zookeeper",
     "open_ensemble",
     "open_etcd",
     "open_kafka",
     "open_nats_server",
+    "open_prometheus",
     "open_zookeeper",
     "run_etcd",
 ]
