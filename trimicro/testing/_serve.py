@@ -92,7 +92,7 @@ async def serve(
     network: MemoryNetwork | None = None,
     subscribe: Subscriptions = (),
     wrappers: Sequence[HandlerWrapper] = (),
-    setup: Callable[[Service], None] | None = None,
+    setup: Callable[[Service], object] | None = None,
     **options: Any,
 ) -> AsyncIterator[ServiceClient]:
     """Serve ``handlers`` as service ``name`` for the block; yield a :class:`ServiceClient` bound to it.
