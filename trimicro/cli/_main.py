@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     pub = add("publish", "publish a JSON message on a topic")
     pub.add_argument("topic")
     pub.add_argument("message")
+    sub.add_parser("new", help="scaffold a service package (trimicro new NAME --help)", add_help=False)
     a = add("api", "run the HTTP/websocket gateway (Go Micro's `micro api`)")
     a.add_argument("--address", default="127.0.0.1:8080", help="host:port to listen on (':8080' is loopback)")
     a.add_argument("--namespace", default="", help="prefix for service names, e.g. go.micro.api")
@@ -290,6 +291,10 @@ def _quiet_logs(options: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["new"]:  # works offline: no client, no registry
+        from ._new import main as new
+
+        return new(argv[1:])
     options, rest = _split(argv)
     args = _parser().parse_args(rest)
     _quiet_logs(options)

@@ -1,5 +1,20 @@
-"""Test helpers: real etcd / nats-server processes and fixtures for trimicro tests."""
+"""Testing kit: serve services in-process, a recording broker, dependency replacement, real servers.
 
+``async with trimicro.testing.serve(Greeter(), name="greeter") as client:`` runs the handlers as a
+real service on memory plugins and yields a client bound to it; :class:`TestBroker` records publishes
+and delivers to subscribers on demand; :func:`worker_factory` swaps a handler's dependencies; the
+pytest plugin (``trimicro.testing.plugin``, loaded automatically once trimicro is installed) turns
+these into fixtures, with real nats-server / etcd / ZooKeeper on loopback. Conformance suites for
+plugin authors live in :mod:`trimicro.testing.conformance`.
+"""
+
+from ._broker import TestBroker as TestBroker
+from ._broker import TestSubscription as TestSubscription
+from ._deps import autospec as autospec
+from ._deps import worker_factory as worker_factory
+from ._serve import ServiceClient as ServiceClient
+from ._serve import serve as serve
+from ._world import World as World
 from .etcd import EtcdNotFound as EtcdNotFound
 from .etcd import EtcdProcess as EtcdProcess
 from .etcd import EtcdStartError as EtcdStartError
@@ -41,9 +56,14 @@ __all__ = [
     "NatsStartError",
     "PrometheusNotFound",
     "PrometheusServer",
+    "ServiceClient",
+    "TestBroker",
+    "TestSubscription",
+    "World",
     "ZookeeperNotFound",
     "ZookeeperProcess",
     "ZookeeperStartError",
+    "autospec",
     "ensure_kafka",
     "find_etcd",
     "find_nats_server",
@@ -56,4 +76,6 @@ __all__ = [
     "open_prometheus",
     "open_zookeeper",
     "run_etcd",
+    "serve",
+    "worker_factory",
 ]
