@@ -5,6 +5,7 @@ answered by one JSON line on stdout:
 
 - ``wait-etcd HOST:PORT``: until etcd answers ``/health`` (bounded) -> ``{"event": "etcd-ready"}``
 - ``run NAME CALLS``: a load phase (8 callers, 1 s timeout) -> the phase, the selector's and client's stats
+- ``runfor NAME SECONDS``: a load phase lasting SECONDS -> as ``run``
 - ``until-reinstated``: small phases until a node came back from ejection (bounded) -> ``{"event": ...}``
 - ``quit``
 """
@@ -80,6 +81,9 @@ async def main() -> None:
             cmd, *args = line.split()
             if cmd == "run":
                 phase = await Phase(args[0], int(args[1])).run(client)
+                emit(event="phase", **phase.to_dict(), **stats(client))
+            elif cmd == "runfor":
+                phase = await Phase(args[0], 0, duration=float(args[1])).run(client)
                 emit(event="phase", **phase.to_dict(), **stats(client))
             elif cmd == "until-reinstated":
                 selector: Any = client.selector

@@ -1,0 +1,40 @@
+"""A short run of every failure scenario of tests/cluster/scenarios.py on simulated hosts: no call may
+fail while a healthy node exists. Rates and latencies are printed (``-s``), never asserted: performance
+is for the scenario command and docs/reliability.md. Skips with the reason when namespaces cannot be
+made (not root, no ``unshare``/``nsenter``/``ip``) or there is no etcd binary.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.cluster import scenarios
+from tests.cluster.netns import ClusterUnavailable, check_available
+from trimicro.testing.etcd import EtcdNotFound, find_etcd
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
+
+SECONDS = 1.0  # per phase; the rolling deploy runs three times that
+
+
+@pytest.fixture(autouse=True)
+def _available() -> None:
+    try:
+        find_etcd()
+        check_available()
+    except (EtcdNotFound, ClusterUnavailable) as exc:
+        pytest.skip(str(exc))
+    if shutil.which("nft") is None:
+        pytest.skip("no nft (the partitions are nftables rules)")
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
+async def test_no_call_fails_while_a_healthy_node_exists(scenario: scenarios.Scenario) -> None:
+    result = await scenarios.run_scenario(scenario, SECONDS)
+    print(scenarios.row(result))
+    healthy, faulted = result["healthy"], result["faulted"]
+    assert healthy["failures"] == 0, healthy["failed"]
+    assert faulted["failures"] == 0, faulted["failed"]
+    assert faulted["ok"] > 0
