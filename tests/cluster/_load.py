@@ -89,4 +89,5 @@ class Phase:
             "by_node": dict(self.by_node),
             "p50": self.percentile(0.5),
             "p99": self.percentile(0.99),
+            "max": max(self.latencies, default=0.0),
         }

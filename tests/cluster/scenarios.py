@@ -324,7 +324,7 @@ def row(r: dict[str, Any]) -> str:
     p99 = f["p99"] / h["p99"] if h["p99"] else 0.0
     return (
         f"| {r['title']} | {f['ok']} | {f['failures']} | {f['p50'] * 1e3:.1f} | {f['p99'] * 1e3:.1f} "
-        f"({p99:.1f}x) | {f['rate']:.0f} ({rate:.2f}x) | {h['p50'] * 1e3:.1f} / {h['p99'] * 1e3:.1f} | {h['rate']:.0f} |"
+        f"({p99:.1f}x) | {f.get('max', 0) * 1e3:.0f} | {f['rate']:.0f} ({rate:.2f}x) | {h['p50'] * 1e3:.1f} / {h['p99'] * 1e3:.1f} | {h['rate']:.0f} |"
     )
 
 
@@ -332,8 +332,8 @@ def table(results: list[dict[str, Any]], seconds: float) -> str:
     head = (
         f"Each fault phase lasts {seconds:g} s (the rolling deploy 3x that), 8 callers, 1 s timeout; the "
         "fault is injected 0.3 s in, so the numbers include the moments before ejection.\n\n"
-        "| scenario | ok | failed | p50 ms | p99 ms (vs healthy) | calls/s (vs healthy) | healthy p50/p99 ms | healthy calls/s |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "| scenario | ok | failed | p50 ms | p99 ms (vs healthy) | max ms | calls/s (vs healthy) | healthy p50/p99 ms | healthy calls/s |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *(row(r) for r in results)])
 
