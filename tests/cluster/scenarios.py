@@ -172,7 +172,7 @@ class World:
         env = {**self.env, "MICRO_SERVER_ADDRESS": f"{host.address}:0"}
         if name == "n3":  # behind the fault proxy on its own host
             env = {**self.env, "MICRO_SERVER_ADDRESS": f"{host.address}:9000", "MICRO_SERVER_ADVERTISE": f"{host.address}:9001"}  # fmt: skip
-        node = await self.procs.start(host, [sys.executable, "-m", "tests._nodes.greeter_node"], env)
+        node = await self.procs.start(host, [sys.executable, "-m", "tests._nodes.soak_node"], env)
         info = await node.next_event()
         if info.get("event") != "started":
             raise RuntimeError(f"{name} did not start: {info}")
@@ -196,6 +196,10 @@ class World:
         )
         with trio.fail_after(10):
             await trio.run_process(self.cluster[host].command(["nft", "-f", "-"]), stdin=rules.encode())
+
+    async def nft_heal(self, host: str) -> None:
+        with trio.fail_after(10):
+            await trio.run_process(self.cluster[host].command(["nft", "delete", "table", "inet", "part"]))
 
     async def phase(
         self, name: str, seconds: float, fault: Callable[[], Awaitable[None]] | None = None
@@ -318,6 +322,58 @@ async def run_scenario(s: Scenario, seconds: float) -> dict[str, Any]:
                 "fds": [fds_before, fds_after]}  # fmt: skip
 
 
+STREAMS, STREAM_TIMEOUT = 4, 2.0
+
+
+async def run_stream_cut() -> dict[str, Any]:
+    """Bidi streams from the client to n3, then n3 partitioned from the client mid-stream. Both sides
+    must end within the stream's deadline; n3's fds and tasks, counted after the partition heals, must
+    be back to where they were before the streams opened."""
+    async with open_world() as w:
+        driver, node = w.driver, w.nodes["n3"]
+        assert driver is not None
+        address = f"{w.cluster['n3'].address}:9001"
+        await driver.send(f"stats {address}")
+        before = await driver.next_event()
+        fds_before = node.fds()
+        await driver.send(f"streams {address} {STREAMS} {STREAM_TIMEOUT}")
+        opened = await driver.next_event()
+        fds_open = node.fds()
+        await trio.sleep(0.3)
+        await w.nft_drop("client", "n3")
+        cut = trio.current_time()
+        done = await driver.next_event(STREAM_TIMEOUT + 30)
+        client_ended = trio.current_time() - cut
+        await trio.sleep(1.0)  # past the deadline: the node's handlers have been cancelled by now
+        fds_after = node.fds()
+        await w.nft_heal("client")
+        await driver.send(f"stats {address}")
+        after = await driver.next_event()
+        return {
+            "opened": opened["opened"], "streams": done["streams"], "client_ended_after_cut": client_ended,
+            "fds": [fds_before, fds_open, fds_after], "tasks": [before["tasks"], after["tasks"]],
+        }  # fmt: skip
+
+
+def stream_row(r: dict[str, Any]) -> str:
+    errors = [s["error"] for s in r["streams"] if s["error"]]
+    worst = max(s["open_for"] for s in r["streams"])
+    f, t = r["fds"], r["tasks"]
+    first = errors[0].split('"detail":"')[-1].split('"')[0] if errors else "-"
+    return (
+        f"| {len(r['streams'])} bidi streams, node partitioned mid-stream | {len(errors)} of {len(r['streams'])} "
+        f"| {worst:.2f} s (deadline {STREAM_TIMEOUT:g} s) | {f[0]} / {f[1]} / {f[2]} | {t[0]} / {t[1]} | {first} |"
+    )
+
+
+def stream_table(r: dict[str, Any]) -> str:
+    return "\n".join([
+        "| scenario | streams ended with an error at the client | longest stream lived | node fds before / open / after | node tasks before / after | client's error |",
+        "|---|---|---|---|---|---|",
+        stream_row(r),
+    ])  # fmt: skip
+
+
 def row(r: dict[str, Any]) -> str:
     h, f = r["healthy"], r["faulted"]
     rate = f["rate"] / h["rate"] if h["rate"] else 0.0
@@ -360,6 +416,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
         print(row(r), flush=True)
         results.append(r)
     text = table(results, seconds)
+    if not args.names or "stream-cut" in args.names:
+        cut = await run_stream_cut()
+        results.append({"scenario": "stream-cut", **cut})
+        text += "\n\nA stream cut by a partition:\n\n" + stream_table(cut)
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

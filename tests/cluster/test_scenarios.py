@@ -38,3 +38,15 @@ async def test_no_call_fails_while_a_healthy_node_exists(scenario: scenarios.Sce
     assert healthy["failures"] == 0, healthy["failed"]
     assert faulted["failures"] == 0, faulted["failed"]
     assert faulted["ok"] > 0
+
+
+async def test_a_stream_cut_by_a_partition_ends_on_both_sides_without_leaks() -> None:
+    result = await scenarios.run_stream_cut()
+    print(scenarios.stream_row(result))
+    assert result["opened"] == scenarios.STREAMS
+    for stream in result["streams"]:
+        assert stream["error"], stream  # the client is told, with a typed error
+        assert stream["open_for"] < scenarios.STREAM_TIMEOUT + 1.0, stream  # by the deadline, not later
+    before, _, after = result["fds"]
+    assert after <= before + 2, result["fds"]  # the node closed the cut connections
+    assert result["tasks"][1] <= result["tasks"][0] + 4, result["tasks"]  # and its handlers ended
