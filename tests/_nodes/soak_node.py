@@ -1,7 +1,8 @@
 """A node for the soak (tests/cluster/soak.py): unary ``Greeter.Hello``, bidi ``Streamer.Echo``, and a
 subscriber on ``soak.events``, configured by ``MICRO_*`` env like greeter_node.py.
 
-``Greeter.Hello`` with name ``stats`` answers, instead of a greeting, a JSON object: the number of
+``Greeter.Hello`` with name ``publish:COUNT:RATE`` publishes COUNT messages at RATE/s from this node
+and answers how many went; with name ``stats`` it answers, instead of a greeting, a JSON object: the number of
 live trio tasks in this process and the pub/sub messages received so far, so the soak can sample
 what /proc cannot show. Prints ``{"event": "started", ...}`` once listening and registered.
 """
@@ -34,9 +35,21 @@ def count_tasks() -> int:
 class Greeter:
     def __init__(self) -> None:
         self.tag = ""
+        self.service: Any = None
         self.received = 0
 
     async def Hello(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
+        if req.name.startswith("publish:"):  # publish:COUNT:RATE from this node, then say how many went
+            count, rate = (float(x) for x in req.name.split(":")[1:3])
+            sent = failed = 0
+            for i in range(int(count)):
+                try:
+                    await self.service.client.publish("soak.events", {"n": i})
+                    sent += 1
+                except trimicro.errors.MicroError:
+                    failed += 1
+                await trio.sleep(1 / rate)
+            return HelloResponse(greeting=json.dumps({"sent": sent, "failed": failed}))
         if req.name == "stats":
             return HelloResponse(greeting=json.dumps({"tasks": count_tasks(), "received": self.received}))
         return HelloResponse(greeting=f"Hello {req.name} from {self.tag}")
@@ -54,7 +67,7 @@ async def main() -> None:
 
     service = trimicro.Service(os.environ.get("MICRO_SERVER_NAME", "greeter"), handlers=[soak])
     service.subscribe("soak.events", on_event)
-    soak.tag = service.id
+    soak.tag, soak.service = service.id, service
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         print(json.dumps({"event": "started", "id": service.id, "address": service.address}), flush=True)

@@ -6,6 +6,7 @@ answered by one JSON line on stdout:
 - ``wait-etcd HOST:PORT``: until etcd answers ``/health`` (bounded) -> ``{"event": "etcd-ready"}``
 - ``run NAME CALLS``: a load phase (8 callers, 1 s timeout) -> the phase, the selector's and client's stats
 - ``runfor NAME SECONDS``: a load phase lasting SECONDS -> as ``run``
+- ``publish ADDRESS COUNT RATE``: that soak node publishes COUNT messages at RATE/s -> its counts
 - ``stats ADDRESS``: the soak node's own counts (live tasks, pub/sub received) -> ``{"event": "stats"}``
 - ``streams ADDRESS COUNT TIMEOUT``: COUNT bidi ``Greeter.Echo`` streams to one node, each echoing
   until it fails or its TIMEOUT deadline passes -> ``{"event": "streams-open"}`` once all echoed once,
@@ -131,12 +132,13 @@ async def main() -> None:
             elif cmd == "runfor":
                 phase = await Phase(args[0], 0, duration=float(args[1])).run(client)
                 emit(event="phase", **phase.to_dict(), **stats(client))
-            elif cmd == "stats":
+            elif cmd in ("stats", "publish"):
+                name = "stats" if cmd == "stats" else f"publish:{args[1]}:{args[2]}"
                 rsp = await client.call(
-                    "greeter", "Greeter.Hello", HelloRequest(name="stats"), response_type=HelloResponse,
-                    address=args[0], timeout=5,
+                    "greeter", "Greeter.Hello", HelloRequest(name=name), response_type=HelloResponse,
+                    address=args[0], timeout=60,
                 )  # fmt: skip
-                emit(event="stats", **json.loads(rsp.greeting))
+                emit(event=cmd, **json.loads(rsp.greeting))
             elif cmd == "streams":
                 emit(
                     event="streams-done", streams=await streams(client, args[0], int(args[1]), float(args[2]))

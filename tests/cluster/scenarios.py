@@ -31,12 +31,18 @@ import trio
 
 from tests.cluster.netns import Cluster, Host, open_cluster
 from trimicro.testing.etcd import find_etcd
+from trimicro.testing.nats import find_nats_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- scenarios:begin -->", "<!-- scenarios:end -->"
 START = 20.0
-ETCD_PORTS = (2379, 2479, 2579)  # client ports of the three members; peer port is client + 1
+ETCD_PORTS = (2379, 2479, 2579)
+NATS_PORTS = (
+    4222,
+    4232,
+    4242,
+)  # client ports of the three nats-server members; cluster port + 2000  # client ports of the three members; peer port is client + 1
 INJECT_AT = 0.3  # seconds into the faulted phase
 
 
@@ -145,6 +151,8 @@ class World:
     etcd: list[Proc] = attrs.field(factory=list)
     nodes: dict[str, Proc] = attrs.field(factory=dict)
     ids: dict[str, str] = attrs.field(factory=dict)
+    addresses: dict[str, str] = attrs.field(factory=dict)
+    nats: list[Proc] = attrs.field(factory=list)
     proxy: Proc | None = None
     driver: Proc | None = None
 
@@ -167,6 +175,21 @@ class World:
         else:
             self.etcd.append(proc)
 
+    def nats_command(self, i: int) -> list[str]:
+        host = self.cluster["nats"].address
+        routes = ",".join(f"nats://{host}:{p + 2000}" for j, p in enumerate(NATS_PORTS) if j != i)
+        return [
+            find_nats_server(), "-a", host, "-p", str(NATS_PORTS[i]), "--cluster_name", "t",
+            "--cluster", f"nats://{host}:{NATS_PORTS[i] + 2000}", "--routes", routes,
+        ]  # fmt: skip
+
+    async def start_nats(self, i: int) -> None:
+        proc = await self.procs.start(self.cluster["nats"], self.nats_command(i), {})
+        if len(self.nats) > i:
+            self.nats[i] = proc
+        else:
+            self.nats.append(proc)
+
     async def start_node(self, name: str) -> None:
         host = self.cluster[name]
         env = {**self.env, "MICRO_SERVER_ADDRESS": f"{host.address}:0"}
@@ -176,7 +199,7 @@ class World:
         info = await node.next_event()
         if info.get("event") != "started":
             raise RuntimeError(f"{name} did not start: {info}")
-        self.nodes[name], self.ids[name] = node, info["id"]
+        self.nodes[name], self.ids[name], self.addresses[name] = node, info["id"], info["address"]
 
     async def stop_node(self, name: str) -> None:
         node = self.nodes[name]
@@ -214,8 +237,9 @@ class World:
 
 
 @asynccontextmanager
-async def open_world() -> AsyncIterator[World]:
-    async with open_cluster(["client", "etcd", "n1", "n2", "n3"]) as cluster, open_procs() as procs:
+async def open_world(*, nats: bool = False) -> AsyncIterator[World]:
+    """The cluster; with ``nats`` a 3-member nats-server cluster on host ``nats`` is the nodes' broker."""
+    async with open_cluster(["client", "etcd", "n1", "n2", "n3", "nats"]) as cluster, open_procs() as procs:
         with tempfile.TemporaryDirectory() as data:
             etcd = cluster["etcd"].address
             env = {
@@ -225,7 +249,15 @@ async def open_world() -> AsyncIterator[World]:
                 "MICRO_REGISTER_INTERVAL": "20s",
                 "MICRO_REGISTRY_TIMEOUT": "2s",
             }
+            if nats:
+                host = cluster["nats"].address
+                env["MICRO_BROKER"] = "nats"
+                env["MICRO_BROKER_ADDRESS"] = ",".join(f"{host}:{p}" for p in NATS_PORTS)
             world = World(cluster, procs, data, env)
+            if nats:
+                for i in range(len(NATS_PORTS)):
+                    await world.start_nats(i)
+                await trio.sleep(1.0)  # the routes form (nats-server prints no readiness line on stdout)
             for i in range(len(ETCD_PORTS)):
                 await world.start_etcd(i)
             n3 = cluster["n3"].address
@@ -355,6 +387,66 @@ async def run_stream_cut() -> dict[str, Any]:
         }  # fmt: skip
 
 
+NATS_MESSAGES, NATS_RATE = 600, 200.0  # 3 s of publishing from n1
+
+
+async def run_nats(kind: str) -> dict[str, Any]:
+    """n1 publishes on ``soak.events`` (all three nodes subscribe, at-most-once NATS core) while one
+    nats-server member is SIGKILLed and restarted (``member-restart``) or n3 is partitioned from all of
+    NATS for a second (``partitioned-subscriber``); counts what each subscriber got."""
+    async with open_world(nats=True) as w:
+        driver = w.driver
+        assert driver is not None
+
+        async def fault() -> None:
+            await trio.sleep(1.0)
+            if kind == "member-restart":
+                w.nats[0].signal(signal.SIGKILL)  # the member every node connected to first
+                await w.nats[0].exited.wait()
+                await trio.sleep(1.0)
+                await w.start_nats(0)
+            else:
+                await w.nft_drop("n3", "nats")
+                await trio.sleep(1.0)
+                await w.nft_heal("n3")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fault)
+            await driver.send(f"publish {w.addresses['n1']} {NATS_MESSAGES} {NATS_RATE}")
+            published = await driver.next_event(60)
+        await trio.sleep(1.0)  # in flight
+        received = {}
+        for name in ("n1", "n2", "n3"):
+            address = f"{w.cluster['n3'].address}:9001" if name == "n3" else w.addresses[name]
+            await driver.send(f"stats {address}")
+            received[name] = (await driver.next_event())["received"]
+        return {
+            "kind": kind,
+            "sent": published["sent"],
+            "publish_failed": published["failed"],
+            "received": received,
+        }
+
+
+def nats_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| NATS scenario | published (failed) | received n1 / n2 / n3 | lost (at-most-once) |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        got = r["received"]
+        lost = " / ".join(str(r["sent"] - got[n]) for n in ("n1", "n2", "n3"))
+        title = (
+            "restart one of 3 nats-server members"
+            if r["kind"] == "member-restart"
+            else "one subscriber partitioned from NATS for 1 s"
+        )
+        lines.append(
+            f"| {title} | {r['sent']} ({r['publish_failed']}) | {got['n1']} / {got['n2']} / {got['n3']} | {lost} |"
+        )
+    return "\n".join(lines)
+
+
 def stream_row(r: dict[str, Any]) -> str:
     errors = [s["error"] for s in r["streams"] if s["error"]]
     worst = max(s["open_for"] for s in r["streams"])
@@ -420,6 +512,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
         cut = await run_stream_cut()
         results.append({"scenario": "stream-cut", **cut})
         text += "\n\nA stream cut by a partition:\n\n" + stream_table(cut)
+    kinds = [k for k in ("member-restart", "partitioned-subscriber") if not args.names or k in args.names]
+    if kinds:
+        nats_results = [await run_nats(k) for k in kinds]
+        results.extend(nats_results)
+        text += (
+            "\n\nPub/sub over a 3-member NATS cluster (n1 publishes 600 messages over 3 s):\n\n"
+            + nats_table(nats_results)
+        )
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
