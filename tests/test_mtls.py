@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -108,7 +109,7 @@ async def served(
         service.stop()
 
 
-async def _hello(transport: str, address: str, **tls: str) -> str:
+async def _hello(transport: str, address: str, **tls: Any) -> str:
     async with trimicro.open_client(
         registry="memory", transport=transport, client_retries=0, **tls
     ) as client:

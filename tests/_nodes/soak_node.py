@@ -22,7 +22,8 @@ from tests.protos.greeter_pb2 import EchoMessage, HelloRequest, HelloResponse
 
 def count_tasks() -> int:
     """Live tasks, walked from the root task through every nursery."""
-    todo = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    todo = [root] if root is not None else []
     seen = 0
     while todo:
         task = todo.pop()
