@@ -100,6 +100,12 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r} (use true or false)")
 
 
+def _pem_file(_: Any, attribute: Any, value: str) -> None:
+    """A TLS option names a readable file, checked at start so a typo is one line, not a handshake."""
+    if value and not os.access(value, os.R_OK):
+        raise ValueError(f"option {attribute.name}: cannot read {value!r}")
+
+
 def _workers(value: Any) -> int:
     try:
         number = int(value)
@@ -138,8 +144,10 @@ class Options:
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
     server_workers: int = attrs.field(default=1, converter=_workers)
     server_reuse_port: bool = attrs.field(default=False, converter=_bool)
-    server_tls_cert: str = ""
-    server_tls_key: str = ""
+    server_tls_cert: str = attrs.field(default="", validator=_pem_file)
+    server_tls_key: str = attrs.field(default="", validator=_pem_file)
+    #: require a client certificate signed by this CA (mTLS; see transport/_tls.py)
+    server_tls_client_ca: str = attrs.field(default="", validator=_pem_file)
     #: handlers running at once (0: no limit); beyond it calls wait in a queue of ``server_max_queue``,
     #: and beyond that get a fast 503 with ``Micro-Retry-After`` (see server/_limit.py)
     server_max_concurrent: int = attrs.field(default=0, validator=_at_least(0))
@@ -179,7 +187,10 @@ class Options:
     client_pool_size: int = 100
     client_pool_ttl: float = attrs.field(default=60.0, converter=_float)
     client_content_type: str = "application/protobuf"
-    client_tls_ca: str = ""
+    client_tls_ca: str = attrs.field(default="", validator=_pem_file)
+    #: the certificate (and key) this client presents to servers that require one (mTLS)
+    client_tls_cert: str = attrs.field(default="", validator=_pem_file)
+    client_tls_key: str = attrs.field(default="", validator=_pem_file)
     proxy: str = ""
     log_level: str = "info"
     # observability (trimicro/observability): all off by default, and nothing imported while off

@@ -5,6 +5,12 @@ answered by one JSON line on stdout:
 
 - ``wait-etcd HOST:PORT``: until etcd answers ``/health`` (bounded) -> ``{"event": "etcd-ready"}``
 - ``run NAME CALLS``: a load phase (8 callers, 1 s timeout) -> the phase, the selector's and client's stats
+- ``runfor NAME SECONDS``: a load phase lasting SECONDS -> as ``run``
+- ``publish ADDRESS COUNT RATE``: that soak node publishes COUNT messages at RATE/s -> its counts
+- ``stats ADDRESS``: the soak node's own counts (live tasks, pub/sub received) -> ``{"event": "stats"}``
+- ``streams ADDRESS COUNT TIMEOUT``: COUNT bidi ``Greeter.Echo`` streams to one node, each echoing
+  until it fails or its TIMEOUT deadline passes -> ``{"event": "streams-open"}`` once all echoed once,
+  then ``{"event": "streams-done", "streams": [...]}`` with each one's echoes, error and timings
 - ``until-reinstated``: small phases until a node came back from ejection (bounded) -> ``{"event": ...}``
 - ``quit``
 """
@@ -19,8 +25,10 @@ from typing import Any
 import trio
 
 from tests.cluster._load import Phase
+from tests.protos.greeter_pb2 import EchoMessage, HelloRequest, HelloResponse
 from trimicro import open_client
 from trimicro.client import Client
+from trimicro.errors import MicroError
 
 
 def emit(**fields: Any) -> None:
@@ -58,6 +66,46 @@ async def lines() -> Any:
             buf += chunk
 
 
+async def streams(client: Client, address: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    """Echo over ``count`` streams until each fails; say when all are open (one echo each)."""
+    results: list[dict[str, Any]] = []
+    opened = 0
+    all_open = trio.Event()
+
+    async def one() -> None:
+        nonlocal opened
+        began = trio.current_time()
+        echoes, last_ok, error = 0, began, ""
+        try:
+            async with client.stream(
+                "greeter", "Greeter.Echo", response_type=EchoMessage, timeout=timeout, address=address
+            ) as s:
+                while True:
+                    await s.send(EchoMessage(text="x", seq=echoes))
+                    await s.receive()
+                    echoes += 1
+                    last_ok = trio.current_time()
+                    if echoes == 1:
+                        opened += 1
+                        if opened == count:
+                            all_open.set()
+                    await trio.sleep(0.01)
+        except (MicroError, trio.EndOfChannel) as exc:
+            error = str(exc) or type(exc).__name__
+        ended = trio.current_time()
+        results.append(
+            {"echoes": echoes, "error": error, "open_for": ended - began, "after_last_ok": ended - last_ok}
+        )
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
+        with trio.move_on_after(timeout):
+            await all_open.wait()
+        emit(event="streams-open", opened=opened)
+    return results
+
+
 def stats(client: Client) -> dict[str, Any]:
     selector: Any = client.selector
     return {"selector": selector.stats(), "client": client.stats()}
@@ -81,6 +129,20 @@ async def main() -> None:
             if cmd == "run":
                 phase = await Phase(args[0], int(args[1])).run(client)
                 emit(event="phase", **phase.to_dict(), **stats(client))
+            elif cmd == "runfor":
+                phase = await Phase(args[0], 0, duration=float(args[1])).run(client)
+                emit(event="phase", **phase.to_dict(), **stats(client))
+            elif cmd in ("stats", "publish"):
+                name = "stats" if cmd == "stats" else f"publish:{args[1]}:{args[2]}"
+                rsp = await client.call(
+                    "greeter", "Greeter.Hello", HelloRequest(name=name), response_type=HelloResponse,
+                    address=args[0], timeout=60,
+                )  # fmt: skip
+                emit(event=cmd, **json.loads(rsp.greeting))
+            elif cmd == "streams":
+                emit(
+                    event="streams-done", streams=await streams(client, args[0], int(args[1]), float(args[2]))
+                )
             elif cmd == "until-reinstated":
                 selector: Any = client.selector
                 with trio.fail_after(30):

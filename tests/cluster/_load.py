@@ -1,7 +1,9 @@
-"""A bounded load phase: ``calls`` Greeter.Hello calls from ``callers`` tasks, as fast as they go."""
+"""A bounded load phase: ``calls`` Greeter.Hello calls (or as many as fit in ``duration`` seconds) from
+``callers`` tasks, as fast as they go; each call's latency is kept for p50/p99."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -27,6 +29,8 @@ class Phase:
     failed: list[MicroError] = attrs.field(factory=list)
     by_node: Counter[str] = attrs.field(factory=Counter)
     seconds: float = 0.0
+    duration: float = 0.0  # > 0: stop issuing calls after this long instead of after ``calls``
+    latencies: list[float] = attrs.field(factory=list)
 
     @property
     def rate(self) -> float:
@@ -37,8 +41,9 @@ class Phase:
 
         async def caller(i: int) -> None:
             nonlocal issued
-            while issued < self.calls:
+            while (issued < self.calls or self.duration) and trio.current_time() < end:
                 issued += 1
+                began = trio.current_time()
                 try:
                     rsp = await client.call(
                         SERVICE, "Greeter.Hello", HelloRequest(name=f"c{i}"),
@@ -47,16 +52,25 @@ class Phase:
                 except MicroError as exc:
                     self.failed.append(exc)
                 else:
+                    self.latencies.append(trio.current_time() - began)
                     self.ok += 1
                     self.by_node[rsp.greeting.rpartition(" from ")[2]] += 1
 
         start = trio.current_time()
+        end = start + self.duration if self.duration else math.inf
         async with trio.open_nursery() as nursery:
             for i in range(self.callers):
                 nursery.start_soon(caller, i)
         self.seconds = trio.current_time() - start
         print(f"[{self.name}] {self.summary()}", flush=True)
         return self
+
+    def percentile(self, q: float) -> float:
+        """Latency (seconds) of successful calls at quantile ``q`` (0..1); 0 with none."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def summary(self) -> str:
         return (
@@ -73,4 +87,7 @@ class Phase:
             "seconds": self.seconds,
             "rate": self.rate,
             "by_node": dict(self.by_node),
+            "p50": self.percentile(0.5),
+            "p99": self.percentile(0.99),
+            "max": max(self.latencies, default=0.0),
         }

@@ -20,6 +20,7 @@ from .etcd import EtcdProcess as EtcdProcess
 from .etcd import EtcdStartError as EtcdStartError
 from .etcd import find_etcd as find_etcd
 from .etcd import open_etcd as open_etcd
+from .etcd import open_etcd_cluster as open_etcd_cluster
 from .etcd import run_etcd as run_etcd
 from .kafka import KAFKA_VERSION as KAFKA_VERSION
 from .kafka import KafkaNotFound as KafkaNotFound
@@ -71,6 +72,7 @@ __all__ = [
     "find_zookeeper",
     "open_ensemble",
     "open_etcd",
+    "open_etcd_cluster",
     "open_kafka",
     "open_nats_server",
     "open_prometheus",

@@ -21,7 +21,15 @@ import trio
 
 from ._process import ChildProcess, free_port
 
-__all__ = ["EtcdNotFound", "EtcdProcess", "EtcdStartError", "find_etcd", "open_etcd", "run_etcd"]
+__all__ = [
+    "EtcdNotFound",
+    "EtcdProcess",
+    "EtcdStartError",
+    "find_etcd",
+    "open_etcd",
+    "open_etcd_cluster",
+    "run_etcd",
+]
 
 _START_TIMEOUT = 15.0
 
@@ -73,6 +81,7 @@ class EtcdProcess:
     name: str = "t"
     cert_file: str | None = None  # serve clients over TLS with this certificate (and key_file)
     key_file: str | None = None
+    initial_cluster: str = ""  # ``name=peer-url,...`` of every member (open_etcd_cluster); "" alone
     _proc: ChildProcess = attrs.field(factory=ChildProcess, init=False)
 
     @property
@@ -104,10 +113,10 @@ class EtcdProcess:
             "--advertise-client-urls", self.url,
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
-            # One member, no peers: short raft timers make startup and leases fast (min lease TTL 1 s).
-            "--heartbeat-interval", "10",
-            "--election-timeout", "100",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+            # Loopback only: short raft timers make startup, elections and leases fast.
+            "--heartbeat-interval", "10" if not self.initial_cluster else "20",
+            "--election-timeout", "100" if not self.initial_cluster else "200",
             "--logger", "zap",
             "--log-level", "warn",
         ] + (
@@ -179,6 +188,41 @@ async def open_etcd(
                 finally:
                     await etcd.stop()
                 break
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def open_etcd_cluster(members: int = 3) -> AsyncIterator[list[EtcdProcess]]:
+    """A ``members``-member etcd cluster on free loopback ports (fresh data dirs, removed on exit).
+
+    The members start together (a new cluster needs a quorum before any answers ``/health``); each
+    can then be stopped and started on its own to simulate losing a member. ``registry_address``
+    takes ``",".join(m.endpoint for m in members)``.
+    """
+    binary = find_etcd()
+    data_dir = Path(tempfile.mkdtemp(prefix="trimicro-etcd-cluster-"))
+    try:
+        async with trio.open_nursery() as nursery:
+            ports = [(free_port(), free_port()) for _ in range(members)]
+            initial = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
+            cluster = [
+                EtcdProcess(
+                    binary, data_dir / f"m{i}", client, peer, nursery, name=f"m{i}", initial_cluster=initial
+                )
+                for i, (client, peer) in enumerate(ports)
+            ]
+            for member in cluster:
+                member.wipe()
+            try:
+                async with trio.open_nursery() as starting:
+                    for member in cluster:
+                        starting.start_soon(member.start)
+                yield cluster
+            finally:
+                with trio.CancelScope(shield=True):
+                    for member in cluster:
+                        await member.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -34,6 +34,7 @@ import trio
 
 from ..errors import TransportError
 from . import _http2 as h2p
+from . import _tls
 from ._sync import Notifier, Signal, wait_any
 
 __all__ = [
@@ -412,7 +413,10 @@ class H2Conn:
         try:
             data = await self.sock.receive_some(_READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            self.lose(
+                _tls.describe_tls_error("HTTP/2 peer", exc)
+                or TransportError(f"HTTP/2 connection lost: {exc}")
+            )
             return False
         if not data:
             self.lose(TransportError("HTTP/2 connection closed by peer"))

@@ -48,6 +48,7 @@ from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
 from ..errors import MicroError, ProtocolError, TransportError
 from . import _http2 as h2p
+from . import _tls
 from ._base import H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
@@ -419,7 +420,7 @@ class GrpcTransport:
         except trio.TooSlowError:
             raise TransportError(f"{address}: connect timed out") from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise TransportError(f"{address}: {exc}") from None
+            raise _tls.describe_tls_error(address, exc) or TransportError(f"{address}: {exc}") from None
         conn = _ClientConn(stream, address, address, "https" if self.ssl_context is not None else "http")
         conn.start()
         await conn.flush()
@@ -454,7 +455,7 @@ def client_ssl_context(ca_file: str = "", *, context: ssl.SSLContext | None = No
 
 def from_options(options: Any) -> GrpcTransport:
     """The ``grpc`` transport plugin: TLS when ``client_tls_ca`` is set (ALPN ``h2``)."""
-    ctx = client_ssl_context(options.client_tls_ca) if getattr(options, "client_tls_ca", "") else None
+    ctx = _tls.client_context(options, ["h2"])  # client_tls_ca, client_tls_cert/key (mTLS)
     return GrpcTransport(
         ssl_context=ctx,
         max_message_size=getattr(options, "server_max_body_size", 4 * 1024 * 1024),

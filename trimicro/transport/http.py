@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ..errors import ProtocolError, TransportError
+from . import _tls
 from ._base import H2Handler, Message
 from .mucp import (
     DEFAULT_MAX_BODY_SIZE,
@@ -201,8 +202,9 @@ class HttpSocket:
     async def _receive_some(self) -> bytes | bytearray:
         try:
             return await self._stream.receive_some(_RECEIVE_SIZE)
-        except _STREAM_ERRORS as exc:
-            raise TransportError(f"connection to {self.remote_address} lost: {exc}") from exc
+        except _STREAM_ERRORS as exc:  # a TLS 1.3 server refusing our certificate says so here
+            tls = _tls.describe_tls_error(self.remote_address, exc)
+            raise tls or TransportError(f"connection to {self.remote_address} lost: {exc}") from exc
 
     async def send(self, msg: Message) -> None:
         """Write one frame. ProtocolError for unsendable headers; TransportError if the connection is gone."""
@@ -310,6 +312,7 @@ class HttpListener:
                         handshook = True
                     except trio.BrokenResourceError as exc:
                         log.debug("TLS handshake from %s failed: %s", _sockname(tcp, True), exc)
+                        await _tls.send_alert(ssl_stream, tcp)
                 if not handshook:
                     return
                 if self._h2_handler is not None and ssl_stream.selected_alpn_protocol() == "h2":
@@ -466,7 +469,7 @@ class HttpTransport:
         except _STREAM_ERRORS as exc:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
-            raise TransportError(f"dial {address}: {exc}") from exc
+            raise _tls.describe_tls_error(address, exc) or TransportError(f"dial {address}: {exc}") from exc
         assert stream is not None
         conn = ClientConnection(
             address, max_header_size=self.max_header_size, max_body_size=self.max_body_size
@@ -491,14 +494,8 @@ async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
 
 def from_options(options: Options) -> HttpTransport:
     """Build the transport from service options (limits, timeouts, TLS cert/key, client CA)."""
-    server_ctx = None
-    if options.server_tls_cert and options.server_tls_key:
-        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_ctx.load_cert_chain(options.server_tls_cert, options.server_tls_key)
-    client_ctx = None
-    if options.client_tls_ca:
-        client_ctx = ssl.create_default_context(cafile=options.client_tls_ca)
-        client_ctx.set_alpn_protocols(["http/1.1"])
+    server_ctx = _tls.server_context(options)  # mTLS with server_tls_client_ca
+    client_ctx = _tls.client_context(options, ["http/1.1"])
     return HttpTransport(
         max_header_size=options.server_max_header_size,
         max_body_size=options.server_max_body_size,
