@@ -183,3 +183,21 @@ def test_installed_plugin_package_resolves_by_name(tmp_path: Path) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
     assert "unknown registry 'nope'" in unknown.stderr and "file" in unknown.stderr
+
+
+async def test_a_selector_plugin_is_used_by_services_and_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--selector NAME`` naming an installed selector plugin (not a strategy) builds that plugin."""
+    import trimicro
+    from trimicro.selector import CachingSelector
+
+    built: list[CachingSelector] = []
+
+    def factory(options: Options) -> CachingSelector:
+        sel = CachingSelector(MemoryRegistry(), owns_registry=True)
+        built.append(sel)
+        return sel
+
+    monkeypatch.setattr(_plugins.SELECTORS, "_table", dict(_plugins.SELECTORS._table))
+    _plugins.register_plugin("selector", "mine", factory)
+    async with trimicro.open_client(selector="mine") as client:
+        assert client.selector is built[0]

@@ -64,6 +64,10 @@ def _advertise(bound: str, advertise: str) -> str:
     return f"{host}:{port}"
 
 
+#: Selector names the caching selector handles itself; any other name is a selector plugin.
+_STRATEGIES = frozenset({"random", "roundrobin", "round_robin", "p2c"})
+
+
 def _node_metadata(options: Options) -> dict[str, str]:
     md = {
         "protocol": "mucp",
@@ -238,6 +242,9 @@ class Service:
             registry: Registry = await stack.enter_async_context(self._plugin("registry"))
             self._registry = registry
             selector_obj = self._plugins.get("selector")
+            if selector_obj is None and opts.selector not in _STRATEGIES:
+                # An installed selector plugin (entry point): it builds its own registry from options.
+                selector_obj = _plugins.create("selector", opts.selector, opts)
             if selector_obj is None:
                 from .selector.cache import CachingSelector, OutlierPolicy
 
@@ -428,6 +435,8 @@ async def open_client(
     opts = load_options(overrides, argv=argv)
     async with AsyncExitStack() as stack:
         sel = selector
+        if sel is None and opts.selector not in _STRATEGIES:
+            sel = _plugins.create("selector", opts.selector, opts)  # an installed selector plugin
         if sel is None:
             reg: Registry = (
                 registry
