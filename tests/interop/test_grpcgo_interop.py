@@ -44,8 +44,6 @@ STANDARD_CASES = [
 
 #: case -> why it fails today (each is removed by the commit that fixes it)
 GO_CLIENT_XFAIL: dict[str, str] = {
-    "status_code_and_message": "grpc-message carries Go Micro's error JSON, not the plain message",
-    "special_status_message": "grpc-message carries Go Micro's error JSON, not the plain message",
     "custom_metadata": "a unary handler cannot send trailing metadata",
 }
 PY_CLIENT_XFAIL: dict[str, str] = {

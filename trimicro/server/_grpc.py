@@ -10,7 +10,8 @@ them all.
 
 Mapping (docs/grpc.md): path ``/<pkg>.<Service>/<Method>`` -> ``router.grpc_paths`` or endpoint
 ``<Service>.<Method>``; ``grpc-timeout`` -> the handler's deadline; non-reserved headers -> metadata;
-a MicroError -> ``grpc-status`` (``to_grpc_status``) with its JSON percent-encoded in ``grpc-message``.
+a MicroError -> ``grpc-status`` (``to_grpc_status``), its detail in ``grpc-message`` and the whole
+error in ``grpc-status-details-bin`` (Go Micro v5's encoding).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..transport import (
     check_metadata,
     endpoint_for_path,
     incoming_metadata,
+    status_details_for_error,
     status_for_error,
 )
 from ._router import SERVER_ID, Request, Route
@@ -205,7 +207,9 @@ class _Call:
             self.headers_sent = True
         await self.stream.send_message(encode_frame(payload))
 
-    async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
+    async def finish(
+        self, status: int, message: str = "", payload: bytes | None = None, details: str = ""
+    ) -> None:
         """Trailers (and, for unary replies, headers + the message first), in one write."""
         stream = self.stream
         if stream.finished:
@@ -223,6 +227,8 @@ class _Call:
         trailers.append(("grpc-status", str(status)))
         if message:
             trailers.append(("grpc-message", message))
+        if details:
+            trailers.append(("grpc-status-details-bin", details))
         md = _RESPONSE_MD.get()
         if md:
             trailers.extend(_checked_metadata(md))
@@ -231,7 +237,7 @@ class _Call:
 
     async def finish_error(self, err: MicroError) -> None:
         status, message = status_for_error(err)
-        await self.finish(status, message)
+        await self.finish(status, message, details=status_details_for_error(err))
 
     # -- request side --
     async def read_messages(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bool:

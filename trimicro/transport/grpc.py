@@ -308,7 +308,12 @@ class GrpcSocket:
             return self._error(Status.INTERNAL, "grpc: reply ended without grpc-status")
         status = int(raw_status) if raw_status.isdigit() else Status.UNKNOWN
         if status != Status.OK:
-            err = error_from_status(status, tmap.get("grpc-message", ""), default_id=CLIENT_ID)
+            err = error_from_status(
+                status,
+                tmap.get("grpc-message", ""),
+                default_id=CLIENT_ID,
+                details=tmap.get("grpc-status-details-bin"),
+            )
             header = {**self._header(), MICRO_ERROR: err.to_json()}
             if GRPC_RETRY_PUSHBACK_MS in tmap:  # server pushback (gRFC A6), honoured by client/_retry.py
                 header[GRPC_RETRY_PUSHBACK_MS] = tmap[GRPC_RETRY_PUSHBACK_MS]
