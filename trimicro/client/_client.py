@@ -370,7 +370,7 @@ class Client:
                     stream: ClientStream[Any, Any] = ClientStream(core)
                     if request is not None:
                         await stream.send(request)
-                    with trio.move_on_after(deadline - trio.current_time()) as scope:
+                    with trio.move_on_at(deadline) as scope:
                         yield stream
                     nursery.cancel_scope.cancel()
             if scope.cancelled_caught:
