@@ -47,7 +47,6 @@ GO_CLIENT_XFAIL: dict[str, str] = {
     "custom_metadata": "a unary handler cannot send trailing metadata",
 }
 PY_CLIENT_XFAIL: dict[str, str] = {
-    "server_streaming": "the client does not half-close a server-streaming call after its request",
     "custom_metadata": "the client exposes no response headers/trailers",
 }
 

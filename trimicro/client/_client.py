@@ -332,7 +332,8 @@ class Client:
     ) -> AsyncIterator[ClientStream[Any, Any]]:
         """Open a stream to ``endpoint``: ``async with client.stream(...) as s: await s.send(x)``.
 
-        ``request`` (server-streaming) is sent as the first message. Leaving the block, normally or
+        ``request`` (server-streaming) is sent as the first message (over gRPC, the request side
+        is then closed: a server stream has exactly one request). Leaving the block, normally or
         not, cancels the remote side if it is still running and closes the connection.
         """
         md = current_metadata()
@@ -370,6 +371,11 @@ class Client:
                     stream: ClientStream[Any, Any] = ClientStream(core)
                     if request is not None:
                         await stream.send(request)
+                        if self.transport.name == "grpc":
+                            # A server stream has exactly one request: half-close (END_STREAM), as
+                            # gRPC requires; grpc-go's server waits for it before answering. Not
+                            # over mucp, where Go Micro has no half-close (CloseSend is unimplemented).
+                            await stream.close_send()
                     with trio.move_on_at(deadline) as scope:
                         yield stream
                     nursery.cancel_scope.cancel()
