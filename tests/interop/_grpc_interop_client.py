@@ -13,7 +13,7 @@ cancellation ends the call promptly (RST_STREAM CANCEL), and the shared connecti
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import trio
 
@@ -31,6 +31,7 @@ from tests.protos.grpc_testing_pb2 import (
     StreamingOutputCallResponse,
 )
 from trimicro.client import Client
+from trimicro.context import ResponseMetadata
 
 __all__ = ["CASES", "Case"]
 
@@ -220,14 +221,12 @@ async def unimplemented_service(client: Client, address: str) -> None:
     await _unimplemented(client, address, "UnimplementedService.UnimplementedCall")
 
 
-def _check_echo(out: Any) -> None:
+def _check_echo(out: ResponseMetadata) -> None:
     assert out.header.get("X-Grpc-Test-Echo-Initial") == ECHO_INITIAL[1], out
     assert out.trailer.get("X-Grpc-Test-Echo-Trailing-Bin") == ECHO_TRAILING[1], out
 
 
 async def custom_metadata(client: Client, address: str) -> None:
-    from trimicro.context import ResponseMetadata  # type: ignore[attr-defined]
-
     md = dict([ECHO_INITIAL, ECHO_TRAILING])
     out = ResponseMetadata()
     req = SimpleRequest(response_size=314159, payload=_payload(271828))

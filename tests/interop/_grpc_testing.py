@@ -38,7 +38,7 @@ from tests.protos.grpc_testing_pb2 import (
 )
 from trimicro.context import Context
 from trimicro.server import Router, Server
-from trimicro.server._grpc import GrpcServer, response_metadata
+from trimicro.server._grpc import GrpcServer
 from trimicro.stream import Stream
 from trimicro.transport.http import HttpTransport
 
@@ -66,7 +66,10 @@ def _payload(size: int) -> Payload:
 def _echo_metadata(ctx: Context) -> None:
     value = ctx.metadata.get(ECHO_INITIAL)
     if value is not None:
-        response_metadata()[ECHO_INITIAL.lower()] = value
+        ctx.set_header(ECHO_INITIAL, value)
+    value = ctx.metadata.get(ECHO_TRAILING)
+    if value is not None:
+        ctx.set_trailer(ECHO_TRAILING, value)
 
 
 class TestService:

@@ -44,10 +44,8 @@ STANDARD_CASES = [
 
 #: case -> why it fails today (each is removed by the commit that fixes it)
 GO_CLIENT_XFAIL: dict[str, str] = {
-    "custom_metadata": "a unary handler cannot send trailing metadata",
 }
 PY_CLIENT_XFAIL: dict[str, str] = {
-    "custom_metadata": "the client exposes no response headers/trailers",
 }
 
 

@@ -16,7 +16,6 @@ error in ``grpc-status-details-bin`` (Go Micro v5's encoding).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,6 +39,12 @@ from .._metadata import (
     encode_timeout,
 )
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
+from ..context import (
+    ResponseMetadata,
+    current_response_metadata,
+    reset_response_metadata,
+    set_response_metadata,
+)
 from ..debug import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
@@ -62,9 +67,6 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
-_RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "trimicro_grpc_response_metadata", default=None
-)
 
 RawUnary = Callable[[bytes], Awaitable[bytes]]
 
@@ -74,8 +76,8 @@ def response_metadata() -> dict[str, str]:
 
     Keys set before the first response message go out as headers, later ones as trailers. Outside a
     gRPC call it is a throwaway dict, so handlers can use it unconditionally."""
-    md = _RESPONSE_MD.get()
-    return {} if md is None else md
+    md = current_response_metadata()
+    return {} if md is None else md.header
 
 
 class _Failed(Exception):
@@ -153,7 +155,7 @@ class GrpcServer:
 
     async def serve_stream(self, stream: H2ServerStream) -> None:
         """One gRPC call on one stream (the transport runs it in a scope a reset cancels)."""
-        token = _RESPONSE_MD.set({})
+        token = set_response_metadata(ResponseMetadata())
         call = _Call(self, stream)
         try:
             await call.run()
@@ -162,7 +164,7 @@ class GrpcServer:
         except TransportError:  # also StreamReset: the stream or the connection is gone
             pass
         finally:
-            _RESPONSE_MD.reset(token)
+            reset_response_metadata(token)
 
 
 def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
@@ -193,10 +195,10 @@ class _Call:
     # -- responding --
     def _initial_headers(self) -> list[tuple[str, str]]:
         out = [(":status", "200"), ("content-type", self.content_type)]
-        md = _RESPONSE_MD.get()
-        if md:
-            out.extend(_checked_metadata(md))
-            md.clear()
+        md = current_response_metadata()
+        if md is not None and md.header:
+            out.extend(_checked_metadata(md.header))
+            md.header.clear()
         return out
 
     async def send_message(self, payload: bytes) -> None:
@@ -229,9 +231,10 @@ class _Call:
             trailers.append(("grpc-message", message))
         if details:
             trailers.append(("grpc-status-details-bin", details))
-        md = _RESPONSE_MD.get()
-        if md:
-            trailers.extend(_checked_metadata(md))
+        md = current_response_metadata()
+        if md is not None:
+            # Headers set after the first message missed the header block: they go here too.
+            trailers.extend(_checked_metadata({**md.header, **md.trailer}))
         stream.send_trailers(trailers)
         await stream.flush()
 
