@@ -139,6 +139,8 @@ class H2Protocol:
         self._table_update: bytes = b""  # a dynamic-table-size update owed to the peer's decoder
         # the block's (stream id, end_stream, fragments, size) while CONTINUATION frames are due
         self._continuation: tuple[int, bool, list[bytes], int] | None = None
+        #: the stream whose HEADERS declared itself as its own dependency (refused once decoded)
+        self._self_dependent = 0
         self._send_window = DEFAULT_WINDOW
         self._recv_window = DEFAULT_WINDOW
         self._recv_window_max = DEFAULT_WINDOW
@@ -427,6 +429,12 @@ class H2Protocol:
                         if self._is_idle(sid):  # no RST_STREAM on an idle stream (RFC 9113 5.1)
                             raise H2ProtocolError("bad PRIORITY length", ErrorCode.FRAME_SIZE_ERROR)
                         raise StreamError(sid, ErrorCode.FRAME_SIZE_ERROR)
+                    if U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
+                        # A stream cannot depend on itself (RFC 9113 5.3.1): a stream error, or
+                        # a connection error on an idle stream, which RST_STREAM may not name.
+                        if self._is_idle(sid):
+                            raise H2ProtocolError(f"PRIORITY: stream {sid} depends on itself")
+                        raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
                 elif ftype == PUSH_PROMISE:
                     raise H2ProtocolError("PUSH_PROMISE is disabled")
                 # unknown frame types are ignored (RFC 9113 5.5)
@@ -492,6 +500,8 @@ class H2Protocol:
         if flags & PRIORITY_FLAG:
             if len(block) < 5:
                 raise H2ProtocolError("HEADERS too short for its priority", ErrorCode.FRAME_SIZE_ERROR)
+            if U32.unpack_from(block)[0] & 0x7FFFFFFF == sid:
+                self._self_dependent = sid  # a stream error, once HPACK has decoded the block
             block = block[5:]
         end_stream = bool(flags & END_STREAM)
         if len(payload) > self._block_limit:
@@ -526,6 +536,13 @@ class H2Protocol:
             raise H2ProtocolError(f"header list too large: {exc}", ErrorCode.ENHANCE_YOUR_CALM) from None
         except HPACKError as exc:
             raise H2ProtocolError(f"HPACK decoding failed: {exc}", ErrorCode.COMPRESSION_ERROR) from None
+        if self._self_dependent == sid:
+            # RFC 9113 5.3.1: a stream error. The HEADERS opened the stream, so its id is used up
+            # and its later frames are a reset stream's.
+            self._self_dependent = 0
+            if (sid & 1) == (0 if self.client_side else 1) and sid > self._last_remote_id:
+                self._last_remote_id = sid
+            raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st = self.streams.get(sid)
         if st is None:
             remote_parity = (sid & 1) == (0 if self.client_side else 1)
