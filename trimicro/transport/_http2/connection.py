@@ -67,7 +67,7 @@ from .frames import (
     WINDOW_UPDATE,
     unpad,
 )
-from .headers import REQUEST, RESPONSE, TRAILERS, valid
+from .headers import REQUEST, RESPONSE, TRAILERS, content_length, valid
 from .hpack import Decoder, HPACKError, OversizedHeaderList, encode_headers
 from .settings import DEFAULT_WINDOW, Settings
 from .stream import LOCAL_OPEN, REMOTE_OPEN, TRANSITIONS, Action, Input, State, Stream, refused
@@ -484,9 +484,15 @@ class H2Protocol:
         if found[0] is _MALFORMED:  # a response's DATA before its HEADERS
             self.acknowledge_received_data(n, sid)
             raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+        data = unpad(flags, payload)
+        if st.content_left is not None:
+            # RFC 9113 8.1.1: DATA that does not add up to the request's content-length is malformed.
+            st.content_left -= len(data)
+            if st.content_left < 0 or (flags & END_STREAM and st.content_left):
+                self.acknowledge_received_data(n, sid)
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st.state = found[1]
         st.recv_window -= n
-        data = unpad(flags, payload)
         if data or n:
             events.append(DataReceived(sid, data, n))
         if flags & END_STREAM:
@@ -567,9 +573,16 @@ class H2Protocol:
             action, state = TRANSITIONS[_IDLE, _RECV_HEADERS]  # the peer's request opens it
             if action is _REQUEST and not valid(decoded, REQUEST):
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            try:
+                expected = content_length(decoded.raw)
+            except ValueError:
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR) from None
+            if end_stream and expected:  # promises a body it does not have (RFC 9113 8.1.1)
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st = Stream(
                 sid, self.remote_settings.initial_window_size, self.local_settings.initial_window_size, state
             )
+            st.content_left = expected
             self.streams[sid] = st
             self.open_inbound_streams += 1
             events.append(RequestReceived(sid, decoded.text, end_stream))
@@ -592,7 +605,7 @@ class H2Protocol:
             st.state = state
             events.append(ResponseReceived(sid, decoded.text, end_stream))
         else:  # Action.TRAILERS
-            if not end_stream or not valid(decoded, TRAILERS):
+            if not end_stream or not valid(decoded, TRAILERS) or st.content_left:
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st.state = state
             events.append(TrailersReceived(sid, decoded.text))
