@@ -67,6 +67,8 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
+#: How long a request answered before it was read (HTTP 415) may take to finish sending.
+_DISCARD_GRACE: Final = 1.0
 
 RawUnary = Callable[[bytes], Awaitable[bytes]]
 
@@ -257,6 +259,14 @@ class _Call:
                 raise _Failed(status, f"grpc: {exc}") from None
         return True
 
+    async def _discard_request(self) -> None:
+        """Read and drop the rest of a request we answered without it, for a bounded moment, so
+        the HTTP/2 engine still checks it (a content-length its DATA contradicts is reset with
+        PROTOCOL_ERROR) instead of our NO_ERROR reset racing the client's DATA (h2spec 8.1.2.6)."""
+        with trio.move_on_after(_DISCARD_GRACE):
+            while await self.stream.receive() is not None:
+                pass
+
     async def run(self) -> None:
         owner, server = self.owner, self.owner.server
         headers = self.stream.headers
@@ -272,6 +282,7 @@ class _Call:
                 self.stream.finished = True
                 self.stream.send_trailers([(":status", "415")])  # a headers-only response
                 await self.stream.flush()
+                await self._discard_request()
                 return
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported content-type {ct!r}")
         self.content_type = ct_key
