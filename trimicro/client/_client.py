@@ -371,6 +371,12 @@ class Client:
         try:
             sock = await self.transport.dial(node.address, timeout=_left(deadline))
         except TransportError as exc:
+            if trio.current_time() >= deadline:
+                # Our deadline ran out while connecting (a 1 ms timeout, say): a timeout, as for a
+                # unary call, and not the node's fault.
+                raise errors.timeout(
+                    CLIENT_ID, "stream %s.%s: deadline exceeded while connecting", service, endpoint
+                ) from exc
             if self.selector is not None and not req.address:
                 self.selector.mark(service, node, exc)
             raise errors.internal_server_error(CLIENT_ID, "%s", exc) from exc
