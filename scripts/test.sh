@@ -26,6 +26,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test,docs]' 2>&1 | g
 # Go Micro interop peers (tests skip with a reason only when Go is absent).
 if command -v go >/dev/null && [ -x tests/interop/go/build.sh ]; then
   bash tests/interop/go/build.sh >/dev/null
+  bash tests/interop/grpcgo/build.sh >/dev/null  # grpc-go's interop client/server, h2spec
 fi
 
 # Kafka for tests/broker/test_kafka.py: its jars from Maven Central, once, into ~/.cache/trimicro-kafka

@@ -11,6 +11,7 @@ from .client import Client as Client
 from .config import Options as Options
 from .config import load_options as load_options
 from .context import Context as Context
+from .context import ResponseMetadata as ResponseMetadata
 from .context import metadata as metadata
 from .errors import MicroError as MicroError
 from .registry import Endpoint as Endpoint

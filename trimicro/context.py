@@ -25,15 +25,51 @@ from ._metadata import canonical
 
 __all__ = [
     "Context",
+    "ResponseMetadata",
     "current_metadata",
+    "current_response_metadata",
     "metadata",
     "remaining",
+    "reset_response_metadata",
+    "set_response_metadata",
 ]
 
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _OUTGOING: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "trimicro_outgoing_metadata", default=_EMPTY
 )
+
+
+@attrs.define(eq=False)
+class ResponseMetadata:
+    """A call's response metadata: ``header`` goes out with the first response (gRPC's initial
+    metadata), ``trailer`` with the final status (trailing metadata).
+
+    Handlers fill the server's through :meth:`Context.set_header`/:meth:`Context.set_trailer`;
+    callers pass one as ``metadata_out=`` to ``Client.call``/``Client.stream`` to read what came
+    back (canonical names, ``X-Served-By``; ``-bin`` values stay base64 text)."""
+
+    header: dict[str, str] = attrs.field(factory=dict)
+    trailer: dict[str, str] = attrs.field(factory=dict)
+
+
+#: The running handler's response metadata: set per call by a server that can send it (gRPC).
+_RESPONSE: contextvars.ContextVar[ResponseMetadata | None] = contextvars.ContextVar(
+    "trimicro_response_metadata", default=None
+)
+
+
+def set_response_metadata(md: ResponseMetadata | None) -> contextvars.Token[ResponseMetadata | None]:
+    """Make ``md`` where the current call's :meth:`Context.set_header`/``set_trailer`` write."""
+    return _RESPONSE.set(md)
+
+
+def current_response_metadata() -> ResponseMetadata | None:
+    return _RESPONSE.get()
+
+
+def reset_response_metadata(token: contextvars.Token[ResponseMetadata | None]) -> None:
+    _RESPONSE.reset(token)
 
 
 @attrs.define(eq=False)
@@ -56,6 +92,21 @@ class Context:
     def remaining(self) -> float:
         """Seconds left before the deadline (``inf`` if none)."""
         return self.deadline - trio.current_time()
+
+    def set_header(self, key: str, value: str) -> None:
+        """Send ``key: value`` as response (initial) metadata; over gRPC it goes with the first
+        response message, so set it before sending one. mucp replies carry no response metadata:
+        there it is dropped."""
+        md = _RESPONSE.get()
+        if md is not None:
+            md.header[key.lower()] = value
+
+    def set_trailer(self, key: str, value: str) -> None:
+        """Send ``key: value`` as trailing metadata, with the call's final status (gRPC only; mucp
+        drops it)."""
+        md = _RESPONSE.get()
+        if md is not None:
+            md.trailer[key.lower()] = value
 
 
 def current_metadata() -> dict[str, str]:

@@ -8,6 +8,7 @@ thread always ends.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.interop import serve_grpc
 from tests.protos import greeter_pb2 as pb
 from tests.protos import greeter_pb2_grpc as pbg
+from trimicro.errors import MicroError
+from trimicro.transport._grpc_status import decode_status_details
 
 pytestmark = pytest.mark.loopback
 
@@ -83,7 +86,11 @@ async def test_errors_and_deadline() -> None:
     async with serve_grpc() as (address, server, greeter):
 
         def calls(stub: pbg.GreeterStub) -> list[tuple[grpc.StatusCode, str]]:
-            out = []
+            out: list[tuple[grpc.StatusCode, str]] = []
+            try:
+                stub.Fail(pb.HelloRequest(name="n"), timeout=5.0)
+            except grpc.RpcError as exc:
+                trailers.update(exc.trailing_metadata())  # type: ignore[attr-defined]
             for fn, req, timeout in (
                 (stub.Fail, pb.HelloRequest(name="n"), 5.0),
                 (stub.Fail, pb.HelloRequest(name="boom"), 5.0),
@@ -99,9 +106,12 @@ async def test_errors_and_deadline() -> None:
                 out.append((exc.code(), exc.details()))
             return out
 
+        trailers: dict[str, Any] = {}
         results = await in_thread(sync_session(address, calls))
-        assert results[0][0] == grpc.StatusCode.INVALID_ARGUMENT
-        assert '"detail":"bad name: n"' in results[0][1] and '"code":400' in results[0][1]
+        # A stock client sees the plain detail; the whole Go Micro error is in the status details.
+        assert results[0] == (grpc.StatusCode.INVALID_ARGUMENT, "bad name: n")
+        details = base64.b64encode(trailers["grpc-status-details-bin"]).decode()
+        assert decode_status_details(details) == MicroError("greeter", 400, "bad name: n")
         assert results[1][0] == grpc.StatusCode.INTERNAL and "RuntimeError: boom" in results[1][1]
         assert results[2][0] == grpc.StatusCode.DEADLINE_EXCEEDED
         assert results[3][0] == grpc.StatusCode.ALREADY_EXISTS and "echo refused 3" in results[3][1]

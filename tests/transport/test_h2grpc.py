@@ -83,8 +83,8 @@ def test_metadata_mapping() -> None:
 def test_status_mapping() -> None:
     err = MicroError("greeter", 404, "no such thing: 100%")
     status, message = status_for_error(err)
-    assert status == 5
-    assert error_from_status(status, message, default_id="go.micro.client") == err
+    assert (status, message) == (5, "no such thing: 100%25")
+    assert error_from_status(5, err.to_json(), default_id="go.micro.client") == err
     plain = error_from_status(7, "denied", default_id="go.micro.client")
     assert (plain.id, plain.code, plain.detail) == ("go.micro.client", 403, "denied")
     unknown = error_from_status(2, "", default_id="c")

@@ -36,6 +36,7 @@ from .._metadata import (
     MICRO_SERVICE,
     MICRO_STREAM,
     MICRO_TOPIC,
+    ROUTING_HEADERS,
     TIMEOUT,
     Deadline,
     canonical,
@@ -44,7 +45,7 @@ from .._util import collapse_excgroups
 from ..broker import Broker, BrokerMessage
 from ..codec import Codec, Frame, get_codec
 from ..config import Options
-from ..context import current_metadata, remaining
+from ..context import ResponseMetadata, current_metadata, remaining
 from ..errors import BrokerError, CodecError, MicroError, ProtocolError, ServiceNotFound, TransportError
 from ..registry import Node
 from ..selector import Filter, Next, Selector
@@ -93,6 +94,8 @@ class CallRequest:
     timeout: float | None = None
     retries: int = 1
     address: str | None = None
+    #: filled with the reply's response metadata, when the caller asked for it (``metadata_out=``)
+    metadata_out: ResponseMetadata | None = None
 
 
 CallFunc = Callable[[CallRequest], Awaitable[Any]]
@@ -175,8 +178,12 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
         address: str | None = None,
+        metadata_out: ResponseMetadata | None = None,
     ) -> Any:
         """Call ``service``'s ``endpoint`` (``Handler.Method``) and return the decoded response.
+
+        ``metadata_out``, when given, receives the reply's response metadata: over gRPC its
+        headers and trailers, over mucp the reply frame's non-routing headers (``header`` only).
 
         Raises :class:`MicroError` (typed, as the server sent it; 408 on timeout, 500/503 for
         connection problems after retries).
@@ -194,6 +201,7 @@ class Client:
             self.options.client_request_timeout if timeout is None else timeout,
             self.options.client_retries if retries is None else retries,
             address or self.options.proxy or None,
+            metadata_out,
         )
         return await self._call_chain(req)
 
@@ -253,7 +261,7 @@ class Client:
         except errors.CodecError as exc:
             raise errors.bad_request(CLIENT_ID, "cannot encode request: %s", exc) from None
         msg = Message(self._header(req, content_type, deadline), body)
-        reply = await self._roundtrip(node.address, msg, deadline)
+        reply = await self._roundtrip(node.address, msg, deadline, req.metadata_out)
         err = reply.header.get(MICRO_ERROR)
         if err:
             raise attach_pushback(errors.parse(err, default_id=CLIENT_ID), reply.header)
@@ -262,11 +270,14 @@ class Client:
         except errors.CodecError as exc:
             raise errors.internal_server_error(CLIENT_ID, "cannot decode response: %s", exc) from None
 
-    async def _roundtrip(self, address: str, msg: Message, deadline: float) -> Message:
+    async def _roundtrip(
+        self, address: str, msg: Message, deadline: float, metadata_out: ResponseMetadata | None = None
+    ) -> Message:
         """Send one frame, read one reply; a stale pooled connection is replaced once, transparently."""
         for _ in range(2):
             sock, pooled = await self.pool.get(address, timeout=_left(deadline))
             ok = False
+            recorded = _record_into(sock, metadata_out)
             try:
                 try:
                     try:
@@ -288,8 +299,14 @@ class Client:
                 except ProtocolError as exc:
                     raise TransportError(f"{address}: {exc}") from None
                 ok = True
+                if metadata_out is not None and not recorded:
+                    metadata_out.header.update(
+                        {k: v for k, v in reply.header.items() if k not in ROUTING_HEADERS}
+                    )
                 return reply
             finally:
+                if recorded:
+                    _record_into(sock, None)
                 if ok:
                     await self.pool.put(address, sock)
                 else:
@@ -365,11 +382,15 @@ class Client:
         content_type: str | None = None,
         address: str | None = None,
         buffer: int = 64,
+        metadata_out: ResponseMetadata | None = None,
     ) -> AsyncIterator[ClientStream[Any, Any]]:
         """Open a stream to ``endpoint``: ``async with client.stream(...) as s: await s.send(x)``.
 
-        ``request`` (server-streaming) is sent as the first message. Leaving the block, normally or
+        ``request`` (server-streaming) is sent as the first message (over gRPC, the request side
+        is then closed: a server stream has exactly one request). Leaving the block, normally or
         not, cancels the remote side if it is still running and closes the connection.
+        ``metadata_out`` (gRPC only) receives the response headers when the first response
+        arrives and the trailers when the stream ends.
         """
         md = current_metadata()
         if metadata:
@@ -386,11 +407,18 @@ class Client:
         try:
             sock = await self.transport.dial(node.address, timeout=_left(deadline))
         except TransportError as exc:
+            if trio.current_time() >= deadline:
+                # Our deadline ran out while connecting (a 1 ms timeout, say): a timeout, as for a
+                # unary call, and not the node's fault.
+                raise errors.timeout(
+                    CLIENT_ID, "stream %s.%s: deadline exceeded while connecting", service, endpoint
+                ) from exc
             if self.selector is not None and not req.address:
                 self.selector.mark(service, node, exc)
             raise errors.internal_server_error(CLIENT_ID, "%s", exc) from exc
         if self.selector is not None and not req.address:
             self.selector.mark(service, node, None)  # connected: the node is up (and not held in flight)
+        _record_into(sock, metadata_out)
         header = self._header(req, req.content_type, deadline)
         header[MICRO_STREAM] = header[MICRO_ID]
         core: MucpStreamCore[Any, Any] = MucpStreamCore(
@@ -406,7 +434,12 @@ class Client:
                     stream: ClientStream[Any, Any] = ClientStream(core)
                     if request is not None:
                         await stream.send(request)
-                    with trio.move_on_after(deadline - trio.current_time()) as scope:
+                        if self.transport.name == "grpc":
+                            # A server stream has exactly one request: half-close (END_STREAM), as
+                            # gRPC requires; grpc-go's server waits for it before answering. Not
+                            # over mucp, where Go Micro has no half-close (CloseSend is unimplemented).
+                            await stream.close_send()
+                    with trio.move_on_at(deadline) as scope:
                         yield stream
                     nursery.cancel_scope.cancel()
             if scope.cancelled_caught:
@@ -415,6 +448,14 @@ class Client:
             core.abort()
             with trio.CancelScope(shield=True):
                 await sock.aclose()
+
+
+def _record_into(sock: Any, out: ResponseMetadata | None) -> bool:
+    """Have a socket that can tell headers from trailers (gRPC's) fill ``out``; False if it cannot."""
+    if not hasattr(sock, "metadata_out"):
+        return False
+    sock.metadata_out = out
+    return out is not None
 
 
 def _left(deadline: float) -> float | None:

@@ -94,6 +94,7 @@ def _client_method(svc: ServiceModel, m: MethodModel) -> list[str]:
     common = [
         "        timeout: float | None = None,",
         "        metadata: Mapping[str, str] | None = None,",
+        "        metadata_out: trimicro.ResponseMetadata | None = None,",
     ]
     if m.kind == "unary":
         return [
@@ -114,6 +115,7 @@ def _client_method(svc: ServiceModel, m: MethodModel) -> list[str]:
             f"            response_type={rsp},",
             "            timeout=timeout,",
             "            metadata=metadata,",
+            "            metadata_out=metadata_out,",
             "            retries=retries,",
             "            address=address,",
             "            content_type=content_type,",
@@ -138,6 +140,7 @@ def _client_method(svc: ServiceModel, m: MethodModel) -> list[str]:
         f"            response_type={rsp},",
         "            timeout=timeout,",
         "            metadata=metadata,",
+        "            metadata_out=metadata_out,",
         "            address=address,",
         "            content_type=content_type,",
         "        )",

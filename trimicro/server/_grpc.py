@@ -10,12 +10,12 @@ them all.
 
 Mapping (docs/grpc.md): path ``/<pkg>.<Service>/<Method>`` -> ``router.grpc_paths`` or endpoint
 ``<Service>.<Method>``; ``grpc-timeout`` -> the handler's deadline; non-reserved headers -> metadata;
-a MicroError -> ``grpc-status`` (``to_grpc_status``) with its JSON percent-encoded in ``grpc-message``.
+a MicroError -> ``grpc-status`` (``to_grpc_status``), its detail in ``grpc-message`` and the whole
+error in ``grpc-status-details-bin`` (Go Micro v5's encoding).
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,6 +39,12 @@ from .._metadata import (
     encode_timeout,
 )
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
+from ..context import (
+    ResponseMetadata,
+    current_response_metadata,
+    reset_response_metadata,
+    set_response_metadata,
+)
 from ..debug import CHECK_PATH, GrpcHealth
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
@@ -50,6 +56,7 @@ from ..transport import (
     check_metadata,
     endpoint_for_path,
     incoming_metadata,
+    status_details_for_error,
     status_for_error,
 )
 from ._router import SERVER_ID, Request, Route
@@ -60,9 +67,8 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
-_RESPONSE_MD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "trimicro_grpc_response_metadata", default=None
-)
+#: How long a request answered before it was read (HTTP 415) may take to finish sending.
+_DISCARD_GRACE: Final = 1.0
 
 RawUnary = Callable[[bytes], Awaitable[bytes]]
 
@@ -72,8 +78,8 @@ def response_metadata() -> dict[str, str]:
 
     Keys set before the first response message go out as headers, later ones as trailers. Outside a
     gRPC call it is a throwaway dict, so handlers can use it unconditionally."""
-    md = _RESPONSE_MD.get()
-    return {} if md is None else md
+    md = current_response_metadata()
+    return {} if md is None else md.header
 
 
 class _Failed(Exception):
@@ -151,7 +157,7 @@ class GrpcServer:
 
     async def serve_stream(self, stream: H2ServerStream) -> None:
         """One gRPC call on one stream (the transport runs it in a scope a reset cancels)."""
-        token = _RESPONSE_MD.set({})
+        token = set_response_metadata(ResponseMetadata())
         call = _Call(self, stream)
         try:
             await call.run()
@@ -160,7 +166,7 @@ class GrpcServer:
         except TransportError:  # also StreamReset: the stream or the connection is gone
             pass
         finally:
-            _RESPONSE_MD.reset(token)
+            reset_response_metadata(token)
 
 
 def _checked_metadata(md: dict[str, str]) -> list[tuple[str, str]]:
@@ -191,10 +197,10 @@ class _Call:
     # -- responding --
     def _initial_headers(self) -> list[tuple[str, str]]:
         out = [(":status", "200"), ("content-type", self.content_type)]
-        md = _RESPONSE_MD.get()
-        if md:
-            out.extend(_checked_metadata(md))
-            md.clear()
+        md = current_response_metadata()
+        if md is not None and md.header:
+            out.extend(_checked_metadata(md.header))
+            md.header.clear()
         return out
 
     async def send_message(self, payload: bytes) -> None:
@@ -205,7 +211,9 @@ class _Call:
             self.headers_sent = True
         await self.stream.send_message(encode_frame(payload))
 
-    async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
+    async def finish(
+        self, status: int, message: str = "", payload: bytes | None = None, details: str = ""
+    ) -> None:
         """Trailers (and, for unary replies, headers + the message first), in one write."""
         stream = self.stream
         if stream.finished:
@@ -223,15 +231,18 @@ class _Call:
         trailers.append(("grpc-status", str(status)))
         if message:
             trailers.append(("grpc-message", message))
-        md = _RESPONSE_MD.get()
-        if md:
-            trailers.extend(_checked_metadata(md))
+        if details:
+            trailers.append(("grpc-status-details-bin", details))
+        md = current_response_metadata()
+        if md is not None:
+            # Headers set after the first message missed the header block: they go here too.
+            trailers.extend(_checked_metadata({**md.header, **md.trailer}))
         stream.send_trailers(trailers)
         await stream.flush()
 
     async def finish_error(self, err: MicroError) -> None:
         status, message = status_for_error(err)
-        await self.finish(status, message)
+        await self.finish(status, message, details=status_details_for_error(err))
 
     # -- request side --
     async def read_messages(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bool:
@@ -248,6 +259,14 @@ class _Call:
                 raise _Failed(status, f"grpc: {exc}") from None
         return True
 
+    async def _discard_request(self) -> None:
+        """Read and drop the rest of a request we answered without it, for a bounded moment, so
+        the HTTP/2 engine still checks it (a content-length its DATA contradicts is reset with
+        PROTOCOL_ERROR) instead of our NO_ERROR reset racing the client's DATA (h2spec 8.1.2.6)."""
+        with trio.move_on_after(_DISCARD_GRACE):
+            while await self.stream.receive() is not None:
+                pass
+
     async def run(self) -> None:
         owner, server = self.owner, self.owner.server
         headers = self.stream.headers
@@ -263,6 +282,7 @@ class _Call:
                 self.stream.finished = True
                 self.stream.send_trailers([(":status", "415")])  # a headers-only response
                 await self.stream.flush()
+                await self._discard_request()
                 return
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported content-type {ct!r}")
         self.content_type = ct_key

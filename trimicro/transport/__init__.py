@@ -11,6 +11,7 @@ from ._h2grpc import Status as Status
 from ._h2grpc import check_metadata as check_metadata
 from ._h2grpc import endpoint_for_path as endpoint_for_path
 from ._h2grpc import incoming_metadata as incoming_metadata
+from ._h2grpc import status_details_for_error as status_details_for_error
 from ._h2grpc import status_for_error as status_for_error
 from ._h2server import H2App as H2App
 from ._h2server import H2Server as H2Server
@@ -81,5 +82,6 @@ __all__ = [
     "incoming_metadata",
     "memory_stream_pair",
     "split_address",
+    "status_details_for_error",
     "status_for_error",
 ]

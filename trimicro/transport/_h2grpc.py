@@ -14,6 +14,7 @@ from typing import Final
 
 from .._metadata import CARRIED_BY_GRPC, CONNECTION_SPECIFIC, GRPC_RESERVED, canonical
 from ..errors import MicroError, from_grpc_status, parse, to_grpc_status
+from ._grpc_status import decode_status_details, encode_status_details
 
 __all__ = [
     "GRPC_CONTENT_TYPES",
@@ -28,6 +29,7 @@ __all__ = [
     "mucp_content_type",
     "outgoing_metadata",
     "path_for_endpoint",
+    "status_details_for_error",
     "status_for_error",
 ]
 
@@ -82,12 +84,24 @@ def _is_hex(s: str) -> bool:
 
 # -- errors <-> status --
 def status_for_error(err: MicroError) -> tuple[int, str]:
-    """``(grpc-status, grpc-message)`` for a MicroError: the message carries its JSON (wire/mucp.md)."""
-    return to_grpc_status(err.code), encode_grpc_message(err.to_json())
+    """``(grpc-status, grpc-message)`` for a MicroError: the message is the plain detail, what a stock
+    gRPC client shows; the whole error travels in :func:`status_details_for_error`."""
+    return to_grpc_status(err.code), encode_grpc_message(err.detail)
 
 
-def error_from_status(status: int, message: str, *, default_id: str) -> MicroError:
-    """A MicroError from trailers: Go Micro's JSON when ``grpc-message`` is one, else built from the code."""
+def status_details_for_error(err: MicroError) -> str:
+    """``grpc-status-details-bin`` for a MicroError: Go Micro v5's encoding (see ``_grpc_status``)."""
+    return encode_status_details(to_grpc_status(err.code), err.detail, err)
+
+
+def error_from_status(status: int, message: str, *, default_id: str, details: str | None = None) -> MicroError:
+    """A MicroError from trailers: Go Micro's error from ``grpc-status-details-bin`` when present,
+    else its JSON when ``grpc-message`` is one (older trimicro and Go Micro servers), else built from
+    the code and message."""
+    if details:
+        found = decode_status_details(details)
+        if found is not None:
+            return found
     text = decode_grpc_message(message)
     if text.lstrip().startswith("{"):
         err = parse(text, default_id=default_id)

@@ -44,6 +44,9 @@ __all__ = ["H2App", "H2Server", "H2ServerConn", "H2ServerStream", "peer_address"
 
 #: After a drained connection's last reply, how long we wait for the client to close first.
 _GOAWAY_LINGER: Final = 1.0
+#: How long a closing connection reads what its peer still sends (see _linger).
+_CLOSE_LINGER: Final = 0.25
+_CLOSE_LINGER_BYTES: Final = 1 << 20
 
 
 class H2App(Protocol):
@@ -400,11 +403,30 @@ class H2Server:
             # SSLStream.aclose() closes the socket forcefully).
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 try:
+                    await _linger(stream)
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
             self.open_connections -= 1
             self._check_quiet()
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Half-close a plain TCP connection and read (and drop) what the peer still sends, for a
+    bounded moment, before it is closed: closing a socket with unread input makes the kernel send a
+    TCP reset, which can destroy the peer's copy of our last frames (a GOAWAY, final replies)
+    before it reads them (h2spec http2/7/1 met one). A peer that already closed costs nothing; one
+    that keeps sending past a bound (a flood) gets the reset after all."""
+    if not isinstance(stream, trio.SocketStream):
+        return  # TLS: aclose() sends close_notify; nothing to half-close separately
+    left = _CLOSE_LINGER_BYTES
+    with trio.move_on_after(_CLOSE_LINGER):
+        await stream.send_eof()
+        while left > 0:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            left -= len(data)
 
 
 def peer_address(stream: trio.abc.Stream) -> str:

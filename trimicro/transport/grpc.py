@@ -46,6 +46,7 @@ from .._metadata import (
 )
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import encode_frame
+from ..context import ResponseMetadata
 from ..errors import MicroError, ProtocolError, TransportError
 from . import _http2 as h2p
 from . import _tls
@@ -144,6 +145,8 @@ class GrpcSocket:
     _open_error: TransportError | None = attrs.field(default=None, init=False)
     #: a RST_STREAM was queued for this call and not yet written (see _flush_aborts)
     _rst_queued: bool = attrs.field(default=False, init=False)
+    #: when set (by the client, per call), receives the call's response headers and trailers
+    metadata_out: ResponseMetadata | None = attrs.field(default=None, init=False)
 
     # -- sending --
     async def send(self, msg: Message) -> None:
@@ -261,6 +264,8 @@ class GrpcSocket:
             if self._streaming:
                 payload = await self._next_message()
                 if payload is not None:
+                    if self.metadata_out is not None and not self.metadata_out.header:
+                        self._record_metadata()
                     return Message(self._header(), payload)
                 return self._final(None)
             first = await self._next_message()
@@ -294,10 +299,26 @@ class GrpcSocket:
                 out.setdefault(k, v)
         return out
 
+    def _record_metadata(self) -> None:
+        """Copy the response headers and trailers into ``metadata_out``; a trailers-only response's
+        metadata is trailing (it came with the status), as in gRPC."""
+        st, out = self._st, self.metadata_out
+        if st is None or out is None:
+            return
+        if st.trailers is None:
+            if st.headers:
+                trailers_only = any(k == "grpc-status" for k, _ in st.headers)
+                (out.trailer if trailers_only else out.header).update(incoming_metadata(st.headers))
+            return
+        if st.headers:
+            out.header.update(incoming_metadata(st.headers))
+        out.trailer.update(incoming_metadata(st.trailers))
+
     def _final(self, payload: bytes | None) -> Message:
         """The reply (unary) or the terminal frame (streams), from the response status and trailers."""
         st = self._st
         assert st is not None
+        self._record_metadata()
         trailers = st.trailers if st.trailers is not None else (st.headers or [])
         tmap = dict(trailers)
         http_status = dict(st.headers or []).get(":status", "200")
@@ -309,7 +330,12 @@ class GrpcSocket:
             return self._error(Status.INTERNAL, "grpc: reply ended without grpc-status")
         status = int(raw_status) if raw_status.isdigit() else Status.UNKNOWN
         if status != Status.OK:
-            err = error_from_status(status, tmap.get("grpc-message", ""), default_id=CLIENT_ID)
+            err = error_from_status(
+                status,
+                tmap.get("grpc-message", ""),
+                default_id=CLIENT_ID,
+                details=tmap.get("grpc-status-details-bin"),
+            )
             header = {**self._header(), MICRO_ERROR: err.to_json()}
             if GRPC_RETRY_PUSHBACK_MS in tmap:  # server pushback (gRFC A6), honoured by client/_retry.py
                 header[GRPC_RETRY_PUSHBACK_MS] = tmap[GRPC_RETRY_PUSHBACK_MS]

@@ -30,6 +30,7 @@ import (
 	"github.com/urfave/cli/v2"
 	micro "go-micro.dev/v5"
 	"go-micro.dev/v5/client"
+	grpcclient "go-micro.dev/v5/client/grpc"
 	raw "go-micro.dev/v5/codec/bytes"
 	merrors "go-micro.dev/v5/errors"
 	"go-micro.dev/v5/logger"
@@ -329,7 +330,7 @@ type clientArgs struct {
 	service, endpoint, request, contentType, stream, address, metadata string
 	timeout                                                            time.Duration
 	count                                                              int
-	raw, recvReply                                                     bool
+	raw, recvReply, grpc                                               bool
 	closeDelay                                                         time.Duration
 }
 
@@ -350,19 +351,23 @@ func runClient() {
 			&cli.BoolFlag{Name: "recv_reply", Usage: "client stream: read one reply before closing (waits for a server that replies without EOS)"},
 			&cli.DurationFlag{Name: "close_delay", Value: 200 * time.Millisecond, Usage: "client/bidi stream: pause before Close() (Close sends EOS then drops the connection)"},
 			&cli.BoolFlag{Name: "raw", Usage: "send --request bytes verbatim as the body (raw Frame) and print the raw reply"},
+			&cli.BoolFlag{Name: "grpc", Usage: "use Go Micro's gRPC client (go-micro.dev/v5/client/grpc) instead of the configured one"},
 		),
 		micro.Action(func(c *cli.Context) error {
 			a = clientArgs{
 				service: c.String("service"), endpoint: c.String("endpoint"), request: c.String("request"),
 				contentType: c.String("content_type"), timeout: c.Duration("timeout"), stream: c.String("stream"),
 				count: c.Int("count"), address: c.String("address"), metadata: c.String("metadata"), raw: c.Bool("raw"),
-				recvReply: c.Bool("recv_reply"), closeDelay: c.Duration("close_delay"),
+				recvReply: c.Bool("recv_reply"), closeDelay: c.Duration("close_delay"), grpc: c.Bool("grpc"),
 			}
 			return nil
 		}),
 	)
 	svc.Init()
 	cl := svc.Client()
+	if a.grpc {
+		cl = grpcclient.NewClient(client.Registry(svc.Options().Registry))
+	}
 
 	ctx := context.Background()
 	if a.metadata != "" {

@@ -67,7 +67,7 @@ from .frames import (
     WINDOW_UPDATE,
     unpad,
 )
-from .headers import REQUEST, RESPONSE, TRAILERS, valid
+from .headers import REQUEST, RESPONSE, TRAILERS, content_length, valid
 from .hpack import Decoder, HPACKError, OversizedHeaderList, encode_headers
 from .settings import DEFAULT_WINDOW, Settings
 from .stream import LOCAL_OPEN, REMOTE_OPEN, TRANSITIONS, Action, Input, State, Stream, refused
@@ -139,6 +139,8 @@ class H2Protocol:
         self._table_update: bytes = b""  # a dynamic-table-size update owed to the peer's decoder
         # the block's (stream id, end_stream, fragments, size) while CONTINUATION frames are due
         self._continuation: tuple[int, bool, list[bytes], int] | None = None
+        #: the stream whose HEADERS declared itself as its own dependency (refused once decoded)
+        self._self_dependent = 0
         self._send_window = DEFAULT_WINDOW
         self._recv_window = DEFAULT_WINDOW
         self._recv_window_max = DEFAULT_WINDOW
@@ -427,6 +429,12 @@ class H2Protocol:
                         if self._is_idle(sid):  # no RST_STREAM on an idle stream (RFC 9113 5.1)
                             raise H2ProtocolError("bad PRIORITY length", ErrorCode.FRAME_SIZE_ERROR)
                         raise StreamError(sid, ErrorCode.FRAME_SIZE_ERROR)
+                    if U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
+                        # A stream cannot depend on itself (RFC 9113 5.3.1): a stream error, or
+                        # a connection error on an idle stream, which RST_STREAM may not name.
+                        if self._is_idle(sid):
+                            raise H2ProtocolError(f"PRIORITY: stream {sid} depends on itself")
+                        raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
                 elif ftype == PUSH_PROMISE:
                     raise H2ProtocolError("PUSH_PROMISE is disabled")
                 # unknown frame types are ignored (RFC 9113 5.5)
@@ -476,9 +484,15 @@ class H2Protocol:
         if found[0] is _MALFORMED:  # a response's DATA before its HEADERS
             self.acknowledge_received_data(n, sid)
             raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+        data = unpad(flags, payload)
+        if st.content_left is not None:
+            # RFC 9113 8.1.1: DATA that does not add up to the request's content-length is malformed.
+            st.content_left -= len(data)
+            if st.content_left < 0 or (flags & END_STREAM and st.content_left):
+                self.acknowledge_received_data(n, sid)
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st.state = found[1]
         st.recv_window -= n
-        data = unpad(flags, payload)
         if data or n:
             events.append(DataReceived(sid, data, n))
         if flags & END_STREAM:
@@ -492,6 +506,8 @@ class H2Protocol:
         if flags & PRIORITY_FLAG:
             if len(block) < 5:
                 raise H2ProtocolError("HEADERS too short for its priority", ErrorCode.FRAME_SIZE_ERROR)
+            if U32.unpack_from(block)[0] & 0x7FFFFFFF == sid:
+                self._self_dependent = sid  # a stream error, once HPACK has decoded the block
             block = block[5:]
         end_stream = bool(flags & END_STREAM)
         if len(payload) > self._block_limit:
@@ -526,6 +542,13 @@ class H2Protocol:
             raise H2ProtocolError(f"header list too large: {exc}", ErrorCode.ENHANCE_YOUR_CALM) from None
         except HPACKError as exc:
             raise H2ProtocolError(f"HPACK decoding failed: {exc}", ErrorCode.COMPRESSION_ERROR) from None
+        if self._self_dependent == sid:
+            # RFC 9113 5.3.1: a stream error. The HEADERS opened the stream, so its id is used up
+            # and its later frames are a reset stream's.
+            self._self_dependent = 0
+            if (sid & 1) == (0 if self.client_side else 1) and sid > self._last_remote_id:
+                self._last_remote_id = sid
+            raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
         st = self.streams.get(sid)
         if st is None:
             remote_parity = (sid & 1) == (0 if self.client_side else 1)
@@ -550,9 +573,16 @@ class H2Protocol:
             action, state = TRANSITIONS[_IDLE, _RECV_HEADERS]  # the peer's request opens it
             if action is _REQUEST and not valid(decoded, REQUEST):
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
+            try:
+                expected = content_length(decoded.raw)
+            except ValueError:
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR) from None
+            if end_stream and expected:  # promises a body it does not have (RFC 9113 8.1.1)
+                raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st = Stream(
                 sid, self.remote_settings.initial_window_size, self.local_settings.initial_window_size, state
             )
+            st.content_left = expected
             self.streams[sid] = st
             self.open_inbound_streams += 1
             events.append(RequestReceived(sid, decoded.text, end_stream))
@@ -575,7 +605,7 @@ class H2Protocol:
             st.state = state
             events.append(ResponseReceived(sid, decoded.text, end_stream))
         else:  # Action.TRAILERS
-            if not end_stream or not valid(decoded, TRAILERS):
+            if not end_stream or not valid(decoded, TRAILERS) or st.content_left:
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR)
             st.state = state
             events.append(TrailersReceived(sid, decoded.text))

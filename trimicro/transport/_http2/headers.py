@@ -13,7 +13,7 @@ from typing import Final
 
 from .hpack import Block
 
-__all__ = ["REQUEST", "RESPONSE", "TRAILERS", "check_headers", "valid"]
+__all__ = ["REQUEST", "RESPONSE", "TRAILERS", "check_headers", "content_length", "valid"]
 
 #: a header name: an RFC 9110 token in lower case
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
@@ -58,3 +58,22 @@ def check_headers(raw: list[tuple[bytes, bytes]], allowed_pseudo: frozenset[byte
     if request:
         return {b":method", b":scheme", b":path"} <= seen
     return seen == allowed_pseudo
+
+
+def content_length(raw: list[tuple[bytes, bytes]]) -> int | None:
+    """A header list's content-length (None if absent); ValueError if malformed or contradictory.
+
+    Why: a request whose DATA does not add up to it is malformed (RFC 9113 8.1.1), so the
+    connection counts it down per stream. gRPC never sends one; checked on requests only (a
+    response's may legitimately differ, e.g. to HEAD)."""
+    found: int | None = None
+    for name, value in raw:
+        if name == b"content-length":
+            for part in value.split(b","):
+                part = part.strip()
+                if not part.isdigit():
+                    raise ValueError("bad content-length")
+                if found is not None and int(part) != found:
+                    raise ValueError("conflicting content-length values")
+                found = int(part)
+    return found

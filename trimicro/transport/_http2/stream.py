@@ -135,7 +135,7 @@ def step(stream_id: int, state: State, inp: Input) -> tuple[Action, State]:
 class Stream:
     """One stream's state and flow-control windows (the connection owns the stream map)."""
 
-    __slots__ = ("id", "recv_window", "send_window", "state", "unacked")
+    __slots__ = ("content_left", "id", "recv_window", "send_window", "state", "unacked")
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int, state: State = State.IDLE) -> None:
         self.id = stream_id
@@ -143,3 +143,5 @@ class Stream:
         self.send_window = send_window
         self.recv_window = recv_window
         self.unacked = 0  # bytes the application consumed that we have not yet handed back
+        #: DATA bytes a request's content-length still promises (None: no content-length)
+        self.content_left: int | None = None
