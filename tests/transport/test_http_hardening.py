@@ -21,7 +21,7 @@ import trimicro
 from tests.conftest import Greeter
 from tests.server.test_conformance import _read_response, _request
 from tests.transport.test_http import REQ, raw, read_until_eof, rsp, serving
-from trimicro.config import Options
+from trimicro.config import Options, load_options
 from trimicro.transport.http import HttpTransport, default_max_connections
 
 JSON_HELLO = {"Content-Type": "application/json", "Micro-Endpoint": "Greeter.Hello"}
@@ -206,7 +206,7 @@ def test_default_max_connections_leaves_descriptors_in_reserve() -> None:
 @pytest.mark.parametrize(("option", "value"), [("server_body_timeout", 0), ("server_max_connections", -1)])
 def test_new_options_are_validated_naming_the_option(option: str, value: int) -> None:
     with pytest.raises(ValueError, match=option):
-        Options(**{option: value})
+        load_options({option: value}, env={})
 
 
 def test_options_reach_the_transport() -> None:
