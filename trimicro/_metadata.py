@@ -55,6 +55,7 @@ __all__ = [
     "TIMEOUT",
     "X_MICRO_PREFIX",
     "Deadline",
+    "InvalidTimeout",
     "canonical",
     "decode_grpc_timeout",
     "decode_timeout",
@@ -187,20 +188,39 @@ def encode_timeout(seconds: float) -> str:
     return str(max(int(seconds * 1e9), 1))
 
 
+class InvalidTimeout(ValueError):
+    """A malformed deadline header (``Timeout`` or ``grpc-timeout``): the caller's mistake, which a
+    server answers with a clear error (400 on mucp) instead of a traceback or a silent no-deadline."""
+
+
+#: Go's time.Duration is an int64 of nanoseconds: nothing longer is a deadline a Go peer can send.
+_MAX_TIMEOUT_NS: Final = 2**63 - 1
+
+
 def decode_timeout(value: str | None) -> float | None:
     """``Timeout`` -> seconds: integer nanoseconds, also a Go duration (``5s``) for robustness.
 
-    ``None`` (no deadline) for a missing, zero, negative or malformed value."""
+    ``None`` (no deadline) for a missing, empty or zero value; :class:`InvalidTimeout` for anything
+    else that is not a positive finite duration of at most Go's int64 nanoseconds (``nan``, ``inf``,
+    ``-1``, 400 digits, garbage): these used to reach ``trio.move_on_after`` and kill the connection.
+    """
     if not value:
         return None
+    text = value.strip()
+    if len(text) > 40:
+        raise InvalidTimeout(f"invalid Timeout header {text[:20]!r}...: too long")
+    if text.isascii() and text.isdigit():
+        ns = int(text)
+        if ns > _MAX_TIMEOUT_NS:
+            raise InvalidTimeout(f"invalid Timeout header {text!r}: exceeds int64 nanoseconds")
+        return ns / 1e9 if ns > 0 else None
     try:
-        ns = int(value)
+        seconds = parse_duration(text)
     except ValueError:
-        try:
-            return parse_duration(value)
-        except ValueError:
-            return None
-    return ns / 1e9 if ns > 0 else None
+        raise InvalidTimeout(f"invalid Timeout header {text!r}: want nanoseconds") from None
+    if not math.isfinite(seconds) or seconds < 0 or seconds * 1e9 > _MAX_TIMEOUT_NS:
+        raise InvalidTimeout(f"invalid Timeout header {text!r}: want a positive finite duration")
+    return seconds if seconds > 0 else None
 
 
 # -- grpc-timeout: TimeoutValue (at most 8 digits) + unit --
@@ -275,7 +295,8 @@ class Deadline:
 
     @classmethod
     def from_header(cls, value: str | None) -> Deadline | None:
-        """From mucp's ``Timeout``; ``None`` when it sets no deadline (:func:`decode_timeout`)."""
+        """From mucp's ``Timeout``; ``None`` when it sets no deadline, InvalidTimeout when malformed
+        (:func:`decode_timeout`)."""
         timeout = decode_timeout(value)
         return None if timeout is None else cls.from_timeout(timeout)
 

@@ -141,6 +141,12 @@ class Options:
     server_max_body_size: int = 4 * 1024 * 1024
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
+    #: a frame's whole body must arrive within this (408 and close): a trickled body cannot hold a
+    #: connection for ``server_idle_timeout`` per read
+    server_body_timeout: float = attrs.field(default=60.0, converter=_float, validator=_at_least(1e-3))
+    #: connections served at once per listener (0: the descriptor limit minus a reserve, at most
+    #: 10,000); beyond it new ones are closed at accept (transport/http.py)
+    server_max_connections: int = attrs.field(default=0, validator=_at_least(0))
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
     server_workers: int = attrs.field(default=1, converter=_workers)
     server_reuse_port: bool = attrs.field(default=False, converter=_bool)

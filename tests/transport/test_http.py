@@ -206,17 +206,22 @@ async def test_slow_headers_time_out_while_others_keep_working(autojump_clock: t
 
 
 async def test_idle_connection_closes_cleanly(autojump_clock: trio.abc.Clock) -> None:
+    """After a first frame, a keep-alive connection idles up to idle_timeout (a fresh one gets only
+    header_timeout: tests/transport/test_http_hardening.py)."""
     ended = []
 
     async def handler(sock: HttpSocket) -> None:
+        await sock.receive()
+        await sock.send(Message({"Micro-Id": "1"}))
         with pytest.raises(trio.EndOfChannel):
             await sock.receive()
         ended.append(trio.current_time())
 
     async with serving(handler, HttpTransport(idle_timeout=30.0)) as listener:
-        start = trio.current_time()
         stream = await raw(listener)
-        assert await read_until_eof(stream) == b""
+        await stream.send_all(REQ % (0, b"1", b""))
+        start = trio.current_time()
+        assert await read_until_eof(stream) == rsp(b"1", b"")
         assert ended and 30.0 <= ended[0] - start < 31.0
         await stream.aclose()
 

@@ -30,6 +30,7 @@ from .._metadata import (
     ROUTING_HEADERS,
     TIMEOUT,
     X_MICRO_PREFIX,
+    InvalidTimeout,
     decode_timeout,
 )
 from ..codec import Codec, get_codec
@@ -336,7 +337,10 @@ class Server:
     def context_for(
         self, header: dict[str, str], content_type: str, remote: str
     ) -> tuple[Context, float | None]:
-        timeout = decode_timeout(header.get(TIMEOUT))
+        try:
+            timeout = decode_timeout(header.get(TIMEOUT))
+        except InvalidTimeout as exc:
+            raise errors.bad_request(SERVER_ID, "%s", exc) from None  # the caller's mistake: a 400
         deadline = trio.current_time() + timeout if timeout else math.inf
         ctx = Context(
             service=header.get(MICRO_SERVICE, self.name),
@@ -380,13 +384,13 @@ class Server:
             _, env_seq, msg = codec.decode_request(body, route.spec.request)
             if codec.envelope:
                 seq = env_seq
+            ctx, timeout = self.context_for(header, content_type, remote)
         except CodecError as exc:
             self.stats.errors += 1
             return _error_reply(header, content_type, errors.bad_request(SERVER_ID, str(exc)))
         except MicroError as err:
             self.stats.errors += 1
             return self._encode_error(header, content_type, codec, endpoint, seq, err)
-        ctx, timeout = self.context_for(header, content_type, remote)
         try:
             # server_max_concurrent (server/_limit.py); Debug.* answers even when full
             async with self.limit.slot(ctx.deadline, exempt=route.internal):
@@ -459,6 +463,7 @@ class Server:
             route = self.router.lookup(endpoint)
             if not route.streaming:
                 raise errors.bad_request(SERVER_ID, "endpoint %s is not streaming", endpoint)
+            ctx, timeout = self.context_for(header, content_type, sock.remote_address)
         except (MicroError, CodecError) as exc:
             self.stats.errors += 1
             failure = exc if isinstance(exc, MicroError) else errors.bad_request(SERVER_ID, str(exc))
@@ -467,7 +472,6 @@ class Server:
             except TransportError:
                 pass
             return
-        ctx, timeout = self.context_for(header, content_type, sock.remote_address)
         core: MucpStreamCore[Any, Any] = MucpStreamCore(
             sock, codec, route.spec.request, reply_header, error_id=SERVER_ID
         )

@@ -5,7 +5,13 @@ trio streams and the parser, and turns the parser's states into timeouts:
 
 - a server socket waits up to ``idle_timeout`` for the first byte of a frame (then reports a clean
   close, ``trio.EndOfChannel``) and up to ``header_timeout`` for the rest of its headers
-  (``ProtocolError(code=408)``); body bytes must keep arriving within ``idle_timeout`` each;
+  (``ProtocolError(code=408)``); body bytes must keep arriving within ``idle_timeout`` each and the
+  whole body within ``body_timeout`` (408), so a trickled body cannot hold a connection for long;
+- a new connection gets ``header_timeout`` from accept, not ``idle_timeout``, for its first frame's
+  headers (and the HTTP/2 preface sniff): one that sends nothing, or half a preface, is closed;
+- the listener serves at most ``max_connections`` at once (0: derived from ``RLIMIT_NOFILE``); beyond
+  it new connections are accepted and closed at once, with a rate-limited log line, so idle sockets
+  cannot exhaust descriptors and lock every client out;
 - body and header limits raise ``ProtocolError`` (413 / 431) as soon as they are known, and the socket
   still accepts ``send`` so the server can write an error reply before closing;
 - EOF inside a frame is a :class:`~trimicro.errors.TransportError`; between frames ``EndOfChannel``.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import resource
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
@@ -53,6 +60,37 @@ _LINGER = 1.0  # seconds to drain unread input after a protocol error, so the er
 _LINGER_BYTES = 1 << 20
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_LOG_EVERY = 10.0  # seconds between two log lines about refused connections or failing accepts
+_FD_RESERVE = 100  # descriptors kept for everything but accepted connections (registry, broker, files)
+_DEFAULT_MAX_CONNECTIONS = 10_000
+
+
+def default_max_connections() -> int:
+    """Connections a listener accepts at once when none is configured: the descriptor limit minus a
+    reserve (a tenth, at least ``_FD_RESERVE``), at most 10,000; so a flood of idle sockets hits this
+    cap, refused cleanly, before ``EMFILE`` locks out every new client and outgoing call."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return _DEFAULT_MAX_CONNECTIONS
+    return max(16, min(_DEFAULT_MAX_CONNECTIONS, soft - max(_FD_RESERVE, soft // 10)))
+
+
+@attrs.define(eq=False)
+class _RateLimitedLog:
+    """At most one log line per ``every`` seconds, saying how many events it stands for."""
+
+    every: float = _LOG_EVERY
+    _next: float = attrs.field(default=-math.inf, init=False)
+    _count: int = attrs.field(default=0, init=False)
+
+    def event(self, level: int, message: str, *args: object) -> None:
+        self._count += 1
+        now = trio.current_time()
+        if now < self._next:
+            return
+        log.log(level, message + " (%d time(s) in the last %gs)", *args, self._count, self.every)
+        self._count = 0
+        self._next = now + self.every
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -103,6 +141,11 @@ class HttpSocket:
     remote_address: str = ""
     _idle_timeout: float = math.inf
     _header_timeout: float = math.inf
+    #: the whole body of one frame must arrive within this many seconds (server sockets)
+    _body_timeout: float = math.inf
+    #: the first frame's headers must be complete by this absolute time (set at accept), so a new
+    #: connection that sends nothing or trickles is closed after ``header_timeout``, not ``idle_timeout``
+    _first_deadline: float = math.inf
     _error: ProtocolError | None = attrs.field(default=None, init=False)
     _broken: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
@@ -157,7 +200,8 @@ class HttpSocket:
         # Before anything is consumed: a cancelled caller loses no buffered frame.
         await trio.lowlevel.checkpoint_if_cancelled()
         conn = self._conn
-        header_deadline = math.inf
+        header_deadline = self._first_deadline
+        body_deadline = math.inf
         while True:
             try:
                 msg = conn.next_message()
@@ -169,14 +213,19 @@ class HttpSocket:
             except TransportError as exc:
                 raise TransportError(f"{exc} (peer {self.remote_address})") from None
             if msg is not NEED_DATA:
+                self._first_deadline = math.inf
                 return msg
             state = conn.state
             if state is FrameState.HEADERS:
                 if header_deadline == math.inf:
                     header_deadline = trio.current_time() + self._header_timeout
                 deadline = header_deadline
+            elif state is FrameState.IDLE:
+                deadline = min(header_deadline, trio.current_time() + self._idle_timeout)
             else:
-                deadline = trio.current_time() + self._idle_timeout
+                if body_deadline == math.inf:
+                    body_deadline = trio.current_time() + self._body_timeout
+                deadline = min(body_deadline, trio.current_time() + self._idle_timeout)
             idle = state is FrameState.IDLE
             if idle and self._stop_idle:
                 raise trio.EndOfChannel
@@ -263,6 +312,10 @@ class HttpListener:
     _h2_handler: H2Handler | None = None
     open_connections: int = attrs.field(default=0, init=False)
     accepted: int = attrs.field(default=0, init=False)
+    #: connections closed at accept because ``max_connections`` were open
+    refused: int = attrs.field(default=0, init=False)
+    _refused_log: _RateLimitedLog = attrs.field(factory=_RateLimitedLog, init=False)
+    _accept_log: _RateLimitedLog = attrs.field(factory=_RateLimitedLog, init=False)
 
     async def serve(
         self,
@@ -281,6 +334,7 @@ class HttpListener:
         handler: Callable[[HttpSocket], Awaitable[None]],
         nursery: trio.Nursery,
     ) -> None:
+        limit = self._transport.max_connections or default_max_connections()
         while True:
             try:
                 stream = await listener.accept()
@@ -289,8 +343,20 @@ class HttpListener:
             except OSError as exc:
                 if exc.errno not in _ACCEPT_RETRY_ERRNOS:
                     raise
-                log.error("accept on %s failed (%s); retrying", self.address, exc)
+                self._accept_log.event(logging.ERROR, "accept on %s failed (%s); retrying", self.address, exc)
                 await trio.sleep(0.1)  # out of descriptors/memory: back off, as trio.serve_listeners
+                continue
+            if self.open_connections >= limit:
+                # Over the cap: close at once (the peer sees a clean close and may retry elsewhere);
+                # the listen backlog is drained so it does not fill with connections we never serve.
+                self.refused += 1
+                self._refused_log.event(
+                    logging.WARNING,
+                    "%s: %d connections open (server_max_connections); refusing new ones",
+                    self.address,
+                    self.open_connections,
+                )
+                await trio.aclose_forcefully(stream)
                 continue
             self.accepted += 1
             self.open_connections += 1
@@ -301,6 +367,7 @@ class HttpListener:
     ) -> None:
         stream: trio.abc.Stream = tcp
         t = self._transport
+        first_deadline = trio.current_time() + t.header_timeout
         try:
             if t.ssl_context is not None:
                 ssl_stream = trio.SSLStream(tcp, t.ssl_context, server_side=True)
@@ -320,7 +387,7 @@ class HttpListener:
                     return
             initial = b""
             if self._h2_handler is not None:
-                initial = await self._sniff(stream)
+                initial = await self._sniff(stream, first_deadline)
                 if initial.startswith(H2_PREFACE):
                     await self._h2_handler(stream, initial)
                     return
@@ -336,6 +403,8 @@ class HttpListener:
                 _sockname(tcp, True),
                 t.idle_timeout,
                 t.header_timeout,
+                t.body_timeout,
+                first_deadline,
             )
             await handler(sock)
             if sock.errored and not sock.closed:
@@ -349,27 +418,22 @@ class HttpListener:
             self.open_connections -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _sniff(self, stream: trio.abc.Stream) -> bytes:
-        """Read until the bytes cannot be (or are) the HTTP/2 preface; b"" if the peer left or idled.
+    async def _sniff(self, stream: trio.abc.Stream, deadline: float) -> bytes:
+        """Read until the bytes cannot be (or are) the HTTP/2 preface; b"" if the peer left, or sent
+        nothing or only part of the preface by ``deadline`` (accept + ``header_timeout``).
 
         mucp requests start with a method such as ``POST``, which differs from ``PRI`` at the second
         byte, so this usually costs exactly the one read the parser needed anyway.
         """
-        t = self._transport
         data = b""
-        deadline = trio.current_time() + t.idle_timeout
         while len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
             with trio.move_on_at(deadline) as scope:
                 try:
                     chunk = await stream.receive_some(_RECEIVE_SIZE)
                 except _STREAM_ERRORS:
                     return b""
-            if scope.cancelled_caught:
-                return data  # idle (b"": close) or slow headers (the mucp parser reports 408)
-            if not chunk:
-                return b""
-            if not data:
-                deadline = trio.current_time() + t.header_timeout
+            if scope.cancelled_caught or not chunk:
+                return b""  # silent, a partial preface too slow, or gone: nothing to answer
             data += chunk
         return data
 
@@ -417,6 +481,8 @@ class HttpTransport:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     header_timeout: float = 10.0
     idle_timeout: float = 300.0
+    body_timeout: float = 60.0
+    max_connections: int = 0  # 0: default_max_connections()
     ssl_context: ssl.SSLContext | None = None
     client_ssl_context: ssl.SSLContext | None = None
     reuse_port: bool = False
@@ -501,6 +567,8 @@ def from_options(options: Options) -> HttpTransport:
         max_body_size=options.server_max_body_size,
         header_timeout=options.server_header_timeout,
         idle_timeout=options.server_idle_timeout,
+        body_timeout=options.server_body_timeout,
+        max_connections=options.server_max_connections,
         ssl_context=server_ctx,
         client_ssl_context=client_ctx,
         reuse_port=options.server_reuse_port,

@@ -22,6 +22,8 @@ h11 in a few documented places, each a clear :class:`~trimicro.errors.ProtocolEr
   chunked bodies; docs/go-micro-facts.md), with the same body limit, chunk extensions ignored and
   trailers discarded;
 - bare ``\\n`` line endings and obsolete header line folding (400);
+- requests with both ``Content-Length`` and ``Transfer-Encoding``, or chunked on HTTP/1.0 (400: the
+  framing a proxy in front might pick differs, RFC 9112 6.1 request smuggling);
 - HTTP versions other than 1.0 and 1.1 (400).
 
 Header names are canonicalised (``micro-id`` -> ``Micro-Id``); the first of repeated headers wins, as
@@ -296,6 +298,11 @@ class _Connection:
                 self._memo_key, self._memo = memo_key, None
         if self._is_request and (hosts > 1 or (http11 and hosts == 0)):
             raise ProtocolError("a request needs exactly one Host header")
+        if self._is_request and chunked and (clen is not None or not http11):
+            # Request smuggling (RFC 9112 6.1): a front proxy may frame this request by the other
+            # header, so the rest would be read as a second request. Reject, and the server closes.
+            why = "both Content-Length and Transfer-Encoding" if clen is not None else "chunked on HTTP/1.0"
+            raise ProtocolError(f"ambiguous request framing: {why}")
 
         status = self._status
         if not self._is_request and (status < 200 or status in (204, 304)):
