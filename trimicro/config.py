@@ -135,6 +135,11 @@ class Options:
     server_max_body_size: int = 4 * 1024 * 1024
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
+    #: HTTP/2: PING after this long without reads, close if unanswered in the timeout; clients
+    #: pinging more often than min_time get GOAWAY(ENHANCE_YOUR_CALM, too_many_pings)
+    server_keepalive_time: float = attrs.field(default=7200.0, converter=_float)
+    server_keepalive_timeout: float = attrs.field(default=20.0, converter=_float)
+    server_keepalive_min_time: float = attrs.field(default=300.0, converter=_float)
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
     server_workers: int = attrs.field(default=1, converter=_workers)
     server_reuse_port: bool = attrs.field(default=False, converter=_bool)

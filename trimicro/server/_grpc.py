@@ -44,6 +44,7 @@ from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
 from ..transport import (
     GRPC_CONTENT_TYPES,
+    H2Policy,
     H2Server,
     H2ServerStream,
     Status,
@@ -95,6 +96,8 @@ class GrpcServer:
     unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
     max_message_size: int = 4 * 1024 * 1024
     max_header_size: int = 64 * 1024
+    #: HTTP/2 header-block, idle and keepalive limits (docs/grpc.md "Hardening")
+    policy: H2Policy = attrs.field(factory=H2Policy)
     _h2: H2Server = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -103,6 +106,7 @@ class GrpcServer:
         self._h2 = H2Server(
             self,
             max_header_size=self.max_header_size,
+            policy=self.policy,
             # a stream counts as a call in flight from its acceptance: the server's drain waits
             on_accept=self.server.enter_call,
             on_retire=self.server.exit_call,
@@ -118,6 +122,13 @@ class GrpcServer:
             server,
             max_message_size=options.server_max_body_size,
             max_header_size=options.server_max_header_size,
+            policy=H2Policy(
+                header_timeout=options.server_header_timeout,
+                idle_timeout=options.server_idle_timeout,
+                keepalive_time=options.server_keepalive_time,
+                keepalive_timeout=options.server_keepalive_timeout,
+                min_ping_interval=options.server_keepalive_min_time,
+            ),
         )
 
     # -- the connections: trimicro.transport._h2server does the HTTP/2 side --
