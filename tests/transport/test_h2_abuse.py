@@ -233,7 +233,7 @@ async def test_too_many_pings_under_min_time() -> None:
     def frames(conn: h2.connection.H2Connection, i: int) -> None:
         conn.ping(i.to_bytes(8, "big"))
 
-    async with serve_grpc(policy=H2Policy(min_ping_interval=60)) as (address, server, _):
+    async with serve_grpc(policy=H2Policy(min_ping_interval=60)) as (address, _server, _):
         events, _ = await _attack(address, frames, 4)  # the fourth is the third strike
         end = _goaway(events)
         assert end.error_code == ErrorCode.ENHANCE_YOUR_CALM and end.additional_data == b"too_many_pings"
