@@ -3,10 +3,16 @@
 The server is what ``Service.run`` builds (a :class:`~trimicro.server.Server` on the HTTP transport
 from options, with the :class:`GrpcServer` as its HTTP/2 handler), minus the registry: the client
 dials the address directly (``address=``), so discovery costs nothing in either column.
+
+``BENCH_OBSERVE=1`` measures the observability wrappers: server and client get OpenTelemetry tracing
+(an SDK tracer provider, every span sampled, a batch processor feeding an exporter that drops them:
+the cost of making and propagating spans, not of shipping them) and Prometheus metrics, as
+``tracing=true`` + ``metrics_address`` would install them on a Service.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +48,27 @@ class Greeter:
             await stream.send(msg)
 
 
+def observe_wrappers() -> tuple[list[Any], list[Any]]:
+    """(handler wrappers, client wrappers) for ``BENCH_OBSERVE=1``, else two empty lists."""
+    if os.environ.get("BENCH_OBSERVE") != "1":
+        return [], []
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from trimicro.observability import Metrics, Tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    tracing, metrics = Tracing(SERVICE, provider), Metrics(SERVICE)
+    return [tracing.handler_wrapper, metrics.handler_wrapper], [tracing.call_wrapper, metrics.call_wrapper]
+
+
 def grpc_available() -> bool:
     try:
         import trimicro.server._grpc
@@ -53,7 +80,7 @@ def grpc_available() -> bool:
 
 async def serve(announce: Callable[[int], None]) -> None:
     options = Options()
-    router = Router()
+    router = Router(observe_wrappers()[0])
     router.handle(Greeter())
     transport = from_options(options)
     # The bench opens 1,000+ idle connections; the defaults (5 min idle timeout) keep them all.
@@ -74,14 +101,15 @@ class TrimicroClient:
         self.address = address
         self.kind = transport
         self.options = Options(client_pool_size=2048)
+        self.wrappers = observe_wrappers()[1]
         self.client = self._new_client()
 
     def _new_client(self) -> Client:
         if self.kind == "grpc":
             from trimicro.transport.grpc import GrpcTransport
 
-            return Client(None, GrpcTransport(), self.options)
-        return Client(None, HttpTransport(), self.options)
+            return Client(None, GrpcTransport(), self.options, self.wrappers)
+        return Client(None, HttpTransport(), self.options, self.wrappers)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -9,6 +9,8 @@ need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+# a real Prometheus scrapes /metrics in tests/observability (Debian ships it as /usr/bin/prometheus)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)  # a server jar, not a command on PATH
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -13,6 +13,7 @@ EXAMPLES = {
     "examples/wrappers/wrappers.py": "Hello John (trace abc123)",
     "examples/filters/filters.py": "zone b: {'v2.0.0/b': 30}",
     "examples/function/function.py": "function exited after one call",
+    "examples/observability/observability.py": 'micro_request_errors_total{code="400"',
 }
 
 

@@ -187,6 +187,10 @@ class Options:
     client_tls_ca: str = ""
     proxy: str = ""
     log_level: str = "info"
+    # observability (trimicro/observability): all off by default, and nothing imported while off
+    log_format: str = "text"  # or "json": one object a line, with trace_id/span_id during a call
+    tracing: bool = attrs.field(default=False, converter=_bool)  # OpenTelemetry spans + traceparent
+    metrics_address: str = ""  # "host:port" (":9090" = 127.0.0.1:9090): /metrics, /health/*
 
     def evolve(self, **changes: Any) -> Options:
         return attrs.evolve(self, **changes)

@@ -29,6 +29,7 @@ from .client import Client, ClientWrapper
 from .config import Options, load_options
 from .debug import Debug
 from .errors import RegistryError
+from .observability import Readiness, configure_logging
 from .registry import Node, Registry
 from .registry import Service as ServiceRecord
 from .selector import Selector
@@ -141,6 +142,10 @@ class Service:
         self._registry: Registry | None = None
         self.address: str = ""
         self._record: ServiceRecord | None = None
+        #: what the health probes and grpc.health.v1 answer (trimicro/observability/_health.py)
+        self.readiness = Readiness()
+        #: set by trimicro.observability.instrument (or by run, when an option asks for it)
+        self.observability: Any = None
         for handler in handlers:
             self.handle(handler)
 
@@ -161,11 +166,14 @@ class Service:
         self.router.add_wrapper(wrapper)
         return wrapper
 
-    def wrap_client(self, wrapper: ClientWrapper) -> ClientWrapper:
-        """Add a client wrapper; usable as a decorator."""
-        self._client_wrappers.append(wrapper)
+    def wrap_client(self, wrapper: ClientWrapper, *, first: bool = False) -> ClientWrapper:
+        """Add a client wrapper (``first=True``: the outermost); usable as a decorator."""
+        if first:
+            self._client_wrappers.insert(0, wrapper)
+        else:
+            self._client_wrappers.append(wrapper)
         if self._client is not None:
-            self._client.wrap(wrapper)
+            self._client.wrap(wrapper, first=first)
         return wrapper
 
     def subscribe(
@@ -223,6 +231,9 @@ class Service:
             await supervise_workers(self, task_status=task_status)
             return
         opts = self.options
+        configure_logging(opts.log_level, opts.log_format)  # only if the application did not
+        obs = self._observe()
+        self.readiness = readiness = Readiness()
         async with AsyncExitStack() as stack:
             registry: Registry = await stack.enter_async_context(self._plugin("registry"))
             self._registry = registry
@@ -241,27 +252,49 @@ class Service:
             client = Client(selector, transport, opts, list(self._client_wrappers))
             stack.push_async_callback(client.aclose)
             self._client = client
+            if obs is not None:
+                obs.attach(client)
             server = Server(
                 self.name, self.router, transport, opts.server_address, limit=HandlerLimit.from_options(opts)
             )
             # One port: HTTP/2 connections (gRPC) are sniffed and handed to the gRPC server.
-            server.h2_handler = GrpcServer.from_server(server, opts).handle_connection
+            grpc = GrpcServer.from_server(server, opts)
+            server.h2_handler = grpc.handle_connection
+            # grpc.health.v1 answers what the HTTP readiness probe answers
+            readiness.on_change(lambda ok: grpc.health.set_status("", 1 if ok else 2))
+            readiness.on_change(lambda ok: grpc.health.set_status(self.name, 1 if ok else 2))
             self._server = server
             if "Debug.Health" not in self.router.routes:
                 sources = {"selector": selector, "client": client, "server_limit": server.limit}
-                self.router.handle(Debug(server.stats, sources), name="Debug", internal=True)
+                extra = obs.stats if obs is not None else None
+                self.router.handle(Debug(server.stats, sources, extra), name="Debug", internal=True)
             broker = await stack.enter_async_context(self._broker())
             client.broker = broker
             with collapse_excgroups():
                 await self._serve(server, registry, broker, task_status)
 
+    def _observe(self) -> Any:
+        """The service's :class:`~trimicro.observability.Observability`: the one ``instrument`` set
+        up, else one made now if an option asks for tracing or metrics, else None (nothing imported)."""
+        if self.observability is None and (self.options.tracing or self.options.metrics_address):
+            from .observability import instrument
+
+            instrument(self)
+        return self.observability
+
     async def _serve(
         self, server: Server, registry: Registry, broker: Broker, task_status: trio.TaskStatus[Service]
     ) -> None:
         opts = self.options
+        readiness = self.readiness
         async with trio.open_nursery() as nursery:
+            if self.observability is not None:  # /metrics and the probes answer before we listen
+                await nursery.start(self.observability.serve, readiness)
             bound = await nursery.start(server.serve)
             self.address = _advertise(bound, opts.server_advertise)
+            readiness.set(listening=True)
+            if self.observability is not None:
+                self.observability.listening(self.address)
             await self.subscribers.start(nursery, broker, unsubscribe_timeout=opts.registry_timeout)
             self._record = ServiceRecord(
                 name=self.name,
@@ -271,6 +304,7 @@ class Service:
                 nodes=(Node(self.id, self.address, _node_metadata(opts)),),
             )
             await registry.register(self._record, ttl=opts.register_ttl)
+            readiness.set(registered=True, broker=broker)
             log.info(
                 "service %s (%s) listening on %s (transport %s), registered in %s",
                 self.name, self.id, self.address, opts.transport, opts.registry,
@@ -284,6 +318,7 @@ class Service:
                 notify_worker_ready()
                 await self._stop.wait()
             finally:
+                readiness.set(draining=True)  # probes and grpc.health say NOT_SERVING from here
                 with trio.CancelScope(shield=True):
                     # Stop re-registering (letting a refresh in progress finish) before deregistering:
                     # a refresh landing during the drain would put the record back, and clients would
@@ -292,6 +327,7 @@ class Service:
                     with trio.move_on_after(opts.registry_timeout):
                         await registrar_done.wait()
                     await self._deregister(registry)
+                    readiness.set(registered=False)
                     await server.drain(opts.server_grace_period)
                 nursery.cancel_scope.cancel()
 

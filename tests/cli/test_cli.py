@@ -77,7 +77,7 @@ async def test_stream_stats_and_json_output():
         (node,) = json.loads(out)
         assert rc == 0 and node["requests"] >= 2 and node["address"].startswith("127.0.0.1:")
         rc, out, _ = await _cli("stats", "cli-chat")  # not a TTY: tab-separated rows, no header
-        assert rc == 0 and out.count("\t") == 8 and out.startswith(node["node"])
+        assert rc == 0 and out.count("\t") == 9 and out.startswith(node["node"])  # 10 columns
         rc, out, err = await _cli("describe", "cli-chat", "--output", "json")
         assert rc == 0 and json.loads(out)[0]["name"] == "cli-chat"
 

@@ -179,14 +179,17 @@ class GoProcess:
 
 
 @asynccontextmanager
-async def open_go(binary: Path, args: Sequence[str]) -> AsyncIterator[GoProcess]:
-    """Start ``binary *args``; yield it; stop and reap it on exit (whatever happened)."""
+async def open_go(
+    binary: Path, args: Sequence[str], *, env: dict[str, str] | None = None
+) -> AsyncIterator[GoProcess]:
+    """Start ``binary *args`` (``env`` added to :func:`go_env`); yield it; stop and reap it on exit
+    (whatever happened)."""
     proc = await trio.lowlevel.open_process(
         [str(binary), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=go_env(),
+        env={**go_env(), **(env or {})},
     )
     go = GoProcess(proc, list(args))
     try:

@@ -14,7 +14,8 @@ delivery continues with the next message.
 ``publish`` works from any task; ``subscribe`` needs an open broker. ``async with broker:`` opens a
 *session* (a :class:`~trimicro._lifecycle.NurseryOwner` lifespan; sessions nest and are kept per
 task). Delivery tasks live in the nursery of the nearest enclosing session of the task that
-subscribes (found by walking up the parent tasks), so one shared broker (:func:`from_options`) can
+subscribes (found by walking up the parent tasks; a task under none of them uses the latest session,
+as a test does whose fixture opened the broker), so one shared broker (:func:`from_options`) can
 serve several services in one process, each owning its own subscribers' tasks.
 """
 
@@ -155,6 +156,10 @@ class MemoryBroker(NurseryOwner):
                 return stack[-1]
             parent = task.parent_nursery
             task = parent.parent_task if parent is not None else None
+        if self._sessions:
+            # Not under any session (a pytest-trio fixture opened the broker in a task of its own):
+            # the most recently opened session owns the delivery.
+            return list(self._sessions.values())[-1][-1]
         raise BrokerError("MemoryBroker.subscribe must run inside `async with broker:` (which owns delivery)")
 
     def _forget(self, sub: MemorySubscription) -> None:

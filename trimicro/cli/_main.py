@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     pub = add("publish", "publish a JSON message on a topic")
     pub.add_argument("topic")
     pub.add_argument("message")
+    sub.add_parser("new", help="scaffold a service package (trimicro new NAME --help)", add_help=False)
     a = add("api", "run the HTTP/websocket gateway (Go Micro's `micro api`)")
     a.add_argument("--address", default="127.0.0.1:8080", help="host:port to listen on (':8080' is loopback)")
     a.add_argument("--namespace", default="", help="prefix for service names, e.g. go.micro.api")
@@ -210,7 +211,8 @@ async def _stats(client: Any, registry: Any, args: argparse.Namespace) -> None:
     if args.output == "json":
         print_json(results)
         return
-    cols = ["node", "address", "uptime", "memory", "threads", "gc", "requests", "errors"]
+    cols = ["node", "address", "uptime", "memory", "threads", "gc", "requests", "errors", "in_flight"]
+    cols += [c for c in ("p50_ms", "p99_ms") if any(c in r for r in results)]  # when metrics are on
     print_table(
         [c.upper() for c in cols] + ["ERROR"],
         [[r.get(c, "") for c in cols] + [r.get("error", "")] for r in results],
@@ -289,6 +291,10 @@ def _quiet_logs(options: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["new"]:  # works offline: no client, no registry
+        from ._new import main as new
+
+        return new(argv[1:])
     options, rest = _split(argv)
     args = _parser().parse_args(rest)
     _quiet_logs(options)

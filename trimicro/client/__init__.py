@@ -4,6 +4,8 @@ from ._client import CallFunc as CallFunc
 from ._client import CallRequest as CallRequest
 from ._client import Client as Client
 from ._client import ClientWrapper as ClientWrapper
+from ._client import PublishFunc as PublishFunc
+from ._client import PublishWrapper as PublishWrapper
 from ._client import default_retry as default_retry
 from ._pool import Pool as Pool
 

@@ -53,7 +53,15 @@ from ..transport import Message, Transport
 from ._pool import Pool
 from ._retry import Retrier, attach_pushback
 
-__all__ = ["CallFunc", "CallRequest", "Client", "ClientWrapper", "default_retry"]
+__all__ = [
+    "CallFunc",
+    "CallRequest",
+    "Client",
+    "ClientWrapper",
+    "PublishFunc",
+    "PublishWrapper",
+    "default_retry",
+]
 
 log = logging.getLogger("trimicro.client")
 CLIENT_ID = "go.micro.client"
@@ -89,6 +97,10 @@ class CallRequest:
 
 CallFunc = Callable[[CallRequest], Awaitable[Any]]
 ClientWrapper = Callable[[CallFunc], CallFunc]
+#: ``(topic, message) -> None``: what a publish wrapper wraps (Go Micro's ``client.Publish``); the
+#: message's header may be changed (tracing puts ``Traceparent`` there)
+PublishFunc = Callable[[str, BrokerMessage], Awaitable[None]]
+PublishWrapper = Callable[[PublishFunc], PublishFunc]
 
 
 def default_retry(err: BaseException) -> bool:
@@ -109,9 +121,11 @@ class Client:
     retry: Callable[[BaseException], bool] = default_retry
     #: Where ``publish`` sends; a running Service sets its own (None: publishing raises BrokerError).
     broker: Broker | None = None
+    publish_wrappers: list[PublishWrapper] = attrs.field(factory=list)
     pool: Pool = attrs.field(init=False)
     retrier: Retrier = attrs.field(init=False)
     _call_chain: CallFunc = attrs.field(init=False)
+    _publish_chain: PublishFunc = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.pool = Pool(self.transport, self.options.client_pool_size, self.options.client_pool_ttl)
@@ -123,10 +137,26 @@ class Client:
         for wrapper in reversed(self.wrappers):
             call = wrapper(call)
         self._call_chain = call
+        publish: PublishFunc = self._publish
+        for pwrapper in reversed(self.publish_wrappers):
+            publish = pwrapper(publish)
+        self._publish_chain = publish
 
-    def wrap(self, wrapper: ClientWrapper) -> None:
-        """Add a client wrapper (outermost first), Go Micro's ``client.Wrap``."""
-        self.wrappers.append(wrapper)
+    def wrap(self, wrapper: ClientWrapper, *, first: bool = False) -> None:
+        """Add a client wrapper (outermost first, or the outermost with ``first=True``), Go Micro's
+        ``client.Wrap``."""
+        if first:
+            self.wrappers.insert(0, wrapper)
+        else:
+            self.wrappers.append(wrapper)
+        self._rebuild()
+
+    def wrap_publish(self, wrapper: PublishWrapper, *, first: bool = False) -> None:
+        """Add a publish wrapper ``w(next) -> publish(topic, message)`` (outermost first)."""
+        if first:
+            self.publish_wrappers.insert(0, wrapper)
+        else:
+            self.publish_wrappers.append(wrapper)
         self._rebuild()
 
     async def aclose(self) -> None:
@@ -312,7 +342,13 @@ class Client:
         header[MICRO_TOPIC] = topic
         header[MESSAGE_ID] = str(uuid.uuid4())
         header.pop(MICRO_ID, None)
-        await broker.publish(topic, BrokerMessage(header, body))
+        await self._publish_chain(topic, BrokerMessage(header, body))
+
+    async def _publish(self, topic: str, message: BrokerMessage) -> None:
+        broker = self.broker
+        if broker is None:
+            raise BrokerError("this client has no broker: publish from a running Service (service.client)")
+        await broker.publish(topic, message)
 
     # -- streams --
     @asynccontextmanager

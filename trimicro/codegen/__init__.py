@@ -5,6 +5,7 @@ services: a typed client, a handler ``Protocol``, a ``MethodSpec`` list and a re
 docs/codegen.md.
 """
 
+from ._names import snake_case as snake_case
 from .plugin import Options as Options
 from .plugin import generate as generate
 from .plugin import main as main
@@ -15,4 +16,5 @@ __all__ = [
     "generate",
     "main",
     "parse_options",
+    "snake_case",
 ]

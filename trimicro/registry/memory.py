@@ -1,11 +1,13 @@
 """In-process registry: a feature for tests and single-process apps, not a test double.
 
-Records expire ``ttl`` seconds after their last registration (checked lazily on read, on trio's clock),
+Records expire ``ttl`` seconds after their last registration (checked on read, on trio's clock, and by
+a waiting watcher when the next record is due, so an expiry reaches watchers even if nobody reads),
 and watchers get the same create/update/delete events as from any other registry.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,16 +33,23 @@ class MemoryWatcher:
 
     _service: str | None
     _receive: trio.MemoryReceiveChannel[Result]
+    _registry: MemoryRegistry | None = None
 
     def __aiter__(self) -> AsyncIterator[Result]:
         return self
 
     async def __anext__(self) -> Result:
         while True:
+            due = self._registry._next_expiry() if self._registry is not None else math.inf
             try:
-                result = await self._receive.receive()
+                with trio.move_on_at(due) as waiting:
+                    result = await self._receive.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 raise StopAsyncIteration from None
+            if waiting.cancelled_caught:  # a record is due: expiring it queues its delete event
+                assert self._registry is not None
+                self._registry._expire()
+                continue
             if self._service is None or result.service.name == self._service:
                 return result
 
@@ -72,6 +81,9 @@ class MemoryRegistry:
                 self._watchers.discard(send)
             except trio.BrokenResourceError:
                 self._watchers.discard(send)
+
+    def _next_expiry(self) -> float:
+        return min((r.expires for nodes in self._records.values() for r in nodes.values()), default=math.inf)
 
     def _expire(self) -> None:
         now = trio.current_time()
@@ -129,7 +141,7 @@ class MemoryRegistry:
         send, receive = trio.open_memory_channel[Result](1000)
         self._watchers.add(send)
         try:
-            yield MemoryWatcher(service, receive)
+            yield MemoryWatcher(service, receive, self)
         finally:
             self._watchers.discard(send)
             send.close()

@@ -163,9 +163,13 @@ class Router:
             call = wrapper(call)
         return call
 
-    def add_wrapper(self, wrapper: HandlerWrapper) -> None:
-        """Add a handler wrapper (outermost first); re-wraps existing routes."""
-        self.wrappers.append(wrapper)
+    def add_wrapper(self, wrapper: HandlerWrapper, *, first: bool = False) -> None:
+        """Add a handler wrapper (outermost first; ``first=True`` makes it the outermost, as
+        tracing and metrics want to be); re-wraps existing routes."""
+        if first:
+            self.wrappers.insert(0, wrapper)
+        else:
+            self.wrappers.append(wrapper)
         for route in self.routes.values():
             route.call = self._wrap(route.method, route.spec)
 

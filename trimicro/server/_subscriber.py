@@ -203,9 +203,13 @@ class Subscribers:
         """Add a subscription (options ``wrappers``, ``auto_ack``; others fail when it starts)."""
         self._subscriptions.append((topic, handler, queue, options))
 
-    def wrap(self, wrapper: SubscriberWrapper) -> None:
-        """Add a service-wide wrapper (outermost first); subscriptions started later use it."""
-        self._wrappers.append(wrapper)
+    def wrap(self, wrapper: SubscriberWrapper, *, first: bool = False) -> None:
+        """Add a service-wide wrapper (outermost first, or the outermost with ``first=True``);
+        subscriptions started later use it."""
+        if first:
+            self._wrappers.insert(0, wrapper)
+        else:
+            self._wrappers.append(wrapper)
 
     def endpoints(self) -> list[Endpoint]:
         """The registry endpoints advertising the subscriptions (metadata ``topic``,

@@ -114,13 +114,25 @@ func main() {
 // ---------------------------------------------------------------- server
 
 type Greeter struct {
-	name string
+	name   string
+	client client.Client // for INTEROP_RELAY (otel.go)
 }
 
 func (g *Greeter) Hello(ctx context.Context, req *greeter.HelloRequest, rsp *greeter.HelloResponse) error {
 	md, _ := metadata.FromContext(ctx)
-	emit(map[string]interface{}{"event": "hello", "name": req.Name, "metadata": md})
+	ev := map[string]interface{}{"event": "hello", "name": req.Name, "metadata": md}
+	if tid, sid := traceIDs(ctx); tid != "" {
+		ev["trace_id"], ev["span_id"] = tid, sid
+	}
+	emit(ev)
 	rsp.Greeting = "Hello " + req.Name
+	relayed, err := relay(ctx, g.client, req.Name)
+	if err != nil {
+		return err
+	}
+	if relayed != "" {
+		rsp.Greeting += " / " + relayed
+	}
 	return nil
 }
 
@@ -238,7 +250,7 @@ func subLogger(next server.SubscriberFunc) server.SubscriberFunc {
 
 func runServer() {
 	var name, topic, queue string
-	svc := micro.NewService(
+	opts := append([]micro.Option{
 		micro.Name("greeter-go"),
 		micro.Flags(
 			&cli.StringFlag{Name: "name", Usage: "service name (same as --server_name)", EnvVars: []string{"INTEROP_NAME"}},
@@ -250,13 +262,14 @@ func runServer() {
 			return nil
 		}),
 		micro.WrapSubscriber(subLogger),
-	)
+	}, otelOptions()...)
+	svc := micro.NewService(opts...)
 	svc.Init()
 	if name != "" {
 		svc.Server().Init(server.Name(name))
 	}
 	sname := svc.Server().Options().Name
-	if err := greeter.RegisterGreeterHandler(svc.Server(), &Greeter{name: sname}); err != nil {
+	if err := greeter.RegisterGreeterHandler(svc.Server(), &Greeter{name: sname, client: svc.Client()}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

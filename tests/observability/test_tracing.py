@@ -1,0 +1,210 @@
+"""Tracing: one trace across a Python -> Python call chain (mucp and gRPC) and across pub/sub."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+import trimicro
+from tests.conftest import Greeter
+from tests.protos.greeter_pb2 import Event, HelloRequest, HelloResponse
+from trimicro.broker.http import HttpBroker
+from trimicro.broker.memory import MemoryBroker
+from trimicro.broker.nats import NatsBroker
+from trimicro.observability import instrument
+from trimicro.registry import MemoryRegistry
+from trimicro.testing.nats import NatsServerNotFound, open_nats_server
+
+pytestmark = pytest.mark.loopback
+
+
+class Front:
+    """Service A's handler: calls service B while handling a call (the chain under test)."""
+
+    def __init__(self) -> None:
+        self.service: trimicro.Service | None = None
+
+    async def Relay(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
+        assert self.service is not None
+        rsp: HelloResponse = await self.service.client.call(
+            "b", "Greeter.Hello", req, response_type=HelloResponse
+        )
+        return HelloResponse(greeting="via a: " + rsp.greeting)
+
+    async def RelayFail(self, req: HelloRequest, ctx: trimicro.Context) -> HelloResponse:
+        assert self.service is not None
+        rsp: HelloResponse = await self.service.client.call(
+            "b", "Greeter.Fail", req, response_type=HelloResponse
+        )
+        return rsp
+
+
+def _ids(span: Any) -> tuple[int, int, int | None]:
+    parent = span.parent.span_id if span.parent is not None else None
+    return span.context.trace_id, span.context.span_id, parent
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+async def test_call_chain_is_one_trace(spans: Any, transport: str) -> None:
+    registry = MemoryRegistry()
+    front = Front()
+    a = trimicro.Service("a", registry=registry, handlers=[front], transport=transport, argv=[])
+    b = trimicro.Service("b", registry=registry, handlers=[Greeter()], transport=transport, argv=[])
+    front.service = a
+    instrument(a, tracer_provider=spans.provider)
+    instrument(b, tracer_provider=spans.provider)
+    async with trimicro.open_service(service=b), trimicro.open_service(service=a):
+        tracer = spans.provider.get_tracer("test")
+        with tracer.start_as_current_span("root"):
+            rsp = await a.client.call("a", "Front.Relay", HelloRequest(name="x"), response_type=HelloResponse)
+    assert rsp.greeting == "via a: Hello x"
+    root = spans.named("root")
+    by_kind = {(s.name, s.kind): s for s in spans.finished()}
+    a_client = by_kind[("a/Front.Relay", SpanKind.CLIENT)]
+    a_server = by_kind[("a/Front.Relay", SpanKind.SERVER)]
+    b_client = by_kind[("b/Greeter.Hello", SpanKind.CLIENT)]
+    b_server = by_kind[("b/Greeter.Hello", SpanKind.SERVER)]
+    chain = [root, a_client, a_server, b_client, b_server]
+    assert len({s.context.trace_id for s in chain}) == 1
+    for parent, child in itertools.pairwise(chain):
+        assert _ids(child)[2] == parent.context.span_id, (parent.name, child.name)
+    system = "grpc" if transport == "grpc" else "go-micro"
+    assert a_server.attributes["rpc.system"] == system
+    assert b_client.attributes["rpc.system"] == system
+    assert b_server.attributes["rpc.service"] == "b"
+    assert b_server.attributes["rpc.method"] == "Greeter.Hello"
+    assert b_server.attributes["server.address"] == b.address.rpartition(":")[0]
+    assert b_server.attributes["server.port"] == int(b.address.rpartition(":")[2])
+    assert b_server.status.status_code is StatusCode.UNSET
+    assert b_server.parent.is_remote and not b_client.parent.is_remote
+
+
+async def test_errors_mark_spans(spans: Any) -> None:
+    registry = MemoryRegistry()
+    front = Front()
+    a = trimicro.Service("a", registry=registry, handlers=[front], argv=[])
+    b = trimicro.Service("b", registry=registry, handlers=[Greeter()], argv=[])
+    front.service = a
+    instrument(a, tracer_provider=spans.provider)
+    instrument(b, tracer_provider=spans.provider)
+    async with trimicro.open_service(service=b), trimicro.open_service(service=a):
+        with pytest.raises(trimicro.MicroError) as info:
+            await a.client.call("a", "Front.RelayFail", HelloRequest(name="x"), response_type=HelloResponse)
+    assert info.value.code == 400
+    for span in spans.finished():
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert span.attributes["error.type"] == "400"
+    assert len({s.context.trace_id for s in spans.finished()}) == 1
+    server = next(s for s in spans.finished() if s.name == "b/Greeter.Fail" and s.kind is SpanKind.SERVER)
+    assert any(e.name == "exception" for e in server.events)
+
+
+async def test_incoming_traceparent_from_a_foreign_client(spans: Any) -> None:
+    """A caller that only sends ``Traceparent`` metadata (as Go Micro's otel wrapper writes it)."""
+    registry = MemoryRegistry()
+    b = trimicro.Service("b", registry=registry, handlers=[Greeter()], argv=[])
+    instrument(b, tracer_provider=spans.provider)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with trimicro.open_service(service=b), trimicro.open_client(registry=registry) as client:
+        await client.call("b", "Greeter.Hello", HelloRequest(name="x"), metadata={"Traceparent": parent})
+    [span] = spans.finished()
+    assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
+
+
+BrokerFactory = Callable[[], Any]
+
+
+@pytest.fixture(params=["memory", "http", "nats"])
+async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
+    if request.param == "memory":
+        shared = MemoryBroker()
+        yield lambda: shared
+    elif request.param == "http":
+        yield lambda: HttpBroker()
+    else:
+        try:
+            async with open_nats_server() as server:
+                yield lambda: NatsBroker([server.address])
+        except NatsServerNotFound as exc:
+            pytest.skip(str(exc))
+
+
+async def test_pubsub_keeps_the_trace(spans: Any, make_broker: BrokerFactory) -> None:
+    registry = MemoryRegistry()
+    got: list[tuple[Event, str]] = []
+    arrived = trio.Event()
+
+    async def on_event(msg: Event, ctx: trimicro.Context) -> None:
+        span = trace.get_current_span()
+        got.append((msg, format(span.get_span_context().trace_id, "032x")))
+        arrived.set()
+
+    pub = trimicro.Service("pub", registry=registry, broker=make_broker(), argv=[])
+    sub = trimicro.Service("sub", registry=registry, broker=make_broker(), argv=[])
+    sub.subscribe("events", on_event)
+    instrument(pub, tracer_provider=spans.provider)
+    instrument(sub, tracer_provider=spans.provider)
+    async with trimicro.open_service(service=sub), trimicro.open_service(service=pub):
+        with spans.provider.get_tracer("test").start_as_current_span("root"):
+            await pub.client.publish("events", Event(id="1", message="hi"))
+        with trio.fail_after(10):
+            await arrived.wait()
+    root, publish, process = spans.named("root"), spans.named("publish events"), spans.named("process events")
+    assert publish.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+    assert publish.parent.span_id == root.context.span_id
+    assert process.parent.span_id == publish.context.span_id
+    assert process.context.trace_id == root.context.trace_id
+    assert got[0][1] == format(root.context.trace_id, "032x")
+    assert process.attributes["messaging.destination.name"] == "events"
+    assert process.attributes["messaging.operation.type"] == "process"
+    assert publish.attributes["messaging.system"] == pub.options.broker
+
+
+def test_nothing_imported_when_disabled() -> None:
+    """Without the options, a service makes calls without importing OpenTelemetry or prometheus."""
+    code = textwrap.dedent(
+        """
+        import sys, trio, trimicro
+        from tests.conftest import Greeter
+        from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
+
+        async def main():
+            reg = trimicro.registry.MemoryRegistry()
+            async with trimicro.open_service("g", registry=reg, handlers=[Greeter()]) as svc:
+                await svc.client.call("g", "Greeter.Hello", HelloRequest(name="x"), response_type=HelloResponse)
+                assert svc.observability is None
+
+        trio.run(main)
+        bad = [m for m in sys.modules if m.startswith(("opentelemetry", "prometheus_client"))]
+        assert not bad, bad
+        print("ok")
+        """
+    )
+    env_clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MICRO_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env_clean, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_traceparent_flags_are_go_compatible() -> None:
+    """Only the sampled flag goes out: OTel Go <= 1.35 drops a traceparent with flags 03."""
+    from trimicro.observability._tracing import HeaderGetter, HeaderSetter
+
+    carrier: dict[str, str] = {}
+    HeaderSetter().set(carrier, "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03")
+    assert carrier == {"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    HeaderSetter().set(carrier, "tracestate", "k=v")
+    assert carrier["Tracestate"] == "k=v"
+    assert HeaderGetter().get({"TRACEPARENT": "x"}, "traceparent") == ["x"]
+    assert HeaderGetter().get({}, "traceparent") is None
