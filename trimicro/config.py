@@ -133,6 +133,11 @@ class Options:
     server_metadata: dict[str, str] = attrs.field(factory=dict, converter=_metadata)
     server_max_header_size: int = 64 * 1024
     server_max_body_size: int = 4 * 1024 * 1024
+    #: gRPC message limits (RESOURCE_EXHAUSTED beyond): receive 0 = server_max_body_size
+    server_max_recv_msg_size: int = attrs.field(default=0, validator=_at_least(0))
+    server_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
+    client_max_recv_msg_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(1))
+    client_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     #: HTTP/2: PING after this long without reads, close if unanswered in the timeout; clients

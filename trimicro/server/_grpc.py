@@ -95,6 +95,8 @@ class GrpcServer:
     #: path -> raw unary handler on protobuf bytes (the health check lives here)
     unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
     max_message_size: int = 4 * 1024 * 1024
+    #: largest response message sent (``server_max_send_msg_size``): beyond, RESOURCE_EXHAUSTED
+    max_send_message_size: int = 2**31 - 1
     max_header_size: int = 64 * 1024
     #: HTTP/2 header-block, idle and keepalive limits (docs/grpc.md "Hardening")
     policy: H2Policy = attrs.field(factory=H2Policy)
@@ -120,7 +122,8 @@ class GrpcServer:
             return cls(server)
         return cls(
             server,
-            max_message_size=options.server_max_body_size,
+            max_message_size=options.server_max_recv_msg_size or options.server_max_body_size,
+            max_send_message_size=options.server_max_send_msg_size,
             max_header_size=options.server_max_header_size,
             policy=H2Policy(
                 header_timeout=options.server_header_timeout,
@@ -214,6 +217,13 @@ class _Call:
         if not self.headers_sent:
             self.stream.send_headers(self._initial_headers())
             self.headers_sent = True
+        limit = self.owner.max_send_message_size
+        if len(payload) > limit:
+            raise errors.MicroError(
+                "go.micro.server",
+                429,
+                f"response message of {len(payload)} bytes exceeds the send limit of {limit}",
+            )
         await self.stream.send_message(encode_frame(payload))
 
     async def finish(self, status: int, message: str = "", payload: bytes | None = None) -> None:
@@ -221,6 +231,10 @@ class _Call:
         stream = self.stream
         if stream.finished:
             return
+        limit = self.owner.max_send_message_size
+        if payload is not None and len(payload) > limit:
+            message = f"grpc: response message of {len(payload)} bytes exceeds the send limit of {limit}"
+            status, payload = Status.RESOURCE_EXHAUSTED, None
         stream.finished = True
         trailers: list[tuple[str, str]] = []
         if not self.headers_sent:
