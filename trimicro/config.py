@@ -139,6 +139,11 @@ class Options:
     server_metadata: dict[str, str] = attrs.field(factory=dict, converter=_metadata)
     server_max_header_size: int = 64 * 1024
     server_max_body_size: int = 4 * 1024 * 1024
+    #: gRPC message limits (RESOURCE_EXHAUSTED beyond): receive 0 = server_max_body_size
+    server_max_recv_msg_size: int = attrs.field(default=0, validator=_at_least(0))
+    server_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
+    client_max_recv_msg_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(1))
+    client_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     #: a frame's whole body must arrive within this (408 and close): a trickled body cannot hold a
@@ -147,6 +152,11 @@ class Options:
     #: connections served at once per listener (0: the descriptor limit minus a reserve, at most
     #: 10,000); beyond it new ones are closed at accept (transport/http.py)
     server_max_connections: int = attrs.field(default=0, validator=_at_least(0))
+    #: HTTP/2: PING after this long without reads, close if unanswered in the timeout; clients
+    #: pinging more often than min_time get GOAWAY(ENHANCE_YOUR_CALM, too_many_pings)
+    server_keepalive_time: float = attrs.field(default=7200.0, converter=_float)
+    server_keepalive_timeout: float = attrs.field(default=20.0, converter=_float)
+    server_keepalive_min_time: float = attrs.field(default=300.0, converter=_float)
     server_grace_period: float = attrs.field(default=10.0, converter=_float)
     server_workers: int = attrs.field(default=1, converter=_workers)
     server_reuse_port: bool = attrs.field(default=False, converter=_bool)

@@ -50,6 +50,7 @@ from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
 from ..transport import (
     GRPC_CONTENT_TYPES,
+    H2Policy,
     H2Server,
     H2ServerStream,
     Status,
@@ -100,7 +101,11 @@ class GrpcServer:
     #: path -> raw unary handler on protobuf bytes (the health check lives here)
     unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
     max_message_size: int = 4 * 1024 * 1024
+    #: largest response message sent (``server_max_send_msg_size``): beyond, RESOURCE_EXHAUSTED
+    max_send_message_size: int = 2**31 - 1
     max_header_size: int = 64 * 1024
+    #: HTTP/2 header-block, idle and keepalive limits (docs/grpc.md "Hardening")
+    policy: H2Policy = attrs.field(factory=H2Policy)
     _h2: H2Server = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -109,6 +114,7 @@ class GrpcServer:
         self._h2 = H2Server(
             self,
             max_header_size=self.max_header_size,
+            policy=self.policy,
             # a stream counts as a call in flight from its acceptance: the server's drain waits
             on_accept=self.server.enter_call,
             on_retire=self.server.exit_call,
@@ -122,8 +128,16 @@ class GrpcServer:
             return cls(server)
         return cls(
             server,
-            max_message_size=options.server_max_body_size,
+            max_message_size=options.server_max_recv_msg_size or options.server_max_body_size,
+            max_send_message_size=options.server_max_send_msg_size,
             max_header_size=options.server_max_header_size,
+            policy=H2Policy(
+                header_timeout=options.server_header_timeout,
+                idle_timeout=options.server_idle_timeout,
+                keepalive_time=options.server_keepalive_time,
+                keepalive_timeout=options.server_keepalive_timeout,
+                min_ping_interval=options.server_keepalive_min_time,
+            ),
         )
 
     # -- the connections: trimicro.transport._h2server does the HTTP/2 side --
@@ -209,6 +223,13 @@ class _Call:
         if not self.headers_sent:
             self.stream.send_headers(self._initial_headers())
             self.headers_sent = True
+        limit = self.owner.max_send_message_size
+        if len(payload) > limit:
+            raise errors.MicroError(
+                "go.micro.server",
+                429,
+                f"response message of {len(payload)} bytes exceeds the send limit of {limit}",
+            )
         await self.stream.send_message(encode_frame(payload))
 
     async def finish(
@@ -218,6 +239,10 @@ class _Call:
         stream = self.stream
         if stream.finished:
             return
+        limit = self.owner.max_send_message_size
+        if payload is not None and len(payload) > limit:
+            message = f"grpc: response message of {len(payload)} bytes exceeds the send limit of {limit}"
+            status, payload = Status.RESOURCE_EXHAUSTED, None
         stream.finished = True
         trailers: list[tuple[str, str]] = []
         if not self.headers_sent:

@@ -13,6 +13,7 @@ from ._h2grpc import endpoint_for_path as endpoint_for_path
 from ._h2grpc import incoming_metadata as incoming_metadata
 from ._h2grpc import status_details_for_error as status_details_for_error
 from ._h2grpc import status_for_error as status_for_error
+from ._h2policy import H2Policy as H2Policy
 from ._h2server import H2App as H2App
 from ._h2server import H2Server as H2Server
 from ._h2server import H2ServerStream as H2ServerStream
@@ -55,6 +56,7 @@ __all__ = [
     "GrpcTransport",
     "H2App",
     "H2Handler",
+    "H2Policy",
     "H2Server",
     "H2ServerStream",
     "HttpListener",

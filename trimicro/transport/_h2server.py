@@ -38,6 +38,7 @@ import trio
 from ..errors import TransportError
 from . import _http2 as h2p
 from ._h2conn import FLUSH_AT, MAX_STREAMS, H2Conn, StreamState
+from ._h2policy import H2Policy, read_loop
 from ._sync import Notifier, Signal, wait_any
 
 __all__ = ["H2App", "H2Server", "H2ServerConn", "H2ServerStream", "peer_address"]
@@ -131,6 +132,8 @@ class H2ServerConn(H2Conn):
 
     def __init__(self, server: H2Server, sock: trio.abc.Stream, nursery: trio.Nursery, remote: str) -> None:
         super().__init__(sock, client_side=False, max_header_list_size=server.max_header_size)
+        self.h2.guard.clock = trio.current_time
+        self.h2.guard.min_ping_interval = server.policy.min_ping_interval
         self.server = server
         self.nursery = nursery
         self.remote = remote
@@ -193,6 +196,8 @@ class H2ServerConn(H2Conn):
             while self.closed is None:
                 self._wake = wake = Signal()
                 window = self._window.event
+                if self.dirty:
+                    self.h2.guard.forgive_pings()  # replies' DATA: the peer may probe with PINGs
                 for st in list(self.dirty):
                     if self.move_out(st):
                         del self.dirty[st]
@@ -317,8 +322,7 @@ class H2ServerConn(H2Conn):
         self._written.fire()
 
     async def run_reader(self) -> None:
-        while await self.read_once():
-            pass
+        await read_loop(self, self.server.policy)
 
 
 def _nothing() -> None:
@@ -338,6 +342,8 @@ class H2Server:
     #: called when an accepted stream is done, whether its handler ran or not (reset while
     #: waiting for a slot, connection lost)
     on_retire: Callable[[], None] = _nothing
+    #: header-block, idle and keepalive time limits (see :mod:`._h2policy`)
+    policy: H2Policy = attrs.field(factory=H2Policy)
     #: live counters, for leak tests and Debug.Stats-style reporting
     open_connections: int = attrs.field(default=0, init=False)
     open_streams: int = attrs.field(default=0, init=False)

@@ -173,9 +173,20 @@ class GrpcSocket:
             else:
                 if self._sent_end:
                     raise TransportError("send after the request stream was closed")
+                self._check_size(msg.body)
                 await self._conn.send_data(st, encode_frame(msg.body))
         except StreamReset:
             raise TransportError("gRPC stream was reset by the server") from None
+
+    def _check_size(self, body: bytes) -> None:
+        limit = self._transport.max_send_message_size
+        if len(body) > limit:
+            # gRPC's RESOURCE_EXHAUSTED (429 maps to it), before a byte is sent
+            raise MicroError(
+                "go.micro.client",
+                429,
+                f"request message of {len(body)} bytes exceeds the send limit of {limit}",
+            )
 
     async def _start(self, msg: Message) -> None:
         header = msg.header
@@ -234,6 +245,7 @@ class GrpcSocket:
                 await conn.flush()
             else:
                 self._sent_end = True
+                self._check_size(msg.body)
                 await conn.send_data(st, encode_frame(msg.body), end_stream=True)
         except StreamReset:
             raise TransportError("gRPC stream was reset by the server") from None
@@ -396,6 +408,8 @@ class GrpcTransport:
 
     ssl_context: ssl.SSLContext | None = None
     max_message_size: int = 4 * 1024 * 1024
+    #: largest request message sent (``client_max_send_msg_size``; gRPC's default: 2 GiB - 1)
+    max_send_message_size: int = 2**31 - 1
     name: str = "grpc"
     options: Any = None
     _conns: dict[str, _ClientConn] = attrs.field(factory=dict, init=False)
@@ -484,6 +498,7 @@ def from_options(options: Any) -> GrpcTransport:
     ctx = _tls.client_context(options, ["h2"])  # client_tls_ca, client_tls_cert/key (mTLS)
     return GrpcTransport(
         ssl_context=ctx,
-        max_message_size=getattr(options, "server_max_body_size", 4 * 1024 * 1024),
+        max_message_size=getattr(options, "client_max_recv_msg_size", 4 * 1024 * 1024),
+        max_send_message_size=getattr(options, "client_max_send_msg_size", 2**31 - 1),
         options=options,
     )

@@ -43,6 +43,7 @@ from .events import (
     TrailersReceived,
     WindowUpdated,
 )
+from .flood import FloodGuard
 from .frames import (
     ACK,
     CONTINUATION,
@@ -114,8 +115,11 @@ class H2Protocol:
         max_frame_size: int = MIN_FRAME,
         max_header_list_size: int = 64 * 1024,
         max_concurrent_streams: int | None = None,
+        guard: FloodGuard | None = None,
     ) -> None:
         self.client_side = client_side
+        #: budgets for the peer's RST_STREAM/SETTINGS/PING frames (see :mod:`.flood`)
+        self.guard = guard if guard is not None else FloodGuard()
         local = Settings()
         local.initial_window_size = initial_window_size
         local.max_frame_size = max_frame_size
@@ -296,6 +300,15 @@ class H2Protocol:
             self._frame(GOAWAY, 0, 0, GOAWAY_HEAD.pack(self._last_remote_id, error_code) + additional_data)
             self.closed = True
 
+    @property
+    def header_block_pending(self) -> bool:
+        """A HEADERS arrived without END_HEADERS and its CONTINUATION is still due."""
+        return self._continuation is not None
+
+    def send_ping(self, opaque: bytes = bytes(8)) -> None:
+        """Queue a PING (keepalive); its ACK sets ``guard.last_ack``."""
+        self._frame(PING, 0, 0, opaque)
+
     # -- stream bookkeeping --
     # (callers have checked that the stream's side is open: a missing transition is a bug here)
     def _end_local(self, st: Stream) -> None:
@@ -346,7 +359,7 @@ class H2Protocol:
             pos = self._parse(buf, events)
         except H2ProtocolError as exc:
             self._in = bytearray()
-            self.close_connection(exc.error_code)
+            self.close_connection(exc.error_code, getattr(exc, "debug_data", b""))
             raise
         if pos == len(buf):
             self._in = bytearray()
@@ -407,8 +420,11 @@ class H2Protocol:
                             ErrorCode.FRAME_SIZE_ERROR if length != 8 else ErrorCode.PROTOCOL_ERROR,
                         )
                     if not flags & ACK:
+                        self.guard.on_ping()
                         self._frame(PING, ACK, 0, payload)
                         self._control(17)
+                    else:
+                        self.guard.on_ping_ack()
                 elif ftype == GOAWAY:
                     if sid:
                         raise H2ProtocolError("GOAWAY on a stream")
@@ -642,6 +658,7 @@ class H2Protocol:
             raise H2ProtocolError("RST_STREAM on stream 0")
         if len(payload) != 4:
             raise H2ProtocolError("bad RST_STREAM length", ErrorCode.FRAME_SIZE_ERROR)
+        self.guard.on_reset()
         st = self.streams.get(sid)
         if st is None:
             if self._is_idle(sid):
@@ -659,6 +676,7 @@ class H2Protocol:
             return
         if len(payload) % 6:
             raise H2ProtocolError("bad SETTINGS length", ErrorCode.FRAME_SIZE_ERROR)
+        self.guard.on_settings()
         remote = self.remote_settings
         changed: dict[int, int] = {}
         for pos in range(0, len(payload), 6):
