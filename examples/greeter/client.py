@@ -1,4 +1,5 @@
-"""Calls the greeter found through the registry: `python examples/greeter/client.py [name]`."""
+"""Calls the greeter found through the registry: `python examples/greeter/client.py John`
+(with the server running)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The greeter service: `python examples/greeter/server.py` (honours --flags and MICRO_* env).
+"""The greeter service: `python examples/greeter/server.py &` (honours --flags and MICRO_* env).
 
 The handler implements the generated ``GreeterHandler`` protocol (examples/greeter/proto, regenerate
 with ``bash examples/regen.sh``).

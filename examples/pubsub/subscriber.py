@@ -1,7 +1,7 @@
 """Two subscriber services, as in Go Micro's pubsub example.
 
-    python examples/pubsub/subscriber.py            # broadcast: sees every event
-    python examples/pubsub/subscriber.py --queue q  # one of the services sharing queue "q" sees each
+    python examples/pubsub/subscriber.py &            # broadcast: sees every event
+    python examples/pubsub/subscriber.py --queue q &  # one of the services sharing queue "q" sees each
 
 Each is a full service (RPC server + registry record advertising its subscriber endpoint); the
 subscription starts with it and stops with it (Ctrl-C deregisters and unsubscribes).
