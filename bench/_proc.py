@@ -3,16 +3,25 @@
 python -m bench._proc serve IMPL            prints "PORT <n>", serves until killed
 python -m bench._proc client IMPL ADDRESS SCENARIO PARAMS_JSON
                                             prints "RESULT {...}" (memory scenarios then "READY")
+
+The Go Micro columns exec bench/go/bin/gobench after pinning (the CPU affinity survives exec, and Go
+sizes GOMAXPROCS from it): "go-micro" is Go client -> Go server, "go-client-mucp" is the Go client
+driving trimicro's mucp server.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from bench import _drive
+
+GOBENCH = pathlib.Path(__file__).resolve().parent / "go" / "bin" / "gobench"
+GO_IMPLS = ("go-micro", "go-client-mucp")
 
 
 def _announce(port: int) -> None:
@@ -21,7 +30,9 @@ def _announce(port: int) -> None:
 
 
 def serve(impl: str) -> None:
-    if impl in ("trimicro-mucp", "trimicro-grpc"):
+    if impl == "go-micro":
+        os.execv(GOBENCH, [str(GOBENCH), "server"])
+    if impl in ("trimicro-mucp", "trimicro-grpc", "go-client-mucp"):
         import trio
 
         from bench import impl_trimicro
@@ -75,6 +86,21 @@ def _trio_client(open_client: Callable[[], Any], scenario: str, params: dict[str
     return trio.run(main)
 
 
+def go_client(address: str, scenario: str, params: dict[str, Any]) -> None:
+    """Become the Go client (it prints the RESULT line itself)."""
+    if scenario not in ("unary", "bidi"):
+        raise SystemExit(f"the Go client has no {scenario} scenario")
+    args = [str(GOBENCH), "client", "--address", address, "--mode", scenario]
+    args += ["--seconds", str(params.get("seconds", 2))]
+    if scenario == "unary":
+        args += ["--concurrency", str(params.get("concurrency", 1)), "--size", str(params.get("size", 0))]
+        args += ["--max", str(params.get("max_calls", 1_000_000))]
+    else:
+        args += ["--max", str(params.get("max_round_trips", 1_000_000))]
+    sys.stdout.flush()
+    os.execv(GOBENCH, args)
+
+
 def client(impl: str, address: str, scenario: str, params: dict[str, Any]) -> dict[str, Any]:
     if impl in ("trimicro-mucp", "trimicro-grpc"):
         from bench import impl_trimicro
@@ -120,6 +146,8 @@ def main(argv: list[str]) -> None:
         address, scenario, params_json = rest
         params = json.loads(params_json)
         _drive.pin(int(params.pop("cpu", 1)))
+        if impl in GO_IMPLS:
+            go_client(address, scenario, params)
         _drive.emit(client(impl, address, scenario, params))
     else:
         raise SystemExit(__doc__)

@@ -1,6 +1,6 @@
 """Profile trimicro's hot paths in one process (client and server together): where does a call go?
 
-    python -m bench.profile [unary_c1|unary_c64|stream] [--seconds 3] [--top 30]
+    python -m bench.profile [unary_c1|unary_c64|unary_64k_c8|stream|bidi] [--seconds 3] [--top 30]
 
 Both ends share one trio loop and one cProfile, so the listing is the whole cost of a call.
 """
@@ -22,6 +22,7 @@ PARAMS = {
     "unary_c64": ("unary", {"size": 0, "concurrency": 64, "max_calls": 10**9}),
     "unary_64k_c8": ("unary", {"size": 65536, "concurrency": 8, "max_calls": 10**9}),
     "stream": ("stream", {"count": 10**9}),
+    "bidi": ("bidi", {"max_round_trips": 10**9}),
 }
 
 
@@ -38,7 +39,7 @@ async def _main(scenario: str, seconds: float, transport: str, prof: Any) -> dic
             prof.enable()
             result = await _drive.run_trio(client, driver, {**params, "seconds": seconds})
             prof.disable()
-            n = result.get("calls") or result.get("msgs") or 1
+            n = result.get("calls") or result.get("msgs") or result.get("round_trips") or 1
             # CPU time per operation (client + server): steadier than wall clock on a shared machine.
             result["cpu_us_per_op"] = (time.process_time() - cpu) / n * 1e6
         nursery.cancel_scope.cancel()

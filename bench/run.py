@@ -22,6 +22,7 @@ import os
 import pathlib
 import platform
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -82,6 +83,8 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 _ALL = {s.name for s in SCENARIOS} - {"stream_coalesced"}
 _FLOOR = {"unary_c1", "unary_c64", "unary_64k_c8", "stream", "stream_coalesced", "idle_conns"}
+_GO = {"unary_c1", "unary_c64", "unary_64k_c8", "bidi"}
+GO_BUILD = ROOT / "bench" / "go" / "build.sh"
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,37 @@ def implementations() -> list[Impl]:
             frozenset((_FLOOR - {"stream_coalesced"}) | {"bidi", "open_streams"}),
         ),
         Impl("floor-tcp", "trio raw TCP floor", frozenset(_FLOOR | {"bidi"})),
+        # Go Micro v5.30.0 (bench/go): its own server and client, and its client against our mucp server.
+        Impl("go-micro", "Go Micro v5 (Go client → Go server)", frozenset(_GO)),
+        Impl("go-client-mucp", "Go Micro client → trimicro mucp", frozenset(_GO)),
     ]
+
+
+_go_build: list[str | None] = []  # the one build's outcome: None (built) or why not
+
+
+def _build_go() -> str | None:
+    """Build bench/go/bin/gobench once per run (an up-to-date build is a cached no-op for Go)."""
+    if not _go_build:
+        go = shutil.which("go") or (
+            "/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None
+        )
+        if go is None:
+            _go_build.append("Go is not installed (bench/go/build.sh needs Go >= 1.24)")
+        else:
+            env = {**os.environ, "GO": go}
+            out = subprocess.run(
+                ["bash", str(GO_BUILD)], capture_output=True, text=True, timeout=900, env=env
+            )
+            tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+            _go_build.append(f"bench/go/build.sh failed: {tail}" if out.returncode else None)
+    return _go_build[0]
 
 
 def unavailable(impl: Impl) -> str | None:
     """Why ``impl`` cannot run here, or None."""
+    if impl.name.startswith("go-"):
+        return _build_go()
     if impl.name == "purerpc":
         if not pathlib.Path(impl.python).exists():
             return "no purerpc virtualenv (python -m bench.run --setup-purerpc)"

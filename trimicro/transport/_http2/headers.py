@@ -23,6 +23,12 @@ _CONNECTION_HEADERS: Final = frozenset(
 _REQUEST_PSEUDO: Final = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 _RESPONSE_PSEUDO: Final = frozenset({b":status"})
 _NO_PSEUDO: Final = frozenset[bytes]()
+_REQUIRED_PSEUDO: Final = frozenset({b":method", b":scheme", b":path"})
+#: a byte no field value may hold (RFC 9113 8.2.1)
+_BAD_VALUE: Final = re.compile(rb"[\r\n\0]")
+#: regular header names already found well formed (and not connection-specific)
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_MAX: Final = 1024
 
 #: the kinds of header block, each with its own pseudo-headers
 REQUEST, RESPONSE, TRAILERS = 0, 1, 2
@@ -39,24 +45,34 @@ def valid(block: Block, kind: int) -> bool:
 
 def check_headers(raw: list[tuple[bytes, bytes]], allowed_pseudo: frozenset[bytes], *, request: bool) -> bool:
     """RFC 9113 8.2/8.3: lowercase names, pseudo-headers first and known, no connection-specific
-    fields, no CR/LF/NUL in values, and a request's required pseudo-headers present."""
+    fields, no CR/LF/NUL in values, and a request's required pseudo-headers present.
+
+    Runs once per distinct block, which for gRPC is once per call (``grpc-timeout`` and ids differ
+    each time), so it is kept cheap: a name's verdict is a pure function of the name, so good names
+    are remembered (a bounded set), and the values are scanned in one regex search, not three per value.
+    """
     regular = False
     seen: set[bytes] = set()
+    good = _GOOD_NAMES
     for name, value in raw:
-        if b"\r" in value or b"\n" in value or b"\0" in value:
-            return False
         if name[:1] == b":":
             if regular or name not in allowed_pseudo or name in seen or (not value and name != b":authority"):
                 return False
             seen.add(name)
-        elif not _TOKEN.match(name):  # also rejects upper case, as HTTP/2 requires
-            return False
-        else:
-            regular = True
-            if name in _CONNECTION_HEADERS or (name == b"te" and value != b"trailers"):
+            continue
+        if name not in good:
+            if not _TOKEN.match(name) or name in _CONNECTION_HEADERS:  # the regex rejects upper case too
                 return False
+            if len(good) >= _GOOD_NAMES_MAX:
+                good.clear()
+            good.add(name)
+        regular = True
+        if name == b"te" and value != b"trailers":
+            return False
+    if _BAD_VALUE.search(b" ".join([value for _, value in raw])):
+        return False
     if request:
-        return {b":method", b":scheme", b":path"} <= seen
+        return _REQUIRED_PSEUDO <= seen
     return seen == allowed_pseudo
 
 
