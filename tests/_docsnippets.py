@@ -20,6 +20,8 @@ either stacked or separated by ``;`` in one comment::
 127.0.0.1; otherwise (or without the binary) the snippet is skipped with that reason.
 
 How a shell snippet runs
+    A block with ``$ `` prompts is a console transcript: the prompted lines are its commands and
+    the other lines the output it shows (not run).
     As one bash script, cwd = the repository root, ``set -m`` (job control, so ``kill %1`` works
     and each job is its own process group). A line ending in ``&`` is run as written, in the
     background. Every other command is run as written through ``eval``; it must exit 0, else the
@@ -235,10 +237,15 @@ __docs_run() {  # $1 = the command as written, $2 = text its output must contain
 def logical_lines(code: str) -> Iterator[str]:
     """Commands of a shell block: continuation lines joined, blank and comment-only lines dropped."""
     buf = ""
+    # A block with ``$ `` prompts is a console transcript: only prompted lines (and their
+    # continuations) are commands, the rest is the output it shows.
+    console = any(raw.startswith("$ ") for raw in code.splitlines())
     for raw in code.splitlines():
         line = raw.rstrip()
         if line.startswith("$ "):
             line = line[2:]  # a console prompt
+        elif console and not buf:
+            continue
         if line.endswith("\\"):
             buf += line[:-1] + " "
             continue

@@ -75,3 +75,8 @@ def test_a_failing_command_fails_the_snippet_and_background_jobs_are_stopped():
         docs.RETRY_SECONDS = saved
     assert outcome.returncode == 1
     assert "docs: FAILED" in outcome.output
+
+
+def test_console_transcripts_run_only_the_prompted_lines():
+    code = "$ echo hi \\\n  there\nhi there\n$ true\noutput line\n"
+    assert list(docs.logical_lines(code)) == ["echo hi    there", "true"]

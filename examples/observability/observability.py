@@ -2,7 +2,7 @@
 
     pip install 'trimicro[otel,metrics]'
     python examples/observability/observability.py            # calls, prints spans and metrics, exits
-    python examples/observability/observability.py --linger 60 # ... then keeps serving for curl
+    python examples/observability/observability.py --linger 60 &  # ... then keeps serving for curl
 
 Both services run in this process (one nursery each), found through an in-memory registry. Spans go
 to OpenTelemetry's console exporter, one line each; ``/metrics`` and ``/health/*`` are served on
@@ -61,7 +61,7 @@ async def get(address: str, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
-async def main(linger: float) -> None:
+async def main(linger: float, metrics_address: str) -> None:
     # The application owns the tracer provider (OpenTelemetry's usual setup); trimicro uses the global one.
     provider = TracerProvider(resource=Resource.create({"service.name": "observability-example"}))
     provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
@@ -70,7 +70,7 @@ async def main(linger: float) -> None:
     registry = trimicro.registry.MemoryRegistry()
     front = Front()
     options = {"registry": registry, "tracing": True, "metrics_address": "127.0.0.1:0", "argv": []}
-    greeter_svc = trimicro.Service("greeter", handlers=[Greeter()], **options)
+    greeter_svc = trimicro.Service("greeter", handlers=[Greeter()], **{**options, "metrics_address": metrics_address})
     front_svc = trimicro.Service("front", handlers=[front], **options)
     front.service = front_svc
     async with trimicro.open_service(service=greeter_svc), trimicro.open_service(service=front_svc):
@@ -101,4 +101,6 @@ async def main(linger: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--linger", type=float, default=0.0, help="keep serving this many seconds")
-    trio.run(main, parser.parse_args(sys.argv[1:]).linger)
+    parser.add_argument("--metrics-address", default="127.0.0.1:0", help="greeter's /metrics and /health")
+    args = parser.parse_args(sys.argv[1:])
+    trio.run(main, args.linger, args.metrics_address)
