@@ -32,7 +32,7 @@ fi
 # Kafka for tests/broker/test_kafka.py: its jars from Maven Central, once, into ~/.cache/trimicro-kafka
 # (~45 MB, a few seconds; bounded). Without java/mvn, or if the fetch fails, those tests skip.
 if command -v java >/dev/null && command -v mvn >/dev/null; then
-  timeout 300 python3 -m trimicro.testing.kafka --fetch >/dev/null || echo "kafka: jars not fetched; kafka tests will skip"
+  timeout 300 python3 -m trimicro.testing kafka --fetch >/dev/null || echo "kafka: jars not fetched; kafka tests will skip"
 fi
 
 lint_paths=(trimicro tests examples plugins)

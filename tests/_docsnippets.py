@@ -14,6 +14,8 @@ either stacked or separated by ``;`` in one comment::
     <!-- docs: ports 8080 7946 -->                       skip (with a reason) if one is taken
     <!-- docs: needs nats -->                            start nats-server -js on 127.0.0.1:4222
     <!-- docs: needs etcd -->                            start etcd on 127.0.0.1:2379 (peer 2380)
+    <!-- docs: needs zookeeper -->  / ``needs kafka``    python3 -m trimicro.testing zookeeper|kafka --serve
+                                                         (127.0.0.1:2181 / 127.0.0.1:9092)
     <!-- docs: timeout 40 -->                            bound in seconds (default 30)
 
 ``needs`` starts the server on the fixed port the snippet names, only if that port is free on
@@ -328,6 +330,11 @@ def _server(name: str, workdir: Path) -> Iterator[str | None]:
                 "--listen-peer-urls", "http://127.0.0.1:2380",
                 "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
                 "--initial-cluster", "default=http://127.0.0.1:2380"]  # fmt: skip
+    elif name in ("zookeeper", "kafka"):
+        # the test kit's own launcher (the docs tell users the same command); Java, and for Kafka
+        # the jars scripts/test.sh fetched, are its requirements: without them it exits at once
+        ports, binary = ((2181,) if name == "zookeeper" else (9092,)), "java"
+        argv = ["python3", "-m", "trimicro.testing", name, "--serve", str(ports[0])]
     else:
         raise ValueError(f"unknown 'docs: needs {name}'")
     path = subprocess.run(["bash", "-c", f"command -v {binary}"], capture_output=True, text=True).stdout
@@ -341,14 +348,22 @@ def _server(name: str, workdir: Path) -> Iterator[str | None]:
     log = (workdir / f"{name}.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", ports[0])) == 0:
+            if argv[0] == "python3":  # the launcher prints its line once the server answers
+                if b"serving on" in (workdir / f"{name}.log").read_bytes():
                     break
+            else:
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", ports[0])) == 0:
+                        break
             time.sleep(0.1)
         else:
-            raise RuntimeError(f"{name} did not start: {(workdir / f'{name}.log').read_text()[-2000:]}")
+            text = (workdir / f"{name}.log").read_text()[-2000:]
+            if proc.poll() == 3:  # the launcher's NOT_INSTALLED
+                yield f"needs {name}: {text.strip().splitlines()[-1]}"
+                return
+            raise RuntimeError(f"{name} did not start: {text}")
         yield None
     finally:
         proc.terminate()

@@ -12,6 +12,7 @@ from ._broker import TestBroker as TestBroker
 from ._broker import TestSubscription as TestSubscription
 from ._deps import autospec as autospec
 from ._deps import worker_factory as worker_factory
+from ._process import free_port as free_port
 from ._serve import ServiceClient as ServiceClient
 from ._serve import serve as serve
 from ._world import World as World
@@ -70,6 +71,7 @@ __all__ = [
     "find_nats_server",
     "find_prometheus",
     "find_zookeeper",
+    "free_port",
     "open_ensemble",
     "open_etcd",
     "open_etcd_cluster",

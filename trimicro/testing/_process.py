@@ -7,14 +7,17 @@ server is up; starting the process in a nursery task, keeping the tail of its st
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 import trio
 
-__all__ = ["ChildProcess", "free_port", "terminate"]
+__all__ = ["ChildProcess", "free_port", "serve_until_signalled", "terminate"]
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 LOG_KEEP = 64 * 1024
@@ -25,6 +28,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def serve_until_signalled(server: AbstractAsyncContextManager[object], name: str, address: str) -> None:
+    """Run ``server`` (an ``open_*()`` context) until SIGINT/SIGTERM, for ``python3 -m ... --serve``.
+
+    The signal cancels the wait so the context's own exit stops the child and removes its files: a
+    plain SIGTERM would kill Python and orphan the Java process.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with server:
+            print(f"{name} serving on {address}; stop with Ctrl-C or SIGTERM", flush=True)
+            async for _ in signals:
+                break
+    print(f"{name} stopped", file=sys.stderr, flush=True)
 
 
 async def terminate(proc: trio.Process, grace: float = STOP_GRACE) -> None:

@@ -5,7 +5,7 @@ developer and CI machines. So :func:`ensure_kafka` runs ``mvn dependency:copy-de
 a small generated pom (``kafka_2.13`` + ``kafka-server`` + an slf4j binding for log4j2) into a cache
 directory outside the repository (``$TRIMICRO_KAFKA_CACHE``, default ``~/.cache/trimicro-kafka``);
 later runs find the jars there (about 45 MB; the fetch takes ~15 s). ``scripts/test.sh`` runs the same
-step (``python3 -m trimicro.testing.kafka --fetch``) so the test run itself does not pay for it.
+step (``python3 -m trimicro.testing kafka --fetch``) so the test run itself does not pay for it.
 
 ``async with open_kafka() as kafka:`` formats a fresh data dir (``kafka.tools.StorageTool format
 --standalone``: a single-voter KRaft quorum), starts ``kafka.Kafka`` as broker *and* controller with
@@ -250,18 +250,23 @@ class KafkaProcess:
 
 
 @asynccontextmanager
-async def open_kafka(*, attempts: int = 2, partitions: int = 4) -> AsyncIterator[KafkaProcess]:
+async def open_kafka(
+    *, attempts: int = 2, partitions: int = 4, port: int | None = None
+) -> AsyncIterator[KafkaProcess]:
     """A fresh single-node Kafka on free loopback ports; stopped and its data removed on exit.
 
     KafkaNotFound if Java or Maven is missing (or the jars cannot be fetched). A start that fails (a
-    port taken between picking and binding) is retried on new ports up to ``attempts`` times.
+    port taken between picking and binding) is retried on new ports up to ``attempts`` times (once,
+    when ``port`` fixes the client port; the controller's port is always a free one).
     """
+    if port is not None:
+        attempts = 1
     libs = await ensure_kafka()
     work_dir = Path(tempfile.mkdtemp(prefix="trimicro-kafka-"))
     try:
         async with trio.open_nursery() as nursery:
             for attempt in range(attempts):
-                kafka = KafkaProcess(libs, work_dir, free_port(), free_port(), nursery, partitions)
+                kafka = KafkaProcess(libs, work_dir, port or free_port(), free_port(), nursery, partitions)
                 await kafka.format()
                 try:
                     await kafka.start()

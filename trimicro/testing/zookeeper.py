@@ -185,18 +185,23 @@ class ZookeeperProcess:
 
 
 @asynccontextmanager
-async def open_zookeeper(*, attempts: int = 3, tick_ms: int = 100) -> AsyncIterator[ZookeeperProcess]:
+async def open_zookeeper(
+    *, attempts: int = 3, tick_ms: int = 100, port: int | None = None
+) -> AsyncIterator[ZookeeperProcess]:
     """Start a fresh ZooKeeper on a free loopback port; stop it and remove its files on exit.
 
     A port taken by someone else between picking and binding makes the start fail; it is retried on a
-    new port up to ``attempts`` times. ZookeeperNotFound if java or the jar is missing.
+    new port up to ``attempts`` times (once, when ``port`` fixes it). ZookeeperNotFound if java or the
+    jar is missing.
     """
+    if port is not None:
+        attempts = 1
     java, classpath = find_zookeeper()
     directory = Path(tempfile.mkdtemp(prefix="trimicro-zk-"))
     try:
         async with trio.open_nursery() as nursery:
             for attempt in range(attempts):
-                zk = ZookeeperProcess(java, classpath, directory, free_port(), nursery, tick_ms=tick_ms)
+                zk = ZookeeperProcess(java, classpath, directory, port or free_port(), nursery, tick_ms=tick_ms)
                 zk.wipe()
                 try:
                     await zk.start()
