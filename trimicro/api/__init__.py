@@ -22,10 +22,10 @@ from ._resolver import rpc_resolver as rpc_resolver
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_HEADER",
+    "GATEWAY_ID",
     "Access",
     "AllowList",
     "Authorize",
-    "GATEWAY_ID",
     "Gateway",
     "MissCache",
     "Resolver",

@@ -34,7 +34,7 @@ from ..client import Client
 from ..codec.json import loads as json_loads
 from ..errors import MicroError, RegistryError, ServiceNotFound, TrimicroError
 from ..transport.http import split_address
-from ._policy import Access, AllowList, Authorize, MissCache, is_internal, parse_allow
+from ._policy import Access, AllowList, Authorize, MissCache, is_internal, parse_allow, well_formed
 from ._resolver import Resolver, Route, rpc_resolver
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_HEADER", "GATEWAY_ID", "Gateway", "request_metadata"]
@@ -124,6 +124,13 @@ def _peer(scope: Scope) -> tuple[str, int] | None:
         return (str(client[0]), int(client[1]))
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _header_size(scope: Scope) -> int:
+    """The request target plus headers as they came, about as HTTP/1.1 framed them."""
+    raw_path = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "surrogateescape")
+    size = len(raw_path) + len(scope.get("query_string") or b"")
+    return size + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
 def _http_status(code: int) -> int:
@@ -287,6 +294,15 @@ class Gateway:
     # -- ASGI --
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind in ("http", "websocket") and _header_size(scope) > self.max_header:
+            # hypercorn (h11) bounds only a header block that arrives in pieces; one that arrives
+            # whole is checked here, before anything else looks at it
+            too_big = MicroError(GATEWAY_ID, 431, f"request headers larger than {self.max_header} bytes")
+            if kind == "http":
+                await _reply_error(send, too_big)
+            elif (await receive()).get("type") == "websocket.connect":
+                await _refuse_websocket(scope, send, too_big)
+            return
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
@@ -306,9 +322,17 @@ class Gateway:
         """Raise the refusal (403, or the hook's own MicroError) unless the policy lets ``route`` through.
         Runs before any registry lookup: a refused name costs nothing and reveals nothing."""
         if not self.expose_debug and is_internal(route.endpoint):
-            raise errors.forbidden(GATEWAY_ID, "endpoint %s is internal: not exposed by the gateway", route.endpoint)
+            raise errors.forbidden(
+                GATEWAY_ID, "endpoint %s is internal: not exposed by the gateway", route.endpoint
+            )
         if self.allow is not None and not self.allow.allows(route.service, route.endpoint):
-            raise errors.forbidden(GATEWAY_ID, "%s %s is not in the gateway's allow-list", route.service, route.endpoint)
+            raise errors.forbidden(
+                GATEWAY_ID, "%s %s is not in the gateway's allow-list", route.service, route.endpoint
+            )
+        if route.service and not well_formed(route.endpoint):
+            raise errors.bad_request(
+                GATEWAY_ID, "endpoint %s is ill-formed: want Handler.Method", route.endpoint
+            )
         if self.authorize is None:
             return
         access = Access(
@@ -471,8 +495,8 @@ class Gateway:
         try:  # refused before the handshake completes: no stream is opened, nothing is looked up
             route = self._route(scope)
             await self._authorize(scope, route, websocket=True)
-        except MicroError as err:
-            await _refuse_websocket(scope, send, err)
+        except MicroError as refusal:
+            await _refuse_websocket(scope, send, refusal)
             return
         except Exception:
             log.exception("api gateway: websocket %s refused", scope.get("path"))
@@ -571,7 +595,9 @@ async def _refuse_websocket(scope: Scope, send: Send, err: MicroError) -> None:
         return
     body = err.to_json().encode()
     headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "websocket.http.response.start", "status": _http_status(err.code), "headers": headers})
+    await send(
+        {"type": "websocket.http.response.start", "status": _http_status(err.code), "headers": headers}
+    )
     await send({"type": "websocket.http.response.body", "body": body})
 
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import attrs
 
-__all__ = ["Access", "AllowList", "Authorize", "MissCache", "is_internal", "parse_allow"]
+__all__ = ["Access", "AllowList", "Authorize", "MissCache", "is_internal", "parse_allow", "well_formed"]
 
 _PATTERN = re.compile(r"[A-Za-z0-9_.\-*/]+\Z")
 _INTERNAL_HANDLERS = frozenset({"debug"})
@@ -58,14 +58,30 @@ Authorize = Callable[[Access], Awaitable[bool]]
 
 
 def is_internal(endpoint: str) -> bool:
-    """An endpoint a gateway never exposes by default: the ``Debug`` handler (any case, any method),
-    gRPC's own ``grpc.*`` services and raw gRPC paths (``/pkg.Service/Method``)."""
-    if endpoint.startswith("/"):
-        return True
+    """An endpoint a gateway never exposes by default: the ``Debug`` handler (any letter case, any
+    method, stray spaces or dots around it) and gRPC's own ``grpc.*`` services, named as an endpoint
+    (``grpc.health.v1.Health.Check``) or as a raw gRPC path (``/grpc.health.v1.Health/Check``,
+    ``/greeter.Debug/Stats``)."""
     folded = endpoint.strip().casefold()
+    if folded.startswith("/"):
+        service = folded[1:].partition("/")[0].strip()
+        return service.startswith(_INTERNAL_PREFIXES) or service.rpartition(".")[2] in _INTERNAL_HANDLERS
     if folded.startswith(_INTERNAL_PREFIXES):
         return True
     return folded.split(".", 1)[0].strip() in _INTERNAL_HANDLERS
+
+
+def well_formed(endpoint: str) -> bool:
+    """``Handler.Method`` (both parts non-empty, no spaces), or a raw gRPC path ``/pkg.Service/Method``:
+    the only shapes a Go Micro or trimicro server can route; anything else is refused at the gateway
+    rather than sent to a service to be refused there."""
+    if any(ch.isspace() for ch in endpoint):
+        return False
+    if endpoint.startswith("/"):
+        service, sep, method = endpoint[1:].partition("/")
+        return bool(service and sep and method and "/" not in method)
+    handler, sep, method = endpoint.partition(".")
+    return bool(handler and sep and method and "." not in method and "/" not in endpoint)
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
