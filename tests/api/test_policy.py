@@ -344,21 +344,51 @@ async def test_spray_of_unknown_names_costs_one_lookup_each_and_bounded_memory(m
     the registry. The clock stands still (mock_clock, rate 0): the whole spray is within one TTL."""
     rng = random.Random(20)
     names = [f"/nobody-{i:03d}-{rng.getrandbits(64):016x}/x" for i in range(500)]
-    async with stack(selector=RegistrySelector, miss_cache_size=1000) as (port, _svc, gateway, registry):
-        registry.lookups = 0
+
+    async def spray(port):
+        replies = []
+
+        async def one_connection():
+            replies.extend(await posts_on_one_connection(port, names))
+
         async with trio.open_nursery() as nursery:
             for _ in range(4):  # the same order on every connection: concurrent asks share one lookup
-                nursery.start_soon(posts_on_one_connection, port, names)
-        assert 500 <= registry.lookups <= 500 + 4  # one per name (a racing ask may add one per connection)
+                nursery.start_soon(one_connection)
+        assert len(replies) == 2000
+        assert {(status, json.loads(body)["detail"]) for status, body in replies} == {
+            (500, "service not found")
+        }
+
+    async with stack(selector=RegistrySelector, miss_cache_size=1000) as (port, _svc, gateway, registry):
+        registry.lookups = 0
+        await spray(port)
+        assert registry.lookups == 500  # one per name: cached, and concurrent asks shared
         assert len(gateway._misses) == 500
-        status, _, body = await post(port, names[0], {})
-        assert (status, json.loads(body)["detail"]) == (500, "service not found")
-        # a smaller cache: memory bounded by its size, whatever the spray
+    # a smaller cache: memory bounded by its size, whatever the spray
     async with stack(selector=RegistrySelector, miss_cache_size=100) as (port, _svc, gateway, registry):
-        async with trio.open_nursery() as nursery:
-            for _ in range(4):
-                nursery.start_soon(posts_on_one_connection, port, names)
+        await spray(port)
         assert len(gateway._misses) == 100
+    # no cache at all: concurrent asks for one name still share a lookup, and every answer is typed
+    async with stack(selector=RegistrySelector, miss_cache_size=0) as (port, _svc, gateway, registry):
+        registry.lookups = 0
+        await spray(port)
+        assert len(gateway._misses) == 0 and registry.lookups <= 2000
+
+
+async def test_concurrent_requests_for_a_known_service_share_its_lookup():
+    async with stack(selector=RegistrySelector) as (port, _svc, _gw, registry):
+        registry.lookups = 0
+        statuses = []
+
+        async def one():
+            statuses.append((await post(port, "/greeter/hello", {"name": "c"}))[0])
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(one)
+        assert statuses == [200] * 20
+        assert registry.lookups <= 40  # the gateway's check (shared) plus the client's own select
 
 
 @pytest.fixture

@@ -87,6 +87,14 @@ class _TooLarge(Exception):
     pass
 
 
+@attrs.define(eq=False)
+class _Lookup:
+    """One registry lookup in flight, shared by every request for the same name meanwhile."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    found: bool | None = None  # None: failed or cancelled, so a waiter asks again
+
+
 def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Call metadata from HTTP request headers: canonical names, repeated headers joined by ``,``
     (as Go's ``ctx.FromRequest``), hop-by-hop, routing and ``Micro-*`` headers left out."""
@@ -188,7 +196,7 @@ class Gateway:
     _sockets: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
     _misses: MissCache = attrs.field(init=False)
-    _looking_up: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
+    _looking_up: dict[str, _Lookup] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         for name in ("max_body", "max_header", "miss_cache_size"):
@@ -373,20 +381,26 @@ class Gateway:
             pending = self._looking_up.get(service)
             if pending is None:
                 break
-            await pending.wait()  # another request is asking: share its answer
-            if not self._misses.missing(service, trio.current_time()):
-                break  # found (or failed): look it up ourselves, a selector cache hit if it was found
-        done = self._looking_up[service] = trio.Event()
+            await pending.done.wait()  # another request is asking: share its answer
+            if pending.found is True:
+                return
+            if pending.found is False:
+                raise not_found
+            # it failed or was cancelled: ask again ourselves
+        lookup = self._looking_up[service] = _Lookup()
         try:
             await selector.select(service)
+            lookup.found = True
         except ServiceNotFound:
+            lookup.found = False
             self._misses.add(service, trio.current_time())
             raise not_found from None
         except RegistryError as exc:  # not a miss: the registry may be down, do not remember it
             raise errors.internal_server_error(GATEWAY_ID, "%s", exc) from None
         finally:
-            del self._looking_up[service]
-            done.set()
+            if self._looking_up.get(service) is lookup:
+                del self._looking_up[service]
+            lookup.done.set()
 
     # -- HTTP --
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
