@@ -2,7 +2,8 @@
 
 A gateway is the one door from outside to every service, so it decides what it exposes before it
 asks the registry anything (a refused name costs no lookup, and its answer says nothing about
-whether the service exists). Three checks, in this order:
+whether the service exists). Three checks, in this order (the gateway also refuses an endpoint that
+is not ``Handler.Method``, :func:`well_formed`, after the allow-list and before the hook):
 
 1. **Internal endpoints** (:func:`is_internal`) are refused unless ``expose_debug``: every method of
    the ``Debug`` handler (``Debug.Health``, ``Debug.Stats``, Go's ``Debug.Log``/``Debug.Trace``), in
@@ -12,6 +13,7 @@ whether the service exists). Three checks, in this order:
 2. **The allow-list** (:class:`AllowList`), when given: ``service`` or ``service:Endpoint`` patterns
    where ``*`` matches any run of characters (dots included), e.g. ``greeter``,
    ``greeter:Greeter.*``, ``*:Public.*``. The service is the full name called (namespace included).
+   An empty list exposes nothing; no list (None) exposes every service.
 3. **The authorize hook** (:data:`Authorize`): ``await authorize(access)`` with an :class:`Access`;
    ``True`` lets the call through, ``False`` refuses it, a raised ``MicroError`` is answered as it is
    (e.g. 401), anything else raised is a 500 and refuses (fail closed).
