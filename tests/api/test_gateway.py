@@ -455,7 +455,8 @@ async def test_empty_host_binds_loopback():
 
 
 async def test_cli_api_serves_until_sigterm():
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    # the allow-list from the environment, as a deployment would set it
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), MICRO_API_ALLOW="cli-api-greeter:Greeter.*")
     argv = [sys.executable, "-m", "trimicro.cli", "api", "--address", "127.0.0.1:0", "--registry", "mdns"]
     async with trimicro.open_service("cli-api-greeter", registry="mdns", handlers=[Greeter()]):
         with trio.fail_after(30):
@@ -470,6 +471,9 @@ async def test_cli_api_serves_until_sigterm():
                 port = int(line.rpartition(b":")[2])
                 status, _, body = await post(port, "/cli-api-greeter/Greeter/Hello", {"name": "cli"})
                 assert status == 200 and json.loads(body) == {"greeting": "Hello cli"}
+                for path in ("/cli-api-greeter/Debug/Stats", "/elsewhere/Greeter/Hello"):
+                    status, _, body = await post(port, path, {})
+                    assert status == 403 and json.loads(body)["id"] == "go.micro.api", path
                 proc.send_signal(signal.SIGTERM)
                 assert await proc.wait() == 0
             finally:

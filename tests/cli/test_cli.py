@@ -145,3 +145,22 @@ async def test_api_without_the_gateway_extra_names_it():
     await _one_line_error(
         r.returncode, r.stdout.decode(), r.stderr.decode(), 1, "pip install 'trimicro[gateway]'"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--allow", "greeter:"], {}, "--allow: allow pattern 'greeter:'"),
+        (["--allow", "ok,a:b:c"], {}, "allow pattern 'a:b:c'"),
+        ([], {"MICRO_API_ALLOW": "gree ter"}, "allow pattern 'gree ter'"),
+        (["--miss_ttl", "-1"], {}, "--miss_ttl must be >= 0"),
+        ([], {"MICRO_API_MISS_TTL": "soon"}, "MICRO_API_MISS_TTL must be seconds"),
+    ],
+)
+async def test_api_policy_flags_are_checked_before_starting(args, env, needle):
+    with trio.fail_after(30):
+        r = await trio.run_process(
+            [sys.executable, "-m", "trimicro.cli", "api", "--registry", "memory", "--address", "127.0.0.1:0", *args],
+            capture_stdout=True, capture_stderr=True, check=False, env=dict(os.environ, **env),
+        )  # fmt: skip
+    await _one_line_error(r.returncode, r.stdout.decode(), r.stderr.decode(), 2, needle)

@@ -126,6 +126,34 @@ async def test_cache_hit_and_ttl_expiry(autojump_clock: trio.testing.MockClock) 
         assert reg.calls == 2
 
 
+async def test_unknown_names_are_cached_but_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """Random unknown names (a gateway under attack) cost one lookup each within the TTL, and at most
+    ``max_misses`` of them stay cached; a service that registers after its miss is seen at once."""
+    reg = FlakyRegistry()
+    async with CachingSelector(reg, ttl=1000, max_misses=50) as sel:
+        for rnd in range(2):
+            for i in range(40):
+                with pytest.raises(ServiceNotFound):
+                    await sel.select(f"nobody-{i}")
+            assert reg.calls == 40, rnd  # the second round is all cache hits
+        for i in range(40, 500):
+            with pytest.raises(ServiceNotFound):
+                await sel.select(f"nobody-{i}")
+        assert reg.calls == 500
+        assert sum(sel.cached(f"nobody-{i}") is not None for i in range(500)) == 50
+        # a cached miss is updated by the watch like any entry
+        with pytest.raises(ServiceNotFound):
+            await sel.select("greeter")
+        await reg.register(svc("n1"))
+        await until(lambda: ids(sel) == ["n1"])
+        assert (await sel.select("greeter"))().id == "n1"
+        # a known service never counts against the bound
+        for i in range(500, 600):
+            with pytest.raises(ServiceNotFound):
+                await sel.select(f"nobody-{i}")
+        assert ids(sel) == ["n1"]
+
+
 async def test_watch_applies_create_update_delete(autojump_clock: trio.testing.MockClock) -> None:
     reg = FlakyRegistry()
     await reg.register(svc("n1"))

@@ -34,9 +34,10 @@ from ..client import Client
 from ..codec.json import loads as json_loads
 from ..errors import MicroError, RegistryError, ServiceNotFound, TrimicroError
 from ..transport.http import split_address
+from ._policy import Access, AllowList, Authorize, MissCache, is_internal, parse_allow, well_formed
 from ._resolver import Resolver, Route, rpc_resolver
 
-__all__ = ["DEFAULT_MAX_BODY", "GATEWAY_ID", "Gateway", "request_metadata"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_HEADER", "GATEWAY_ID", "Gateway", "request_metadata"]
 
 log = logging.getLogger("trimicro.api")
 
@@ -44,6 +45,8 @@ GATEWAY_ID = "go.micro.api"
 """The ``id`` of errors the gateway itself answers (Go Micro's api ``packageID``)."""
 DEFAULT_MAX_BODY = 4 << 20
 """Largest request body / websocket message accepted, in bytes (4 MiB)."""
+DEFAULT_MAX_HEADER = 16 << 10
+"""Largest request line plus headers (HTTP/1.1) or header list (HTTP/2) accepted, in bytes (16 KiB)."""
 
 _JSON = "application/json"
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -84,6 +87,14 @@ class _TooLarge(Exception):
     pass
 
 
+@attrs.define(eq=False)
+class _Lookup:
+    """One registry lookup in flight, shared by every request for the same name meanwhile."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    found: bool | None = None  # None: failed or cancelled, so a waiter asks again
+
+
 def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Call metadata from HTTP request headers: canonical names, repeated headers joined by ``,``
     (as Go's ``ctx.FromRequest``), hop-by-hop, routing and ``Micro-*`` headers left out."""
@@ -98,6 +109,36 @@ def request_metadata(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
         value = raw_value.decode("utf-8", "surrogateescape")  # bytes pass through, as in Go
         md[key] = f"{md[key]},{value}" if key in md else value
     return md
+
+
+def _all_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Every request header (canonical name, repeats joined by ``,``) for the authorize hook."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("ascii", "replace")
+        if name.startswith(":"):
+            continue
+        key = canonical(name)
+        value = raw_value.decode("utf-8", "surrogateescape")
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def _peer(scope: Scope) -> tuple[str, int] | None:
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return (str(client[0]), int(client[1]))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _header_size(scope: Scope) -> int:
+    """The request target plus headers as they came, about as HTTP/1.1 framed them."""
+    raw_path = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "surrogateescape")
+    size = len(raw_path) + len(scope.get("query_string") or b"")
+    return size + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
 def _http_status(code: int) -> int:
@@ -121,8 +162,15 @@ class Gateway:
 
     ``namespace`` prefixes service names (``go.micro.api`` -> ``/greeter/hello`` calls
     ``go.micro.api.greeter``); ``resolver`` maps a path to a :class:`Route` (Go Micro's ``rpc``
-    rules by default); ``max_body`` bounds request bodies and websocket messages; ``grace`` is how
-    long in-flight calls may run after :meth:`stop`. A gateway serves once.
+    rules by default); ``max_body`` bounds request bodies and websocket messages, ``max_header`` the
+    request line and headers; ``grace`` is how long in-flight calls may run after :meth:`stop`.
+
+    What is exposed (:mod:`trimicro.api._policy`, checked before any registry lookup): never the
+    ``Debug`` handler or gRPC's internal services unless ``expose_debug``; only what ``allow``
+    patterns match, when given; only what ``authorize`` approves, when given. A refusal is 403.
+    Services the registry did not know are remembered for ``miss_ttl`` seconds (at most
+    ``miss_cache_size`` names), so unknown names cannot turn each request into a registry round trip.
+    A gateway serves once.
     """
 
     client: Client
@@ -130,6 +178,16 @@ class Gateway:
     resolver: Resolver = attrs.field(default=rpc_resolver, kw_only=True)
     max_body: int = attrs.field(default=DEFAULT_MAX_BODY, kw_only=True)
     grace: float = attrs.field(default=10.0, kw_only=True)
+    max_header: int = attrs.field(default=DEFAULT_MAX_HEADER, kw_only=True)
+    #: ``service`` / ``service:Endpoint`` glob patterns (a list, or one comma-separated string);
+    #: None exposes every service (but internal endpoints)
+    allow: AllowList | None = attrs.field(default=None, kw_only=True, converter=parse_allow)
+    #: ``await authorize(Access) -> bool``, after the allow-list; may raise MicroError (e.g. 401)
+    authorize: Authorize | None = attrs.field(default=None, kw_only=True)
+    #: let ``Debug.*`` and ``grpc.*`` endpoints through (still subject to ``allow`` and ``authorize``)
+    expose_debug: bool = attrs.field(default=False, kw_only=True)
+    miss_ttl: float = attrs.field(default=5.0, kw_only=True)
+    miss_cache_size: int = attrs.field(default=10_000, kw_only=True)
     #: how long a connection may leave our replies unread (TCP_USER_TIMEOUT) before the kernel drops
     #: it; it also bounds shutdown, since a write to a client that never reads cannot be cancelled
     write_timeout: float = attrs.field(default=30.0, kw_only=True)
@@ -137,6 +195,16 @@ class Gateway:
     _calls: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _sockets: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _misses: MissCache = attrs.field(init=False)
+    _looking_up: dict[str, _Lookup] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("max_body", "max_header", "miss_cache_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Gateway {name} must not be negative")
+        if not self.miss_ttl >= 0:
+            raise ValueError("Gateway miss_ttl must not be negative")
+        self._misses = MissCache(self.miss_ttl, self.miss_cache_size)
 
     # -- lifecycle --
     @property
@@ -164,6 +232,8 @@ class Gateway:
         config.errorlog = log
         config.include_server_header = False
         config.websocket_max_message_size = self.max_body
+        config.h11_max_incomplete_size = self.max_header
+        config.h2_max_header_list_size = self.max_header
         config.graceful_timeout = self.grace + _CLOSE_MARGIN
         server_done = trio.Event()
         shield = trio.CancelScope(shield=True)
@@ -232,6 +302,15 @@ class Gateway:
     # -- ASGI --
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind in ("http", "websocket") and _header_size(scope) > self.max_header:
+            # hypercorn (h11) bounds only a header block that arrives in pieces; one that arrives
+            # whole is checked here, before anything else looks at it
+            too_big = MicroError(GATEWAY_ID, 431, f"request headers larger than {self.max_header} bytes")
+            if kind == "http":
+                await _reply_error(send, too_big)
+            elif (await receive()).get("type") == "websocket.connect":
+                await _refuse_websocket(scope, send, too_big)
+            return
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
@@ -247,19 +326,81 @@ class Gateway:
             raise errors.bad_request(GATEWAY_ID, "path has control characters")
         return route
 
+    async def _authorize(self, scope: Scope, route: Route, *, websocket: bool) -> None:
+        """Raise the refusal (403, or the hook's own MicroError) unless the policy lets ``route`` through.
+        Runs before any registry lookup: a refused name costs nothing and reveals nothing."""
+        if not self.expose_debug and is_internal(route.endpoint):
+            raise errors.forbidden(
+                GATEWAY_ID, "endpoint %s is internal: not exposed by the gateway", route.endpoint
+            )
+        if self.allow is not None and not self.allow.allows(route.service, route.endpoint):
+            raise errors.forbidden(
+                GATEWAY_ID, "%s %s is not in the gateway's allow-list", route.service, route.endpoint
+            )
+        if route.service and not well_formed(route.endpoint):
+            raise errors.bad_request(
+                GATEWAY_ID, "endpoint %s is ill-formed: want Handler.Method", route.endpoint
+            )
+        if self.authorize is None:
+            return
+        access = Access(
+            service=route.service,
+            endpoint=route.endpoint,
+            method=str(scope.get("method") or "GET"),
+            path=str(scope.get("path", "/")),
+            headers=_all_headers(list(scope.get("headers", []))),
+            peer=_peer(scope),
+            websocket=websocket,
+        )
+        try:
+            allowed = await self.authorize(access)
+        except MicroError:
+            raise
+        except Exception:
+            log.exception("api gateway: authorize hook failed for %s %s", route.service, route.endpoint)
+            raise errors.internal_server_error(GATEWAY_ID, "authorization failed") from None
+        if allowed is not True:
+            raise errors.forbidden(GATEWAY_ID, "%s %s: access denied", route.service, route.endpoint)
+
     async def _check_service(self, service: str) -> None:
-        """Go Micro's router looks the service up before calling: unknown -> 500 service not found."""
+        """Go Micro's router looks the service up before calling: unknown -> 500 service not found.
+
+        A miss is remembered for ``miss_ttl`` (bounded LRU), and concurrent requests for one name
+        share a single lookup, so N requests for an unknown name cost one registry round trip per
+        ``miss_ttl``. A known service is looked up by the selector as usual (its cache, its watch)."""
         selector = self.client.selector
+        not_found = errors.internal_server_error(GATEWAY_ID, "service not found")
         if not service:
-            raise errors.internal_server_error(GATEWAY_ID, "service not found")
+            raise not_found
         if selector is None or self.client.options.proxy:
             return
+        while True:
+            if self._misses.missing(service, trio.current_time()):
+                await trio.lowlevel.checkpoint()
+                raise not_found
+            pending = self._looking_up.get(service)
+            if pending is None:
+                break
+            await pending.done.wait()  # another request is asking: share its answer
+            if pending.found is True:
+                return
+            if pending.found is False:
+                raise not_found
+            # it failed or was cancelled: ask again ourselves
+        lookup = self._looking_up[service] = _Lookup()
         try:
             await selector.select(service)
+            lookup.found = True
         except ServiceNotFound:
-            raise errors.internal_server_error(GATEWAY_ID, "service not found") from None
-        except RegistryError as exc:
+            lookup.found = False
+            self._misses.add(service, trio.current_time())
+            raise not_found from None
+        except RegistryError as exc:  # not a miss: the registry may be down, do not remember it
             raise errors.internal_server_error(GATEWAY_ID, "%s", exc) from None
+        finally:
+            if self._looking_up.get(service) is lookup:
+                del self._looking_up[service]
+            lookup.done.set()
 
     # -- HTTP --
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -343,6 +484,7 @@ class Gateway:
         """The call's reply bytes, or the error to answer with; never raises (but Cancelled)."""
         try:
             route = self._route(scope)
+            await self._authorize(scope, route, websocket=False)
             await self._check_service(route.service)
             reply = await self.client.call(
                 route.service, route.endpoint, body,
@@ -364,12 +506,22 @@ class Gateway:
         if self._stopping.is_set():
             await send({"type": "websocket.close", "code": _WS_GOING_AWAY})  # before accept: HTTP 403
             return
+        try:  # refused before the handshake completes: no stream is opened, nothing is looked up
+            route = self._route(scope)
+            await self._authorize(scope, route, websocket=True)
+        except MicroError as refusal:
+            await _refuse_websocket(scope, send, refusal)
+            return
+        except Exception:
+            log.exception("api gateway: websocket %s refused", scope.get("path"))
+            await _refuse_websocket(scope, send, errors.internal_server_error(GATEWAY_ID, "internal error"))
+            return
         await send({"type": "websocket.accept"})
         going_away = self._enter(self._sockets)
         outcome: tuple[int, MicroError | None] | None = (_WS_GOING_AWAY, None)
         try:
             with going_away:
-                outcome = await self._pump(scope, receive, send)
+                outcome = await self._pump(scope, route, receive, send)
         finally:
             self._exit(self._sockets, going_away)
         if outcome is None:
@@ -382,12 +534,13 @@ class Gateway:
         )
         await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
-    async def _pump(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, MicroError | None] | None:
+    async def _pump(
+        self, scope: Scope, route: Route, receive: Receive, send: Send
+    ) -> tuple[int, MicroError | None] | None:
         """Run the stream; return how to close the websocket (code, error to send first), or None if
         the browser already closed it."""
         outcome: list[tuple[int, MicroError | None] | None] = []
         try:
-            route = self._route(scope)
             await self._check_service(route.service)
             md = request_metadata(list(scope.get("headers", [])))
             with collapse_excgroups():
@@ -446,6 +599,20 @@ async def _reply(
 
 async def _reply_error(send: Send, err: MicroError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     await _reply(send, _http_status(err.code), err.to_json().encode(), extra)
+
+
+async def _refuse_websocket(scope: Scope, send: Send, err: MicroError) -> None:
+    """Refuse a handshake with the error's status and JSON (ASGI's websocket.http.response), or a
+    bare 403 from servers without that extension."""
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = err.to_json().encode()
+    headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "websocket.http.response.start", "status": _http_status(err.code), "headers": headers}
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -92,14 +92,58 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("message")
     sub.add_parser("new", help="scaffold a service package (trimicro new NAME --help)", add_help=False)
     a = add("api", "run the HTTP/websocket gateway (Go Micro's `micro api`)")
-    a.add_argument("--address", default="127.0.0.1:8080", help="host:port to listen on (':8080' is loopback)")
-    a.add_argument("--namespace", default="", help="prefix for service names, e.g. go.micro.api")
+    a.add_argument(
+        "--address", default=os.environ.get("MICRO_API_ADDRESS", "127.0.0.1:8080"),
+        help="host:port to listen on (':8080' is loopback); env MICRO_API_ADDRESS",
+    )  # fmt: skip
+    a.add_argument(
+        "--namespace", default=os.environ.get("MICRO_API_NAMESPACE", ""),
+        help="prefix for service names, e.g. go.micro.api; env MICRO_API_NAMESPACE",
+    )  # fmt: skip
+    a.add_argument(
+        "--allow", action="append", default=None, metavar="PATTERNS",
+        help="expose only SERVICE or SERVICE:Endpoint.Method glob patterns ('*' wildcard); repeatable "
+        "or comma-separated; env MICRO_API_ALLOW (default: every service)",
+    )  # fmt: skip
+    a.add_argument(
+        "--expose_debug", action="store_true", default=_env_flag("MICRO_API_EXPOSE_DEBUG"),
+        help="let Debug.* and grpc.* endpoints through (refused by default); env MICRO_API_EXPOSE_DEBUG",
+    )  # fmt: skip
+    a.add_argument(
+        "--miss_ttl", type=float, default=None, metavar="SECONDS",
+        help="how long an unknown service name is remembered (default 5); env MICRO_API_MISS_TTL",
+    )  # fmt: skip
     for name, subparser in sub.choices.items():  # argparse would spell out every global flag
         own = [a for a in subparser._actions if a.dest not in _OPTION_NAMES]
         flags = " ".join(f"[{a.option_strings[0]}]" for a in own if a.option_strings and a.dest != "help")
         args = " ".join(a.dest if a.nargs != "?" else f"[{a.dest}]" for a in own if not a.option_strings)
         subparser.usage = " ".join(p for p in (f"trimicro {name}", flags, "[global options]", args) if p)
     return p
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _api_policy(args: argparse.Namespace) -> dict[str, Any]:
+    """The gateway's exposure options from flags/env, checked before anything connects."""
+    from ..api import AllowList
+
+    patterns = args.allow if args.allow is not None else [os.environ.get("MICRO_API_ALLOW", "")]
+    try:
+        allow = AllowList.parse(patterns) if any(p.strip() for p in patterns) else None
+    except ValueError as exc:
+        raise CliError(f"--allow: {exc}", 2) from None
+    miss_ttl = args.miss_ttl
+    if miss_ttl is None:
+        text = os.environ.get("MICRO_API_MISS_TTL") or "5"
+        try:
+            miss_ttl = float(text)
+        except ValueError:
+            raise CliError(f"MICRO_API_MISS_TTL must be seconds, got {text!r}", 2) from None
+    if not 0 <= miss_ttl < float("inf"):
+        raise CliError(f"--miss_ttl must be >= 0 seconds, got {miss_ttl}", 2)
+    return {"allow": allow, "expose_debug": args.expose_debug, "miss_ttl": miss_ttl}
 
 
 def _json_arg(what: str, text: str) -> Any:
@@ -116,7 +160,7 @@ def _metadata(items: Sequence[str]) -> dict[str, str]:
     return dict(m.split("=", 1) for m in items)
 
 
-async def _api(client: Any, args: argparse.Namespace) -> None:
+async def _api(client: Any, args: argparse.Namespace, policy: dict[str, Any]) -> None:
     """Serve the gateway until SIGINT/SIGTERM, then drain (``server_grace_period``) and return."""
     try:
         import hypercorn  # noqa: F401  (the gateway imports them when it starts serving)
@@ -128,7 +172,7 @@ async def _api(client: Any, args: argparse.Namespace) -> None:
             f"trimicro api needs the gateway extra ({exc}): pip install 'trimicro[gateway]'"
         ) from None
 
-    gateway = Gateway(client, namespace=args.namespace, grace=client.options.server_grace_period)
+    gateway = Gateway(client, namespace=args.namespace, grace=client.options.server_grace_period, **policy)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             with collapse_excgroups():
@@ -220,6 +264,7 @@ async def _stats(client: Any, registry: Any, args: argparse.Namespace) -> None:
 
 
 async def _run(args: argparse.Namespace, options: list[str]) -> int:
+    policy = _api_policy(args) if args.command == "api" else {}
     async with open_client(argv=options, client_content_type="application/json") as client:
         selector: Any = client.selector
         registry: Any = getattr(selector, "registry", None)
@@ -255,7 +300,7 @@ async def _run(args: argparse.Namespace, options: list[str]) -> int:
             message = _json_arg("message", args.message)
             await client.publish(args.topic, message, content_type="application/json")
         elif args.command == "api":
-            await _api(client, args)
+            await _api(client, args, policy)
     return 0
 
 

@@ -10,6 +10,10 @@ serves it, logs a warning, and retries the refresh after ``retry_interval``. An 
 right after such a failure (or a broken watch) is doubted the same way for up to ``ttl``: a registry
 that just came back empty has usually not seen its services re-register yet.
 
+Names the registry does not know are cached too (for ``ttl``, updated by the watch like the rest), but
+at most ``max_misses`` of them, the oldest dropped first: callers asking for random
+names (an api gateway under attack) cannot grow the cache without bound.
+
 Nodes that fail are ejected for a while by outlier detection (:mod:`trimicro.selector._outlier`, on
 for every strategy; ``outlier``), and a Next never hands out the same node twice while another is
 left, so a retry always goes elsewhere. Strategies that do not weigh load themselves (``random``,
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -165,8 +170,11 @@ class CachingSelector(NurseryOwner):
     retry_interval: float = 5.0
     outlier: OutlierPolicy = attrs.field(factory=OutlierPolicy)
     owns_registry: bool = False
+    #: how many names with no nodes (unknown services) the cache keeps at most
+    max_misses: int = 10_000
     name: str = attrs.field(default="cache", init=False)
     _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False)
+    _misses: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False)
     _pending: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
     _detector: OutlierDetector = attrs.field(init=False)
     _open: bool = attrs.field(default=False, init=False)
@@ -280,7 +288,21 @@ class CachingSelector(NurseryOwner):
                 entry.expires = now + min(self.retry_interval, self.ttl)
                 return entry.services
         self._cache[service] = _Entry(list(services), now + self.ttl)
+        self._note(service, services)
         return self._cache[service].services
+
+    def _note(self, service: str, services: list[Service]) -> None:
+        """Track entries without nodes, LRU-bounded by ``max_misses``; a known service is untracked."""
+        if nodes_of(services):
+            self._misses.pop(service, None)
+            return
+        self._misses[service] = None
+        self._misses.move_to_end(service)
+        while len(self._misses) > self.max_misses:
+            name, _ = self._misses.popitem(last=False)
+            entry = self._cache.get(name)
+            if entry is not None and not nodes_of(entry.services):
+                del self._cache[name]
 
     def _invalidate(self, *, degraded: bool = False) -> None:
         for entry in self._cache.values():
@@ -291,6 +313,7 @@ class CachingSelector(NurseryOwner):
         entry = self._cache.get(result.service.name)
         if entry is not None:  # services nobody selected are not cached
             entry.services = apply_event(entry.services, result)
+            self._note(result.service.name, entry.services)
 
     async def _watch_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         backoff = _BACKOFF_MIN
