@@ -23,7 +23,9 @@ async def main(interface: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # beside the registry's own socket
     sock.setsockopt(socket.IPPROTO_IP, 49, 0)  # IP_MULTICAST_ALL off: this interface's joins only
     sock.setsockopt(
-        socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton(MDNS_GROUP) + socket.inet_aton(interface)
+        socket.IPPROTO_IP,
+        socket.IP_ADD_MEMBERSHIP,
+        socket.inet_aton(MDNS_GROUP) + socket.inet_aton(interface),
     )
     await sock.bind((MDNS_GROUP, MDNS_PORT))
     print(json.dumps({"event": "listening"}), flush=True)

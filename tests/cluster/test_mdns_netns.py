@@ -48,7 +48,11 @@ def lan_env(host: Host, *, ttl: str = "3s", interval: str = "1s") -> dict[str, s
 
 def default_env(host: Host) -> dict[str, str]:
     """mdns with the default interfaces (loopback only); the server itself listens on the LAN."""
-    return {"MICRO_REGISTRY": "mdns", "MICRO_SERVER_ADDRESS": f"{host.address}:0", "MICRO_MDNS_INTERFACES": ""}
+    return {
+        "MICRO_REGISTRY": "mdns",
+        "MICRO_SERVER_ADDRESS": f"{host.address}:0",
+        "MICRO_MDNS_INTERFACES": "",
+    }
 
 
 async def command(driver: Proc, line: str, timeout: float = 30) -> dict[str, Any]:
@@ -98,7 +102,9 @@ async def test_mdns_discovery_across_hosts_sigkill_and_goodbye(cluster: Cluster)
             assert set(killed["by_node"]) >= {id2, id3}
             after_kill = await command(driver, "nodes 2 10")
             assert after_kill["ids"] == sorted([id2, id3])
-            print(f"[mdns netns] SIGKILLed node forgotten {trio.current_time() - killed_at:.1f}s after the kill")
+            print(
+                f"[mdns netns] SIGKILLed node forgotten {trio.current_time() - killed_at:.1f}s after the kill"
+            )
             steady = await command(driver, "run after-sigkill 600")
             assert steady["failures"] == 0 and id1 not in steady["by_node"]
 
@@ -107,7 +113,9 @@ async def test_mdns_discovery_across_hosts_sigkill_and_goodbye(cluster: Cluster)
             termed_at = trio.current_time()
             gone = await command(driver, "nodes 1 10")
             assert gone["ids"] == [id2]
-            print(f"[mdns netns] SIGTERMed node forgotten {trio.current_time() - termed_at:.2f}s after the signal")
+            print(
+                f"[mdns netns] SIGTERMed node forgotten {trio.current_time() - termed_at:.2f}s after the signal"
+            )
             assert (await p3.next_event())["event"] == "stopped"
             assert gone["seconds"] < 10  # far inside the 60 s TTL: only the goodbye explains it
             last = await command(driver, "run after-sigterm 300")
