@@ -9,21 +9,15 @@ are refused at start with one line naming the option.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import trimicro
+from tests._tls import Pki, make_pki
 from tests.conftest import Greeter
 from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
 from trimicro.config import Options
@@ -32,65 +26,9 @@ from trimicro.transport import _tls
 pytestmark = pytest.mark.loopback
 
 
-@attrs.define
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    rogue_cert: Path  # signed by another CA
-    rogue_key: Path
-
-
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_bytes = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.with_suffix(".key").write_bytes(key_bytes)
-    return path.with_suffix(".crt"), path.with_suffix(".key")
-
-
-def _cert(
-    name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
-    *, ca: bool = False, server: bool = False,
-) -> x509.Certificate:  # fmt: skip
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_name, signer = issuer if issuer else (subject, key)
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-    if not ca:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), False)
-    return builder.sign(signer, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    tmp = tmp_path_factory.mktemp("pki")
-    ca_key, rogue_ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("trimicro test CA", ca_key, None, ca=True)
-    rogue_ca = _cert("rogue CA", rogue_ca_key, None, ca=True)
-    ca_path, _ = _write(tmp / "ca", ca, ca_key)
-    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
-    server = _write(tmp / "server", _cert("greeter", keys[0], (ca.subject, ca_key), server=True), keys[0])
-    client = _write(tmp / "client", _cert("caller", keys[1], (ca.subject, ca_key)), keys[1])
-    rogue = _write(tmp / "rogue", _cert("rogue", keys[2], (rogue_ca.subject, rogue_ca_key)), keys[2])
-    return Pki(ca_path, *server, *client, *rogue)
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(params=["http", "grpc"])

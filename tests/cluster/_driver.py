@@ -4,6 +4,10 @@ Configured by ``MICRO_*`` env like any trimicro process; driven by one command p
 answered by one JSON line on stdout:
 
 - ``wait-etcd HOST:PORT``: until etcd answers ``/health`` (bounded) -> ``{"event": "etcd-ready"}``
+- ``open``: open the client now (a registry with nothing to wait for, e.g. mdns) -> ``{"event": "open"}``
+- ``nodes COUNT SECONDS``: until the registry lists COUNT greeter nodes (or SECONDS passed) -> their
+  ids and the time it took (``{"event": "nodes"}``; the test asserts on the ids)
+- ``each``: one ``Greeter.Hello`` to every listed greeter node by address -> each node's answer or error
 - ``run NAME CALLS``: a load phase (8 callers, 1 s timeout) -> the phase, the selector's and client's stats
 - ``runfor NAME SECONDS``: a load phase lasting SECONDS -> as ``run``
 - ``publish ADDRESS COUNT RATE``: that soak node publishes COUNT messages at RATE/s -> its counts
@@ -24,7 +28,7 @@ from typing import Any
 
 import trio
 
-from tests.cluster._load import Phase
+from tests.cluster._load import SERVICE, Phase
 from tests.protos.greeter_pb2 import EchoMessage, HelloRequest, HelloResponse
 from trimicro import open_client
 from trimicro.client import Client
@@ -106,6 +110,40 @@ async def streams(client: Client, address: str, count: int, timeout: float) -> l
     return results
 
 
+def _registry(client: Client) -> Any:
+    selector: Any = client.selector
+    return selector.registry
+
+
+async def listed(client: Client) -> list[Any]:
+    """The greeter nodes the registry itself lists now (the selector's cache aside)."""
+    services = await _registry(client).get_service(SERVICE)
+    return [node for service in services for node in service.nodes]
+
+
+async def wait_nodes(client: Client, count: int, seconds: float) -> dict[str, Any]:
+    began = trio.current_time()
+    with trio.move_on_after(seconds):
+        while len(await listed(client)) != count:
+            await trio.sleep(0.05)  # polling another process's announcements: nothing to wait on
+    nodes = await listed(client)
+    return {"ids": sorted(n.id for n in nodes), "seconds": trio.current_time() - began}
+
+
+async def call_each(client: Client) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for node in await listed(client):
+        try:
+            rsp = await client.call(
+                SERVICE, "Greeter.Hello", HelloRequest(name="each"), response_type=HelloResponse,
+                address=node.address, timeout=5,
+            )  # fmt: skip
+            answers[node.id] = rsp.greeting
+        except MicroError as exc:
+            answers[node.id] = f"error: {exc}"
+    return answers
+
+
 def stats(client: Client) -> dict[str, Any]:
     selector: Any = client.selector
     return {"selector": selector.stats(), "client": client.stats()}
@@ -120,6 +158,9 @@ async def main() -> None:
                 while not await etcd_healthy(args[0]):
                     await trio.sleep(0.05)  # polling another process: nothing to wait on instead
             emit(event="etcd-ready")
+            break
+        if cmd == "open":
+            emit(event="open")
             break
         if cmd == "quit":
             return
@@ -143,6 +184,10 @@ async def main() -> None:
                 emit(
                     event="streams-done", streams=await streams(client, args[0], int(args[1]), float(args[2]))
                 )
+            elif cmd == "nodes":
+                emit(event="nodes", **await wait_nodes(client, int(args[0]), float(args[1])))
+            elif cmd == "each":
+                emit(event="each", answers=await call_each(client))
             elif cmd == "until-reinstated":
                 selector: Any = client.selector
                 with trio.fail_after(30):

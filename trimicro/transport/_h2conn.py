@@ -147,6 +147,8 @@ class H2Conn:
         self._baton = Notifier()
         self._window = Notifier()
         self._slots = Notifier()
+        #: who is at the other end, for errors (a client names the address it dialled)
+        self.peer = "HTTP/2 peer"
 
     # -- lifecycle --
     def start(self) -> None:
@@ -414,7 +416,7 @@ class H2Conn:
             data = await self.sock.receive_some(_READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.lose(
-                _tls.describe_tls_error("HTTP/2 peer", exc)
+                _tls.describe_tls_error(self.peer, exc)
                 or TransportError(f"HTTP/2 connection lost: {exc}")
             )
             return False

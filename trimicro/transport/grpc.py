@@ -80,6 +80,7 @@ class _ClientConn(H2Conn):
     def __init__(self, sock: trio.abc.Stream, address: str, authority: str, scheme: str) -> None:
         super().__init__(sock, client_side=True, max_header_list_size=64 * 1024)
         self.address = address
+        self.peer = address  # a refused handshake names the node, as the HTTP transport's does
         self.authority = authority
         self.scheme = scheme
         self.refs = 0
