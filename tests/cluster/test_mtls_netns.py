@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
 
 from tests._tls import Pki, make_pki
 from tests.cluster.netns import Cluster, ClusterUnavailable, open_cluster
