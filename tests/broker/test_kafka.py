@@ -127,8 +127,9 @@ async def test_publish_subscribe_round_trip(kafka: KafkaProcess) -> None:
         await broker.publish("greetings", BrokerMessage({}, b""))
         await tally.reached(2)
         assert broker.stats.published == 2
-    assert tally.messages[0] == BrokerMessage(header, b'{"say":"hi"}')
-    assert tally.messages[1] == BrokerMessage({}, b"")
+    # keyless records may land on different partitions of the 4: Kafka orders within a partition only
+    got = sorted(tally.messages, key=lambda m: m.body, reverse=True)
+    assert got == [BrokerMessage(header, b'{"say":"hi"}'), BrokerMessage({}, b"")]
 
 
 async def test_queue_group_splits_and_broadcast_reaches_everyone(kafka: KafkaProcess) -> None:
