@@ -25,6 +25,7 @@ from trimicro._metadata import (
     decode_timeout,
     encode_grpc_timeout,
     encode_timeout,
+    parse_grpc_timeout,
 )
 
 # -- names and sets --
@@ -150,6 +151,20 @@ def test_decode_grpc_timeout_units(value: str, seconds: float) -> None:
 @pytest.mark.parametrize("value", [None, "", "S", "10", "10x", "-1S", "123456789S", "1.5S", "\u0661S"])
 def test_decode_grpc_timeout_rejects(value: str | None) -> None:
     assert decode_grpc_timeout(value) is None
+    if value is not None:
+        with pytest.raises(InvalidTimeout, match="malformed grpc-timeout"):
+            parse_grpc_timeout(value)
+
+
+def test_parse_grpc_timeout_absent_is_no_deadline() -> None:
+    assert parse_grpc_timeout(None) is None
+    assert parse_grpc_timeout("2S") == 2.0
+
+
+def test_longest_grpc_timeout_relays_as_a_go_duration() -> None:
+    seconds = parse_grpc_timeout("99999999H")
+    assert seconds is not None
+    assert decode_timeout(encode_timeout(seconds)) == pytest.approx((2**63 - 1) / 1e9)
 
 
 @given(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False))

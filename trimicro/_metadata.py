@@ -61,6 +61,7 @@ __all__ = [
     "decode_timeout",
     "encode_grpc_timeout",
     "encode_timeout",
+    "parse_grpc_timeout",
 ]
 
 # -- header names (canonical form) --
@@ -184,8 +185,10 @@ def canonical(name: str) -> str:
 def encode_timeout(seconds: float) -> str:
     """Seconds -> the ``Timeout`` header: integer nanoseconds, truncated, at least 1 (Go Micro).
 
-    OverflowError for ``inf`` and ValueError for NaN: a call without a deadline sends no header."""
-    return str(max(int(seconds * 1e9), 1))
+    OverflowError for ``inf`` and ValueError for NaN: a call without a deadline sends no header.
+    At most Go's int64 nanoseconds (292 years): a longer ``grpc-timeout`` (up to 11,000 years) relayed
+    as ``Timeout`` must stay a deadline a Go peer (and :func:`decode_timeout`) accepts."""
+    return str(min(max(int(seconds * 1e9), 1), _MAX_TIMEOUT_NS))
 
 
 class InvalidTimeout(ValueError):
@@ -266,15 +269,28 @@ def encode_grpc_timeout(seconds: float) -> str:
     return f"{_MAX_VALUE}H"
 
 
-def decode_grpc_timeout(value: str | None) -> float | None:
-    """``grpc-timeout`` -> seconds; ``None`` for a missing or malformed value (no deadline)."""
-    if not value or len(value) < 2 or len(value) > 9:
+def parse_grpc_timeout(value: str | None) -> float | None:
+    """``grpc-timeout`` -> seconds, strictly: ``None`` when the header is absent, :class:`InvalidTimeout`
+    for anything but 1-8 ASCII digits and a unit (``H M S m u n``). A server answers that with
+    INTERNAL, as grpc-go does ("malformed grpc-timeout"), instead of running the call without the
+    deadline the client meant to set."""
+    if value is None:
         return None
-    digits, unit = value[:-1], value[-1]
+    digits, unit = value[:-1], value[-1:]
     size = _UNITS.get(unit)
-    if size is None or not digits.isascii() or not digits.isdigit():
-        return None
+    if size is None or not 1 <= len(digits) <= 8 or not digits.isascii() or not digits.isdigit():
+        shown = value if len(value) <= 20 else value[:20] + "..."
+        raise InvalidTimeout(f"malformed grpc-timeout {shown!r}: want 1-8 digits and a unit of HMSmun")
     return int(digits) * size
+
+
+def decode_grpc_timeout(value: str | None) -> float | None:
+    """``grpc-timeout`` -> seconds; ``None`` for a missing or malformed value (no deadline). Lenient,
+    for peers' headers a client only reports; servers use :func:`parse_grpc_timeout`."""
+    try:
+        return parse_grpc_timeout(value or None)
+    except InvalidTimeout:
+        return None
 
 
 # -- the deadline type --

@@ -1,4 +1,5 @@
-"""gRPC message size limits both ways (RESOURCE_EXHAUSTED), and their options' validation."""
+"""gRPC message size limits both ways (RESOURCE_EXHAUSTED), their options' validation, and malformed
+``grpc-timeout`` headers (INTERNAL, as grpc-go answers them)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,21 @@ async def test_client_recv_limit() -> None:
                 )  # fmt: skip
         finally:
             await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "value", ["", "S", "1", "1x", "123456789S", "-1S", "1.5S", "nanS", "\u0661S", "9" * 400]
+)
+async def test_malformed_grpc_timeout_is_internal_and_the_connection_keeps_serving(value: str) -> None:
+    body = frame(pb.HelloRequest(name="a").SerializeToString())
+    async with serve_grpc() as (address, _server, _):
+        client = await RawClient.connect(address)
+        sid = await client.call("/greeter.Greeter/Hello", body, extra=[("grpc-timeout", value)])
+        status, message = await client.status(sid)
+        assert status == 13 and "malformed grpc-timeout" in message  # INTERNAL, no deadline-less run
+        sid = await client.call("/greeter.Greeter/Hello", body, extra=[("grpc-timeout", "99999999H")])
+        assert (await client.status(sid))[0] == 0
+        await client.sock.aclose()
 
 
 def test_options_are_validated_in_one_line() -> None:

@@ -53,11 +53,13 @@ class RawClient:
         if data:
             await self.sock.send_all(data)
 
-    async def call(self, path: str, body: bytes, *, end: bool = True) -> int:
+    async def call(
+        self, path: str, body: bytes, *, end: bool = True, extra: list[tuple[str, str]] | None = None
+    ) -> int:
         sid = self.h2.get_next_available_stream_id()
         headers = [
             (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
-            ("content-type", "application/grpc"), ("te", "trailers"),
+            ("content-type", "application/grpc"), ("te", "trailers"), *(extra or []),
         ]  # fmt: skip
         self.h2.send_headers(sid, headers)
         if body or end:

@@ -35,8 +35,9 @@ from .._metadata import (
     MICRO_METHOD,
     MICRO_RETRY_AFTER,
     TIMEOUT,
-    decode_grpc_timeout,
+    InvalidTimeout,
     encode_timeout,
+    parse_grpc_timeout,
 )
 from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
 from ..context import (
@@ -326,7 +327,12 @@ class _Call:
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unknown method {path} (endpoint {endpoint})")
 
         header = incoming_metadata(headers)
-        timeout = decode_grpc_timeout(hmap.get(GRPC_TIMEOUT))
+        try:
+            timeout = parse_grpc_timeout(hmap.get(GRPC_TIMEOUT))
+        except InvalidTimeout as exc:
+            server.stats.requests += 1
+            server.stats.errors += 1
+            raise _Failed(Status.INTERNAL, f"grpc: {exc}") from None
         header.pop(TIMEOUT, None)
         if timeout is not None:
             header[TIMEOUT] = encode_timeout(timeout)
