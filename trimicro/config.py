@@ -100,6 +100,11 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r} (use true or false)")
 
 
+def _compression(_: Any, attribute: Any, value: str) -> None:
+    if value not in ("", "identity", "gzip", "deflate"):
+        raise ValueError(f"option {attribute.name} must be gzip, deflate or identity, got {value!r}")
+
+
 def _pem_file(_: Any, attribute: Any, value: str) -> None:
     """A TLS option names a readable file, checked at start so a typo is one line, not a handshake."""
     if value and not os.access(value, os.R_OK):
@@ -144,6 +149,10 @@ class Options:
     server_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
     client_max_recv_msg_size: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(1))
     client_max_send_msg_size: int = attrs.field(default=2**31 - 1, validator=_at_least(1))
+    #: gRPC message compression: the server's for clients that accept it (a compressed request is
+    #: always answered in kind), the client's for every request ("" or identity: none)
+    server_compression: str = attrs.field(default="", validator=_compression)
+    client_compression: str = attrs.field(default="", validator=_compression)
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     #: a frame's whole body must arrive within this (408 and close): a trickled body cannot hold a

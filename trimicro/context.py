@@ -51,6 +51,9 @@ class ResponseMetadata:
 
     header: dict[str, str] = attrs.field(factory=dict)
     trailer: dict[str, str] = attrs.field(factory=dict)
+    #: gRPC message compression: what a handler asks its responses to use (:meth:`Context.set_compression`);
+    #: on a caller's ``metadata_out``, the ``grpc-encoding`` the response came with ("" for none)
+    compression: str = ""
 
 
 #: The running handler's response metadata: set per call by a server that can send it (gRPC).
@@ -100,6 +103,21 @@ class Context:
         md = _RESPONSE.get()
         if md is not None:
             md.header[key.lower()] = value
+
+    def set_compression(self, encoding: str) -> None:
+        """Compress this call's gRPC responses with ``encoding`` (``gzip``, ``deflate``, or
+        ``identity`` for none), overriding the server's choice; set it before the first response.
+        A client that does not list the encoding in ``grpc-accept-encoding`` gets plain messages,
+        which every client can read. mucp ignores it."""
+        from .codec import SUPPORTED_ENCODINGS
+
+        if encoding not in SUPPORTED_ENCODINGS:
+            raise ValueError(
+                f"unsupported compression {encoding!r}; use one of {', '.join(SUPPORTED_ENCODINGS)}"
+            )
+        md = _RESPONSE.get()
+        if md is not None:
+            md.compression = encoding
 
     def set_trailer(self, key: str, value: str) -> None:
         """Send ``key: value`` as trailing metadata, with the call's final status (gRPC only; mucp

@@ -10,9 +10,10 @@ trimicro's errors carry HTTP-style codes, so an echoed gRPC status goes out thro
 maps to it (:func:`trimicro.errors.to_grpc_status`); UNKNOWN (2), what the standard cases use, is
 any unmapped code. gRPC codes with no HTTP counterpart here (1, 10, 11, 15) come back as UNKNOWN.
 
-Compression: trimicro's server decodes gzip/deflate requests but never compresses responses, so
-``response_compressed`` is ignored and ``expect_compressed`` cannot be checked (the handler does not
-see the request's ``grpc-encoding``); grpc-go's interop client has no compression cases anyway.
+Compression: ``response_compressed`` asks for a gzip reply (``Context.set_compression``);
+``expect_compressed`` is not checked (a handler does not see whether its request was compressed).
+grpc-go's interop client has no compression cases anyway (tests/interop/test_grpc_compression.py
+covers compression against grpcio).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class TestService:
 
     async def UnaryCall(self, req: SimpleRequest, ctx: Context) -> SimpleResponse:
         _echo_metadata(ctx)
+        if req.response_compressed.value:
+            ctx.set_compression("gzip")
         if req.HasField("response_status") and req.response_status.code != 0:
             raise status_error(req.response_status)
         rsp = SimpleResponse(payload=_payload(req.response_size))

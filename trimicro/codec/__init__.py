@@ -15,6 +15,7 @@ from .bytes import BytesCodec as BytesCodec
 from .bytes import Frame as Frame
 from .bytes import raw_bytes as raw_bytes
 from .describe import describe as describe
+from .grpc import COMPRESS_MIN as COMPRESS_MIN
 from .grpc import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from .grpc import RESOURCE_EXHAUSTED as RESOURCE_EXHAUSTED
 from .grpc import SUPPORTED_ENCODINGS as SUPPORTED_ENCODINGS
@@ -22,8 +23,10 @@ from .grpc import GrpcCodec as GrpcCodec
 from .grpc import GrpcFrameDecoder as GrpcFrameDecoder
 from .grpc import GrpcJsonCodec as GrpcJsonCodec
 from .grpc import GrpcProtoCodec as GrpcProtoCodec
+from .grpc import accepted_encodings as accepted_encodings
 from .grpc import compress as compress
 from .grpc import encode_frame as encode_frame
+from .grpc import frame_message as frame_message
 from .json import JsonCodec as JsonCodec
 from .json import dumps as dumps
 from .json import from_obj as from_obj
@@ -38,6 +41,7 @@ from .protorpc import encode_header as encode_header
 from .protorpc import read_netstrings as read_netstrings
 
 __all__ = [
+    "COMPRESS_MIN",
     "DEFAULT_CONTENT_TYPE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "RESOURCE_EXHAUSTED",
@@ -53,6 +57,7 @@ __all__ = [
     "JsonRpcCodec",
     "ProtoRpcCodec",
     "ProtobufCodec",
+    "accepted_encodings",
     "codecs",
     "compress",
     "decode_header",
@@ -63,6 +68,7 @@ __all__ = [
     "encode_header",
     "encode_message",
     "encode_varint",
+    "frame_message",
     "from_obj",
     "get_codec",
     "loads",

@@ -16,6 +16,7 @@ from .json import JsonCodec
 from .protobuf import ProtobufCodec
 
 __all__ = [
+    "COMPRESS_MIN",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "RESOURCE_EXHAUSTED",
     "SUPPORTED_ENCODINGS",
@@ -23,14 +24,20 @@ __all__ = [
     "GrpcFrameDecoder",
     "GrpcJsonCodec",
     "GrpcProtoCodec",
+    "accepted_encodings",
     "compress",
     "encode_frame",
+    "frame_message",
 ]
 
 #: gRPC's default receive limit (4 MiB), as grpc-go and Go Micro use.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: ``grpc-encoding`` values this module can decompress.
 SUPPORTED_ENCODINGS = ("identity", "gzip", "deflate")
+
+#: Smaller messages go out uncompressed even on a compressed stream (the flag is per message):
+#: gzip's own framing is 18 bytes, so below this it rarely saves a byte and always costs CPU.
+COMPRESS_MIN = 64
 
 _PREFIX = struct.Struct(">BI")
 _PREFIX_LEN = _PREFIX.size
@@ -57,6 +64,26 @@ def compress(payload: bytes, encoding: str) -> bytes:
     )
 
 
+def frame_message(payload: bytes, encoding: str | None) -> bytes:
+    """One framed message for a stream whose ``grpc-encoding`` is ``encoding`` (None or
+    ``identity``: plain). Compressed when that makes it smaller, else sent plain with the flag
+    clear, which the gRPC spec allows on any stream: small or incompressible messages cost nothing."""
+    if encoding is None or encoding == "identity" or len(payload) < COMPRESS_MIN:
+        return encode_frame(payload)
+    packed = compress(payload, encoding)
+    if len(packed) >= len(payload):
+        return encode_frame(payload)
+    return encode_frame(packed, True)
+
+
+def accepted_encodings(header: str | None) -> frozenset[str]:
+    """The encodings a ``grpc-accept-encoding`` value lists, lower-cased (identity always)."""
+    names = {"identity"}
+    if header:
+        names.update(n.strip().lower() for n in header.split(",") if n.strip())
+    return frozenset(names)
+
+
 class GrpcFrameDecoder:
     """Reassembles gRPC messages from DATA bytes.
 
@@ -69,14 +96,20 @@ class GrpcFrameDecoder:
     __slots__ = ("_buf", "_error", "encoding", "max_message_size")
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, encoding: str | None = None) -> None:
+        self.max_message_size = max_message_size
+        self.encoding: str | None = None
+        self.negotiate(encoding)
+        self._buf = bytearray()
+        self._error: ProtocolError | None = None
+
+    def negotiate(self, encoding: str | None) -> None:
+        """Decompress compressed messages with ``encoding`` from now on: a client learns its
+        response's ``grpc-encoding`` only once the response headers arrive."""
         if encoding is not None and encoding not in SUPPORTED_ENCODINGS:
             raise ProtocolError(
                 f"unsupported grpc-encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
             )
-        self.max_message_size = max_message_size
         self.encoding = None if encoding == "identity" else encoding
-        self._buf = bytearray()
-        self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:

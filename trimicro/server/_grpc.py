@@ -39,7 +39,7 @@ from .._metadata import (
     encode_timeout,
     parse_grpc_timeout,
 )
-from ..codec import Codec, GrpcFrameDecoder, encode_frame, get_codec
+from ..codec import Codec, GrpcFrameDecoder, accepted_encodings, frame_message, get_codec
 from ..context import (
     ResponseMetadata,
     current_response_metadata,
@@ -69,6 +69,8 @@ __all__ = ["GrpcServer", "response_metadata"]
 log = logging.getLogger("trimicro.server.grpc")
 
 _SUPPORTED_ENCODINGS: Final = ("identity", "gzip", "deflate")
+#: what this server decodes, for ``grpc-accept-encoding`` when it refuses a request's encoding
+_ACCEPT_ENCODING: Final = "identity,gzip,deflate"
 #: How long a request answered before it was read (HTTP 415) may take to finish sending.
 _DISCARD_GRACE: Final = 1.0
 
@@ -87,10 +89,11 @@ def response_metadata() -> dict[str, str]:
 class _Failed(Exception):
     """End the stream with this gRPC status (and reset it if the peer is still sending)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, trailers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.trailers = trailers or []
 
 
 @attrs.define(eq=False)
@@ -105,6 +108,9 @@ class GrpcServer:
     #: largest response message sent (``server_max_send_msg_size``): beyond, RESOURCE_EXHAUSTED
     max_send_message_size: int = 2**31 - 1
     max_header_size: int = 64 * 1024
+    #: compress responses with this (``server_compression``: gzip or deflate) when the client
+    #: accepts it; "" answers plain unless the request itself was compressed (docs/grpc.md)
+    compression: str = ""
     #: HTTP/2 header-block, idle and keepalive limits (docs/grpc.md "Hardening")
     policy: H2Policy = attrs.field(factory=H2Policy)
     _h2: H2Server = attrs.field(init=False)
@@ -132,6 +138,7 @@ class GrpcServer:
             max_message_size=options.server_max_recv_msg_size or options.server_max_body_size,
             max_send_message_size=options.server_max_send_msg_size,
             max_header_size=options.server_max_header_size,
+            compression=options.server_compression,
             policy=H2Policy(
                 header_timeout=options.server_header_timeout,
                 idle_timeout=options.server_idle_timeout,
@@ -177,7 +184,7 @@ class GrpcServer:
         try:
             await call.run()
         except _Failed as failed:
-            await call.finish(failed.status, failed.message)
+            await call.finish(failed.status, failed.message, extra=failed.trailers)
         except TransportError:  # also StreamReset: the stream or the connection is gone
             pass
         finally:
@@ -208,11 +215,31 @@ class _Call:
         self.stream = stream
         self.content_type = "application/grpc"
         self.headers_sent = False
+        #: the request's ``grpc-encoding`` (None: plain) and what the client accepts back
+        self.recv_encoding: str | None = None
+        self.accepts: frozenset[str] = frozenset()
+        #: the responses' encoding, fixed with the response headers (None: plain)
+        self.send_encoding: str | None = None
 
     # -- responding --
+    def _choose_encoding(self, md: ResponseMetadata | None) -> str | None:
+        """A handler's :meth:`Context.set_compression` if the client accepts it, else the request's
+        own encoding (grpc-go's rule: answer compressed like the request), else the server's
+        ``server_compression`` if the client accepts that."""
+        wanted = md.compression if md is not None else ""
+        if wanted:
+            return wanted if wanted != "identity" and wanted in self.accepts else None
+        if self.recv_encoding is not None:
+            return self.recv_encoding
+        default = self.owner.compression
+        return default if default not in ("", "identity") and default in self.accepts else None
+
     def _initial_headers(self) -> list[tuple[str, str]]:
         out = [(":status", "200"), ("content-type", self.content_type)]
         md = current_response_metadata()
+        self.send_encoding = encoding = self._choose_encoding(md)
+        if encoding is not None:
+            out.append(("grpc-encoding", encoding))
         if md is not None and md.header:
             out.extend(_checked_metadata(md.header))
             md.header.clear()
@@ -231,10 +258,15 @@ class _Call:
                 429,
                 f"response message of {len(payload)} bytes exceeds the send limit of {limit}",
             )
-        await self.stream.send_message(encode_frame(payload))
+        await self.stream.send_message(frame_message(payload, self.send_encoding))
 
     async def finish(
-        self, status: int, message: str = "", payload: bytes | None = None, details: str = ""
+        self,
+        status: int,
+        message: str = "",
+        payload: bytes | None = None,
+        details: str = "",
+        extra: list[tuple[str, str]] | None = None,
     ) -> None:
         """Trailers (and, for unary replies, headers + the message first), in one write."""
         stream = self.stream
@@ -253,12 +285,15 @@ class _Call:
                 stream.send_headers(self._initial_headers())
             self.headers_sent = True
         # Queued messages (and this one) go before the trailers.
-        await stream.send_data(encode_frame(payload) if payload is not None else b"", flush=False)
+        framed = frame_message(payload, self.send_encoding) if payload is not None else b""
+        await stream.send_data(framed, flush=False)
         trailers.append(("grpc-status", str(status)))
         if message:
             trailers.append(("grpc-message", message))
         if details:
             trailers.append(("grpc-status-details-bin", details))
+        if extra:
+            trailers.extend(extra)
         md = current_response_metadata()
         if md is not None:
             # Headers set after the first message missed the header block: they go here too.
@@ -314,7 +349,13 @@ class _Call:
         self.content_type = ct_key
         encoding = hmap.get("grpc-encoding")
         if encoding and encoding not in _SUPPORTED_ENCODINGS:
-            raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported grpc-encoding {encoding!r}")
+            raise _Failed(
+                Status.UNIMPLEMENTED,
+                f"grpc: unsupported grpc-encoding {encoding!r}",
+                [("grpc-accept-encoding", _ACCEPT_ENCODING)],  # the spec's hint at what would work
+            )
+        self.recv_encoding = encoding if encoding and encoding != "identity" else None
+        self.accepts = accepted_encodings(hmap.get("grpc-accept-encoding"))
         decoder = GrpcFrameDecoder(owner.max_message_size, encoding)
         pending: deque[bytes] = deque()
 

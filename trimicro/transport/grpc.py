@@ -45,7 +45,7 @@ from .._metadata import (
     encode_grpc_timeout,
 )
 from ..codec import GrpcFrameDecoder
-from ..codec.grpc import encode_frame
+from ..codec.grpc import frame_message
 from ..context import ResponseMetadata
 from ..errors import MicroError, ProtocolError, TransportError
 from . import _http2 as h2p
@@ -68,6 +68,8 @@ __all__ = ["GrpcSocket", "GrpcTransport", "client_ssl_context", "from_options"]
 CLIENT_ID = "go.micro.client"
 EOS = "EOS"
 _USER_AGENT = "trimicro-grpc/0.1"
+#: sent with every request: the response encodings this client decodes
+_ACCEPT_ENCODING = "gzip,deflate"
 # HTTP status -> gRPC status when a reply is not gRPC at all (grpc/doc/http-grpc-status-mapping.md).
 _HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 # RST_STREAM error codes -> gRPC status (REFUSED_STREAM is retryable: UNAVAILABLE).
@@ -139,6 +141,8 @@ class GrpcSocket:
     _reply_header: dict[str, str] = attrs.field(factory=dict, init=False)
     _decoder: GrpcFrameDecoder | None = attrs.field(default=None, init=False)
     _pending: deque[bytes] = attrs.field(factory=deque, init=False)
+    #: the response headers' grpc-encoding has been applied to the decoder
+    _negotiated: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     #: set once ``_start`` has opened the stream or failed (``_open_error``): receive() waits for it,
     #: since a stream's reader may start before the first send has found a free stream slot.
@@ -175,7 +179,7 @@ class GrpcSocket:
                 if self._sent_end:
                     raise TransportError("send after the request stream was closed")
                 self._check_size(msg.body)
-                await self._conn.send_data(st, encode_frame(msg.body))
+                await self._conn.send_data(st, frame_message(msg.body, self._transport.send_encoding))
         except StreamReset:
             raise TransportError("gRPC stream was reset by the server") from None
 
@@ -214,6 +218,10 @@ class GrpcSocket:
         timeout = decode_timeout(header.get(TIMEOUT))
         if timeout is not None:
             headers.append((GRPC_TIMEOUT, encode_grpc_timeout(timeout)))
+        encoding = self._transport.send_encoding
+        if encoding is not None:
+            headers.append(("grpc-encoding", encoding))
+        headers.append(("grpc-accept-encoding", _ACCEPT_ENCODING))
         try:
             headers.extend(outgoing_metadata(header))
         except ValueError as exc:
@@ -226,6 +234,7 @@ class GrpcSocket:
             mucp_ct if not mucp_ct.startswith("application/grpc") else mucp_content_type(mucp_ct)
         )
         self._decoder = GrpcFrameDecoder(self._transport.max_message_size)
+        self._negotiated = False
         self._pending.clear()
         self._finished = False
         self._sent_end = False
@@ -247,7 +256,7 @@ class GrpcSocket:
             else:
                 self._sent_end = True
                 self._check_size(msg.body)
-                await conn.send_data(st, encode_frame(msg.body), end_stream=True)
+                await conn.send_data(st, frame_message(msg.body, encoding), end_stream=True)
         except StreamReset:
             raise TransportError("gRPC stream was reset by the server") from None
 
@@ -301,6 +310,14 @@ class GrpcSocket:
             if chunk is None:
                 decoder.close()
                 return None
+            if not self._negotiated:
+                # DATA follows the response headers: they name the messages' grpc-encoding.
+                self._negotiated = True
+                for k, v in st.headers or ():
+                    if k == "grpc-encoding":
+                        decoder.negotiate(v)
+                        if self.metadata_out is not None:
+                            self.metadata_out.compression = v
             self._pending.extend(decoder.feed(chunk))
         return self._pending.popleft()
 
@@ -413,8 +430,17 @@ class GrpcTransport:
     max_send_message_size: int = 2**31 - 1
     name: str = "grpc"
     options: Any = None
+    #: compress every request message with this (``client_compression``: gzip or deflate)
+    compression: str = attrs.field(
+        default="", validator=attrs.validators.in_(("", "identity", "gzip", "deflate"))
+    )
     _conns: dict[str, _ClientConn] = attrs.field(factory=dict, init=False)
     _dialing: dict[str, trio.Lock] = attrs.field(factory=dict, init=False)
+
+    @property
+    def send_encoding(self) -> str | None:
+        """The ``grpc-encoding`` requests carry (None: plain)."""
+        return self.compression if self.compression not in ("", "identity") else None
 
     @property
     def open_connections(self) -> int:
@@ -502,4 +528,5 @@ def from_options(options: Any) -> GrpcTransport:
         max_message_size=getattr(options, "client_max_recv_msg_size", 4 * 1024 * 1024),
         max_send_message_size=getattr(options, "client_max_send_msg_size", 2**31 - 1),
         options=options,
+        compression=getattr(options, "client_compression", ""),
     )
