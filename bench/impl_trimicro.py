@@ -7,7 +7,10 @@ dials the address directly (``address=``), so discovery costs nothing in either 
 ``BENCH_OBSERVE=1`` measures the observability wrappers: server and client get OpenTelemetry tracing
 (an SDK tracer provider, every span sampled, a batch processor feeding an exporter that drops them:
 the cost of making and propagating spans, not of shipping them) and Prometheus metrics, as
-``tracing=true`` + ``metrics_address`` would install them on a Service.
+``tracing=true`` + ``metrics_address`` would install them on a Service. ``BENCH_OBSERVE`` may also
+name the parts, comma-separated: ``tracing``, ``metrics`` (Prometheus), ``otel_metrics``
+(OpenTelemetry metrics on an SDK meter provider whose periodic reader, at the SDK's default 60 s
+interval, feeds an exporter that drops them), e.g. ``BENCH_OBSERVE=otel_metrics``.
 """
 
 from __future__ import annotations
@@ -48,25 +51,67 @@ class Greeter:
             await stream.send(msg)
 
 
+def observe_parts() -> set[str]:
+    """The parts ``BENCH_OBSERVE`` asks for ("1": tracing and Prometheus metrics)."""
+    value = os.environ.get("BENCH_OBSERVE", "")
+    if value == "1":
+        return {"tracing", "metrics"}
+    parts = {p.strip() for p in value.split(",") if p.strip() and p.strip() != "0"}
+    unknown = parts - {"tracing", "metrics", "otel_metrics"}
+    if unknown:
+        raise SystemExit(f"BENCH_OBSERVE: unknown parts {sorted(unknown)}")
+    return parts
+
+
 def observe_wrappers() -> tuple[list[Any], list[Any]]:
-    """(handler wrappers, client wrappers) for ``BENCH_OBSERVE=1``, else two empty lists."""
-    if os.environ.get("BENCH_OBSERVE") != "1":
-        return [], []
-    from collections.abc import Sequence
+    """(handler wrappers, client wrappers) for ``BENCH_OBSERVE``, else two empty lists."""
+    parts = observe_parts()
+    wrappers: list[Any] = []  # outermost first, as Observability installs them
+    if "tracing" in parts:
+        from collections.abc import Sequence
 
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    from trimicro.observability import Metrics, Tracing
+        from trimicro.observability import Tracing
 
-    class Drop(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
+        class Drop(SpanExporter):
+            def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Drop()))
-    tracing, metrics = Tracing(SERVICE, provider), Metrics(SERVICE)
-    return [tracing.handler_wrapper, metrics.handler_wrapper], [tracing.call_wrapper, metrics.call_wrapper]
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Drop()))
+        wrappers.append(Tracing(SERVICE, provider))
+    if "metrics" in parts:
+        from trimicro.observability import Metrics
+
+        wrappers.append(Metrics(SERVICE))
+    if "otel_metrics" in parts:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            MetricExporter,
+            MetricExportResult,
+            MetricsData,
+            PeriodicExportingMetricReader,
+        )
+
+        from trimicro.observability import OtelMetrics
+
+        class DropMetrics(MetricExporter):
+            def export(
+                self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+            ) -> MetricExportResult:
+                return MetricExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: float = 10_000) -> bool:
+                return True
+
+            def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+                pass
+
+        meters = MeterProvider(metric_readers=[PeriodicExportingMetricReader(DropMetrics())])
+        wrappers.append(OtelMetrics(SERVICE, meters))
+    return [w.handler_wrapper for w in wrappers], [w.call_wrapper for w in wrappers]
 
 
 def grpc_available() -> bool:

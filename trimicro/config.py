@@ -222,6 +222,8 @@ class Options:
     log_format: str = "text"  # or "json": one object a line, with trace_id/span_id during a call
     tracing: bool = attrs.field(default=False, converter=_bool)  # OpenTelemetry spans + traceparent
     metrics_address: str = ""  # "host:port" (":9090" = 127.0.0.1:9090): /metrics, /health/*
+    #: the same metrics as OpenTelemetry instruments, on the global (or OTEL_METRICS_EXPORTER's) provider
+    otel_metrics: bool = attrs.field(default=False, converter=_bool)
 
     def evolve(self, **changes: Any) -> Options:
         return attrs.evolve(self, **changes)

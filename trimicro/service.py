@@ -282,8 +282,9 @@ class Service:
 
     def _observe(self) -> Any:
         """The service's :class:`~trimicro.observability.Observability`: the one ``instrument`` set
-        up, else one made now if an option asks for tracing or metrics, else None (nothing imported)."""
-        if self.observability is None and (self.options.tracing or self.options.metrics_address):
+        up, else one made now if an option asks for tracing or metrics (either kind), else None (nothing imported)."""
+        opts = self.options
+        if self.observability is None and (opts.tracing or opts.metrics_address or opts.otel_metrics):
             from .observability import instrument
 
             instrument(self)

@@ -5,6 +5,7 @@ not even imported). Turn parts on with options (flags ``--x``, env ``MICRO_X``):
 
     tracing=true            spans for handlers, calls, publishes and deliveries; W3C traceparent
     metrics_address=:9090   /metrics (Go Micro's metric names), /health, /health/live, /health/ready
+    otel_metrics=true       the same metrics as OpenTelemetry instruments (rpc.server.call.duration, ...)
     log_format=json         JSON log lines with trace_id / span_id
 
 or call :func:`instrument` before the service runs, e.g. to pass a tracer provider. See
@@ -24,6 +25,7 @@ from ._observer import instrument as instrument
 
 if TYPE_CHECKING:
     from ._metrics import Metrics as Metrics
+    from ._otel_metrics import OtelMetrics as OtelMetrics
     from ._tracing import Tracing as Tracing
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "JsonFormatter",
     "Metrics",
     "Observability",
+    "OtelMetrics",
     "Readiness",
     "TraceContextFilter",
     "Tracing",
@@ -41,7 +44,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Tracing and Metrics import their libraries: only on first use.
+    # Tracing, Metrics and OtelMetrics import their libraries: only on first use.
     if name == "Tracing":
         from ._tracing import Tracing
 
@@ -50,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from ._metrics import Metrics
 
         return Metrics
+    if name == "OtelMetrics":
+        from ._otel_metrics import OtelMetrics
+
+        return OtelMetrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,12 @@
 """One service's observability: which wrappers it installed, the listener, the Debug.Stats extras.
 
 :func:`instrument` is the one entry point, called by the Service itself when an option asks for
-tracing or metrics (``tracing=true``, ``metrics_address=...``), or by the application beforehand to
-pass its own tracer provider or Prometheus registry. OpenTelemetry and prometheus_client are imported
-here only for the parts that are enabled.
+tracing or metrics (``tracing=true``, ``metrics_address=...``, ``otel_metrics=true``), or by the
+application beforehand to pass its own tracer provider, Prometheus registry or meter provider.
+OpenTelemetry and prometheus_client are imported here only for the parts that are enabled.
 
-Wrappers go *outermost* (tracing, then metrics, then the application's own), so a span and a latency
-cover everything the service does for a call, application wrappers included.
+Wrappers go *outermost* (tracing, then Prometheus metrics, then OpenTelemetry metrics, then the
+application's own), so a span and a latency cover everything the service does for a call, application wrappers included.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._http import HttpListener, Response
 
 if TYPE_CHECKING:
     from ._metrics import Metrics
+    from ._otel_metrics import OtelMetrics
     from ._tracing import Tracing
 
 __all__ = ["Observability", "instrument"]
@@ -39,11 +40,12 @@ class Observability:
     tracing: Tracing | None = None
     metrics: Metrics | None = None
     metrics_address: str = ""
+    otel_metrics: OtelMetrics | None = None
     listener: HttpListener | None = attrs.field(default=None, init=False)
 
     def _wrappers(self) -> list[Any]:
         # outermost first
-        return [w for w in (self.tracing, self.metrics) if w is not None]
+        return [w for w in (self.tracing, self.metrics, self.otel_metrics) if w is not None]
 
     def install(self) -> None:
         """Put the wrappers on the service's handlers, subscribers and client (outermost)."""
@@ -56,8 +58,9 @@ class Observability:
         """A run's new client: add the publish wrappers (the call wrappers came with the service's)."""
         for part in reversed(self._wrappers()):
             client.wrap_publish(part.publish_wrapper, first=True)
-        if self.metrics is not None:
-            self.metrics.watch(selector=client.selector, client=client)
+        for part in (self.metrics, self.otel_metrics):
+            if part is not None:
+                part.watch(selector=client.selector, client=client)
 
     def listening(self, address: str) -> None:
         if self.tracing is not None:
@@ -146,6 +149,51 @@ def _maybe_default_provider(service_name: str) -> Any:
     return provider
 
 
+def _maybe_default_meter_provider(service_name: str) -> Any:
+    """With no SDK meter provider set globally and ``OTEL_METRICS_EXPORTER`` = ``console`` or ``otlp``
+    (needs opentelemetry-exporter-otlp-proto-http), make one exporting every
+    ``OTEL_METRIC_EXPORT_INTERVAL`` ms (the SDK's reader, default 60 s). Unset or ``none``: None, the
+    global provider (OpenTelemetry's proxy until the application sets one)."""
+    names = [n.strip().lower() for n in os.environ.get("OTEL_METRICS_EXPORTER", "none").split(",")]
+    names = [n for n in names if n not in ("", "none")]
+    if not names:
+        return None
+    from opentelemetry import metrics
+
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+    except ImportError:
+        log.warning("otel_metrics: opentelemetry-sdk is not installed (pip install trimicro[otel])")
+        return None
+    if isinstance(metrics.get_meter_provider(), MeterProvider):
+        return None  # the application's
+    readers = []
+    for name in names:
+        exporter: Any = None
+        if name == "console":
+            exporter = ConsoleMetricExporter()
+        elif name == "otlp":
+            try:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found,unused-ignore]
+                    OTLPMetricExporter,
+                )
+            except ImportError:
+                log.warning("otel_metrics: OTEL_METRICS_EXPORTER=otlp needs trimicro[otlp]; not exporting")
+                continue
+            exporter = OTLPMetricExporter()
+        else:
+            log.warning("otel_metrics: unknown OTEL_METRICS_EXPORTER %r ignored", name)
+        if exporter is not None:
+            # the SDK's periodic reader exports from its own thread (the library's design)
+            readers.append(PeriodicExportingMetricReader(exporter))
+    if not readers:
+        return None
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
+    return MeterProvider(metric_readers=readers, resource=resource)
+
+
 def instrument(
     service: Any,
     *,
@@ -154,12 +202,15 @@ def instrument(
     metrics: bool | None = None,
     registry: Any = None,
     metrics_address: str | None = None,
+    otel_metrics: bool | None = None,
+    meter_provider: Any = None,
 ) -> Observability:
     """Enable tracing and/or metrics on ``service`` (a :class:`trimicro.Service` not yet running).
 
-    ``None`` arguments fall back to the service's options (``tracing``, ``metrics_address``); a
-    ``tracer_provider`` or ``registry`` implies its part. Calling it again returns what the first call
-    set up. Raises ImportError naming the extra to install when a part's library is missing."""
+    ``None`` arguments fall back to the service's options (``tracing``, ``metrics_address``,
+    ``otel_metrics``); a ``tracer_provider``, ``registry`` or ``meter_provider`` implies its part.
+    Calling it again returns what the first call set up. Raises ImportError naming the extra to
+    install when a part's library is missing."""
     existing = getattr(service, "observability", None)
     if existing is not None:
         return existing  # type: ignore[no-any-return]
@@ -167,6 +218,9 @@ def instrument(
     address = opts.metrics_address if metrics_address is None else metrics_address
     want_tracing = tracer_provider is not None or (opts.tracing if tracing is None else tracing)
     want_metrics = (registry is not None or bool(address)) if metrics is None else metrics
+    want_otel_metrics = meter_provider is not None or (
+        opts.otel_metrics if otel_metrics is None else otel_metrics
+    )
     obs = Observability(service, metrics_address=address)
     if want_tracing:
         try:
@@ -190,6 +244,17 @@ def instrument(
             )
         else:
             obs.metrics = Metrics(service.name) if registry is None else Metrics(service.name, registry)
+    if want_otel_metrics:
+        try:
+            from ._otel_metrics import OtelMetrics
+        except ImportError as exc:
+            raise ImportError(f"otel_metrics needs OpenTelemetry: pip install 'trimicro[otel]' ({exc})") from exc
+        obs.otel_metrics = OtelMetrics(
+            service.name,
+            meter_provider or _maybe_default_meter_provider(service.name),
+            transport=opts.transport,
+            broker=opts.broker,
+        )
     obs.install()
     service.observability = obs
     return obs
