@@ -38,3 +38,41 @@ async def test_grpcio_calls_a_service_and_trimicro_calls_it_over_grpc(registry, 
             )
         assert info.value == trimicro.MicroError("greeter", 400, "bad name x", "Bad Request")
     assert svc.server.stats.requests >= 3
+
+
+async def test_a_health_watch_sees_the_drain_and_does_not_hold_it(registry):
+    """A watcher gets NOT_SERVING as the drain starts and its stream ends then (UNAVAILABLE), so a
+    service with watchers still stops at once rather than after its grace period."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    svc = trimicro.Service("greeter", registry=registry, argv=[], handle_signals=False, server_grace_period=20)
+    svc.handle(Greeter(), name="Greeter", grpc_service="greeter.Greeter")
+    got_first = trio.Event()
+    S = health_pb2.HealthCheckResponse
+
+    def watch() -> tuple[list[int], object]:
+        seen = []
+        with grpc.insecure_channel(svc.address) as channel:
+            updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=20)
+            try:
+                for update in updates:
+                    seen.append(update.status)
+                    trio.from_thread.run_sync(got_first.set)
+            except grpc.RpcError as exc:
+                return seen, exc.code()
+        return seen, None
+
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(svc.run)
+            result: list[tuple[list[int], object]] = []
+
+            async def watcher() -> None:
+                result.append(await trio.to_thread.run_sync(watch))
+
+            nursery.start_soon(watcher)
+            await got_first.wait()
+            started = trio.current_time()
+            svc.stop()
+    assert trio.current_time() - started < 10  # not the 20 s grace period
+    assert result == [([S.SERVING, S.NOT_SERVING], grpc.StatusCode.UNAVAILABLE)]

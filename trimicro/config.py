@@ -153,6 +153,8 @@ class Options:
     #: always answered in kind), the client's for every request ("" or identity: none)
     server_compression: str = attrs.field(default="", validator=_compression)
     client_compression: str = attrs.field(default="", validator=_compression)
+    #: answer gRPC server reflection (grpcurl list/describe/call); off hides the schema
+    grpc_reflection: bool = attrs.field(default=True, converter=_bool)
     server_header_timeout: float = attrs.field(default=10.0, converter=_float)
     server_idle_timeout: float = attrs.field(default=300.0, converter=_float)
     #: a frame's whole body must arrive within this (408 and close): a trickled body cannot hold a

@@ -99,12 +99,13 @@ class Greeter:
 
 @asynccontextmanager
 async def serve_grpc(
-    handler: Any = None, *, ssl_context: Any = None, **kw: Any
+    handler: Any = None, *, ssl_context: Any = None, grpc_service: str | None = None, **kw: Any
 ) -> AsyncIterator[tuple[str, GrpcServer, Any]]:
-    """``(address, grpc_server, handler)`` for a Router holding ``handler`` (a fresh Greeter by default)."""
+    """``(address, grpc_server, handler)`` for a Router holding ``handler`` (a fresh Greeter by
+    default; ``grpc_service`` names its proto service, as generated code does)."""
     handler = handler if handler is not None else Greeter()
     router = Router()
-    router.handle(handler)
+    router.handle(handler, grpc_service=grpc_service)
     server = Server("greeter", router, transport=None)  # type: ignore[arg-type]
     grpc_server = GrpcServer(server, **kw)
 

@@ -1,4 +1,4 @@
-"""The stock peers of tests/interop/grpcgo: grpc-go's interop client and server, and h2spec.
+"""The stock peers of tests/interop/grpcgo: grpc-go's interop client and server, h2spec, grpcurl.
 
 build.sh builds them from the module proxy (pinned by go.mod/go.sum, nothing vendored) into a
 gitignored bin directory; the fixture here builds once per session and skips, with the reason, only
@@ -31,10 +31,11 @@ class GrpcGoBins:
     client: Path
     server: Path
     h2spec: Path
+    grpcurl: Path
 
 
 def build_grpcgo(go: str, timeout: float = BUILD_TIMEOUT) -> GrpcGoBins:
-    """Run build.sh (about 2 s when the module cache is warm); return the three binaries."""
+    """Run build.sh (about 2 s when the module cache is warm); return the binaries."""
     result = subprocess.run(
         ["bash", str(GRPCGO_DIR / "build.sh")],
         env=dict(os.environ, GO=go),
@@ -48,8 +49,8 @@ def build_grpcgo(go: str, timeout: float = BUILD_TIMEOUT) -> GrpcGoBins:
             f"tests/interop/grpcgo/build.sh failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     out = Path(result.stdout.strip().splitlines()[-1])
-    bins = GrpcGoBins(out / "client", out / "server", out / "h2spec")
-    for path in (bins.client, bins.server, bins.h2spec):
+    bins = GrpcGoBins(out / "client", out / "server", out / "h2spec", out / "grpcurl")
+    for path in (bins.client, bins.server, bins.h2spec, bins.grpcurl):
         if not os.access(path, os.X_OK):
             raise RuntimeError(f"build.sh did not produce {path}")
     return bins

@@ -182,6 +182,33 @@ async def test_health_check() -> None:
         assert whole == named == health_pb2.HealthCheckResponse.SERVING
         assert unknown == grpc.StatusCode.NOT_FOUND
 
+async def test_health_watch_sees_changes_and_ends_on_drain() -> None:
+    async with serve_grpc() as (address, server, _):
+        health = server.health
+
+        def call() -> Any:
+            seen = []
+            with grpc.insecure_channel(address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                updates = stub.Watch(health_pb2.HealthCheckRequest(service="greeter"), timeout=10)
+                seen.append(next(updates).status)
+                trio.from_thread.run_sync(health.set_status, "greeter", 2)
+                seen.append(next(updates).status)
+                trio.from_thread.run_sync(health.shutdown)  # what the server's drain calls
+                try:
+                    next(updates)
+                except grpc.RpcError as exc:
+                    return seen, exc.code()
+                return seen, None
+
+        seen, end = await in_thread(call)
+        S = health_pb2.HealthCheckResponse
+        assert seen == [S.SERVING, S.NOT_SERVING]
+        assert end == grpc.StatusCode.UNAVAILABLE
+        with trio.fail_after(5):
+            await server.wait_idle()
+
+
 
 def aio_session(address: str, coro_fn: Callable[[pbg.GreeterStub], Any]) -> Callable[[], Any]:
     async def main() -> Any:

@@ -46,7 +46,7 @@ from ..context import (
     reset_response_metadata,
     set_response_metadata,
 )
-from ..debug import CHECK_PATH, GrpcHealth
+from ..debug import CHECK_PATH, REFLECTION_PATHS, WATCH_PATH, GrpcHealth, GrpcReflection
 from ..errors import CodecError, MicroError, ProtocolError, TransportError
 from ..stream import Stream
 from ..transport import (
@@ -75,6 +75,9 @@ _ACCEPT_ENCODING: Final = "identity,gzip,deflate"
 _DISCARD_GRACE: Final = 1.0
 
 RawUnary = Callable[[bytes], Awaitable[bytes]]
+#: a raw streaming handler: ``handler(receive, send)`` on protobuf bytes (``receive()`` is None at the
+#: end of the request stream); returning finishes the call OK, a MicroError finishes it with its status
+RawStream = Callable[[Callable[[], Awaitable[bytes | None]], Callable[[bytes], Awaitable[None]]], Awaitable[None]]
 
 
 def response_metadata() -> dict[str, str]:
@@ -104,6 +107,8 @@ class GrpcServer:
     health: GrpcHealth = attrs.field(factory=GrpcHealth)
     #: path -> raw unary handler on protobuf bytes (the health check lives here)
     unary_handlers: dict[str, RawUnary] = attrs.field(factory=dict)
+    #: path -> raw streaming handler (health Watch, server reflection)
+    stream_handlers: dict[str, RawStream] = attrs.field(factory=dict)
     max_message_size: int = 4 * 1024 * 1024
     #: largest response message sent (``server_max_send_msg_size``): beyond, RESOURCE_EXHAUSTED
     max_send_message_size: int = 2**31 - 1
@@ -111,12 +116,19 @@ class GrpcServer:
     #: compress responses with this (``server_compression``: gzip or deflate) when the client
     #: accepts it; "" answers plain unless the request itself was compressed (docs/grpc.md)
     compression: str = ""
+    #: answer gRPC server reflection (``grpc_reflection``), so grpcurl can list, describe and call
+    reflection: bool = True
     #: HTTP/2 header-block, idle and keepalive limits (docs/grpc.md "Hardening")
     policy: H2Policy = attrs.field(factory=H2Policy)
     _h2: H2Server = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.unary_handlers.setdefault(CHECK_PATH, self.health.check)
+        self.stream_handlers.setdefault(WATCH_PATH, self.health.watch)
+        if self.reflection:
+            info = GrpcReflection(self.public_services, self._message_types).info
+            for path in REFLECTION_PATHS:
+                self.stream_handlers.setdefault(path, info)
         self.health.statuses.setdefault(self.server.name, 1)
         self._h2 = H2Server(
             self,
@@ -127,6 +139,7 @@ class GrpcServer:
             on_retire=self.server.exit_call,
         )
         self.server.on_drain.append(self.goaway)
+        self.server.on_drain.append(self.health.shutdown)  # watches end rather than hold the drain
 
     @classmethod
     def from_server(cls, server: Server, options: Any = None) -> GrpcServer:
@@ -139,6 +152,7 @@ class GrpcServer:
             max_send_message_size=options.server_max_send_msg_size,
             max_header_size=options.server_max_header_size,
             compression=options.server_compression,
+            reflection=options.grpc_reflection,
             policy=H2Policy(
                 header_timeout=options.server_header_timeout,
                 idle_timeout=options.server_idle_timeout,
@@ -147,6 +161,20 @@ class GrpcServer:
                 min_ping_interval=options.server_keepalive_min_time,
             ),
         )
+
+    def public_services(self) -> list[str]:
+        """The gRPC service names of the router's non-internal endpoints (``greeter.Greeter``)."""
+        routes = self.server.router.routes
+        names = set()
+        for path, endpoint in self.server.router.grpc_paths.items():
+            route = routes.get(endpoint)
+            if route is not None and not route.internal:
+                names.add(path.split("/")[1])
+        return sorted(names)
+
+    def _message_types(self) -> list[Any]:
+        specs = [r.spec for r in self.server.router.routes.values() if not r.internal]
+        return [t for s in specs for t in (s.request, s.response) if t is not None]
 
     # -- the connections: trimicro.transport._h2server does the HTTP/2 side --
     async def handle_connection(self, stream: trio.abc.Stream, initial_bytes: bytes = b"") -> None:
@@ -360,9 +388,10 @@ class _Call:
         pending: deque[bytes] = deque()
 
         raw = owner.unary_handlers.get(path)
+        raw_stream = owner.stream_handlers.get(path)
         endpoint = endpoint_for_path(path, server.router.grpc_paths)
         route = server.router.routes.get(endpoint) if endpoint else None
-        if raw is None and route is None:
+        if raw is None and raw_stream is None and route is None:
             server.stats.requests += 1
             server.stats.errors += 1
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unknown method {path} (endpoint {endpoint})")
@@ -394,6 +423,9 @@ class _Call:
                 return
             await self.finish(Status.OK, payload=out)
             return
+        if raw_stream is not None:
+            await self._raw_stream(raw_stream, decoder, pending, timeout)
+            return
         assert route is not None
         if not route.streaming:
             body = await self._unary_request(decoder, pending)
@@ -408,6 +440,25 @@ class _Call:
                 await self.finish(Status.OK, payload=reply.body)
             return
         await self._stream(route, header, decoder, pending)
+
+    async def _raw_stream(
+        self, handler: RawStream, decoder: GrpcFrameDecoder, pending: deque[bytes], timeout: float | None
+    ) -> None:
+        async def receive() -> bytes | None:
+            if not pending and not await self.read_messages(decoder, pending):
+                return None
+            return pending.popleft()
+
+        try:
+            with trio.fail_after(timeout if timeout is not None else float("inf")):
+                await handler(receive, self.send_message)
+        except MicroError as err:
+            await self.finish_error(err)
+            return
+        except trio.TooSlowError:
+            await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            return
+        await self.finish(Status.OK)
 
     async def _unary_request(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bytes:
         if not await self.read_messages(decoder, pending):
