@@ -42,6 +42,7 @@ __all__ = [
     "MESSAGE_ID",
     "MICRO_ENDPOINT",
     "MICRO_ERROR",
+    "MICRO_ERROR_DETAILS",
     "MICRO_FROM_SERVICE",
     "MICRO_GRPC_PATH",
     "MICRO_ID",
@@ -75,6 +76,9 @@ MICRO_STREAM: Final = "Micro-Stream"
 """Present on every frame of a stream (its value is the stream's id)."""
 MICRO_ERROR: Final = "Micro-Error"
 """A reply's error as Go Micro's JSON, or ``EOS`` for the clean end of a stream."""
+MICRO_ERROR_DETAILS: Final = "Micro-Error-Details"
+"""trimicro's own, beside ``Micro-Error``: the error's rich details (``MicroError.details``) as a
+base64 ``google.rpc.Status`` holding only its ``details``, the form ``grpc-status-details-bin`` uses."""
 MICRO_TOPIC: Final = "Micro-Topic"
 MICRO_FROM_SERVICE: Final = "Micro-From-Service"
 MICRO_GRPC_PATH: Final = "Micro-Grpc-Path"
@@ -107,6 +111,7 @@ ROUTING_HEADERS: Final = frozenset(
         MICRO_METHOD,
         MICRO_STREAM,
         MICRO_ERROR,
+        MICRO_ERROR_DETAILS,
         MICRO_TOPIC,
         MICRO_FROM_SERVICE,
         CONTENT_TYPE,
@@ -128,6 +133,7 @@ CARRIED_BY_GRPC: Final = frozenset(
         MICRO_METHOD,
         MICRO_STREAM,
         MICRO_ERROR,
+        MICRO_ERROR_DETAILS,
         MICRO_GRPC_PATH,
         CONTENT_TYPE,
         ACCEPT,

@@ -19,10 +19,14 @@ The hierarchy, written down once::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+M = TypeVar("M")
 
 __all__ = [
     "AttemptTimeout",
@@ -37,6 +41,9 @@ __all__ = [
     "UnknownPlugin",
     "bad_request",
     "conflict",
+    "decode_details",
+    "encode_any_details",
+    "encode_details",
     "forbidden",
     "from_grpc_status",
     "internal_server_error",
@@ -66,16 +73,42 @@ class MicroError(TrimicroError):
     """An RPC error as Go Micro's ``errors.Error``: ``{id, code, detail, status}``.
 
     ``code`` follows HTTP status codes; ``status`` is the HTTP reason phrase for it.
+
+    ``details`` are gRPC's rich error details (``google.rpc.Status.details``: ``google.rpc.BadRequest``,
+    ``ErrorInfo``, ``RetryInfo``, ... or any message of your own), as protobuf messages or
+    ``(type_url, serialized)`` pairs; they are kept as pairs. They travel in
+    ``grpc-status-details-bin`` after Go Micro's own error (so stock gRPC clients and grpc-go's
+    ``status.FromError(err).Details()`` see them) and in ``Micro-Error-Details`` over mucp;
+    :meth:`unpack` reads one back. Go Micro's JSON has no place for them: equality and
+    :meth:`to_json` ignore them.
     """
 
-    __slots__ = ("code", "detail", "id", "status")
+    __slots__ = ("code", "detail", "details", "id", "status")
 
-    def __init__(self, id: str = "", code: int = 500, detail: str = "", status: str | None = None) -> None:
+    def __init__(
+        self,
+        id: str = "",
+        code: int = 500,
+        detail: str = "",
+        status: str | None = None,
+        *,
+        details: Iterable[Any] = (),
+    ) -> None:
         self.id = id
         self.code = int(code)
         self.detail = detail
         self.status = _status_text(self.code) if status is None else status
+        self.details: tuple[tuple[str, bytes], ...] = tuple(_as_any(d) for d in details)
         super().__init__(self.to_json())
+
+    def unpack(self, message_type: type[M]) -> M | None:
+        """The first detail of protobuf ``message_type`` (e.g. ``error_details_pb2.BadRequest``),
+        parsed, or None when there is none."""
+        name = message_type.DESCRIPTOR.full_name  # type: ignore[attr-defined]
+        for url, value in self.details:
+            if url.rpartition("/")[2] == name:
+                return message_type.FromString(value)  # type: ignore[attr-defined, no-any-return]
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
@@ -96,7 +129,109 @@ class MicroError(TrimicroError):
         return f"MicroError(id={self.id!r}, code={self.code}, detail={self.detail!r}, status={self.status!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self.details:
+            return (_rebuild, (self.id, self.code, self.detail, self.status, self.details))
         return (MicroError, (self.id, self.code, self.detail, self.status))
+
+
+def _rebuild(id: str, code: int, detail: str, status: str, details: Any) -> MicroError:
+    return MicroError(id, code, detail, status, details=details)
+
+
+def _as_any(detail: Any) -> tuple[str, bytes]:
+    """A detail as ``(type_url, serialized)``: a protobuf message is packed as ``Any.Pack`` does."""
+    if isinstance(detail, tuple) and len(detail) == 2:
+        url, value = detail
+        if isinstance(url, str) and isinstance(value, bytes | bytearray):
+            return url, bytes(value)
+    descriptor = getattr(detail, "DESCRIPTOR", None)
+    if descriptor is not None and hasattr(detail, "SerializeToString"):
+        return "type.googleapis.com/" + descriptor.full_name, detail.SerializeToString()
+    raise TypeError(f"an error detail must be a protobuf message or (type_url, bytes), got {detail!r}")
+
+
+# -- rich details on the wire: google.rpc.Status {details = 3: repeated Any {type_url = 1, value = 2}}
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _length_delimited(data: bytes) -> list[tuple[int, bytes]]:
+    """The length-delimited fields of a message (others skipped); ValueError when malformed."""
+    out, pos = [], 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire == 2:
+            size, pos = _read_varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("truncated field")
+            out.append((number, data[pos : pos + size]))
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if pos > len(data):
+        raise ValueError("truncated field")
+    return out
+
+
+#: the details' Any naming Go Micro's own error: it is the error itself, not one of its details
+_GO_MICRO_ERROR_TYPE_URL = "type.googleapis.com/errors.Error"
+
+
+def encode_any_details(details: Iterable[tuple[str, bytes]]) -> bytes:
+    """``google.rpc.Status.details`` entries (field 3) for ``(type_url, value)`` pairs."""
+    return b"".join(_ld(3, _ld(1, url.encode()) + _ld(2, value)) for url, value in details)
+
+
+def encode_details(details: Iterable[tuple[str, bytes]]) -> str:
+    """``Micro-Error-Details``: base64 (unpadded) of a ``google.rpc.Status`` holding only ``details``."""
+    return base64.b64encode(encode_any_details(details)).decode("ascii").rstrip("=")
+
+
+def decode_details(value: str | None) -> tuple[tuple[str, bytes], ...]:
+    """The rich details of a base64 ``google.rpc.Status`` (``Micro-Error-Details`` or
+    ``grpc-status-details-bin``), without Go Micro's own error; () when absent or malformed."""
+    if not value:
+        return ()
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        out = []
+        for number, any_ in _length_delimited(raw):
+            if number != 3:
+                continue
+            parts = dict(_length_delimited(any_))
+            url = parts.get(1, b"").decode("utf-8")
+            if url and url != _GO_MICRO_ERROR_TYPE_URL:
+                out.append((url, parts.get(2, b"")))
+        return tuple(out)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return ()
 
 
 class CodecError(TrimicroError):
@@ -148,8 +283,16 @@ class UnknownPlugin(TrimicroError, ValueError):
     """
 
 
-def parse(text: str | bytes, *, default_id: str = "") -> MicroError:
-    """Parse a ``Micro-Error`` value: Go Micro's JSON, or a plain string (-> 500 with that detail)."""
+def parse(text: str | bytes, *, default_id: str = "", details: str | None = None) -> MicroError:
+    """Parse a ``Micro-Error`` value: Go Micro's JSON, or a plain string (-> 500 with that detail);
+    ``details``: the ``Micro-Error-Details`` beside it."""
+    err = _parse(text, default_id)
+    if details:
+        err.details = decode_details(details)
+    return err
+
+
+def _parse(text: str | bytes, default_id: str) -> MicroError:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     stripped = text.strip()

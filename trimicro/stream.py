@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import trio
 
 from . import errors
-from ._metadata import MICRO_ERROR
+from ._metadata import MICRO_ERROR, MICRO_ERROR_DETAILS
 from .codec import Codec
 from .errors import MicroError, TransportError
 from .transport import Message, Socket
@@ -88,7 +88,8 @@ class MucpStreamCore(Generic[SendT, RecvT]):
                 err = msg.header.get(MICRO_ERROR)
                 if err:
                     if err != EOS:
-                        await self._in_send.send(errors.parse(err, default_id=self._error_id))
+                        details = msg.header.get(MICRO_ERROR_DETAILS)
+                        await self._in_send.send(errors.parse(err, default_id=self._error_id, details=details))
                     return
                 try:
                     value = self._codec.decode(msg.body, self._recv_type)
@@ -158,6 +159,8 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         self._send_closed = True
         header = dict(self._header)
         header[MICRO_ERROR] = error.to_json() if error is not None else EOS
+        if error is not None and error.details:
+            header[MICRO_ERROR_DETAILS] = errors.encode_details(error.details)
         try:
             await self._out_send.send(Message(header, b""))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

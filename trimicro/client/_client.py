@@ -31,6 +31,7 @@ from .._metadata import (
     MESSAGE_ID,
     MICRO_ENDPOINT,
     MICRO_ERROR,
+    MICRO_ERROR_DETAILS,
     MICRO_ID,
     MICRO_METHOD,
     MICRO_SERVICE,
@@ -264,7 +265,8 @@ class Client:
         reply = await self._roundtrip(node.address, msg, deadline, req.metadata_out)
         err = reply.header.get(MICRO_ERROR)
         if err:
-            raise attach_pushback(errors.parse(err, default_id=CLIENT_ID), reply.header)
+            details = reply.header.get(MICRO_ERROR_DETAILS)
+            raise attach_pushback(errors.parse(err, default_id=CLIENT_ID, details=details), reply.header)
         try:
             return codec.decode_response(reply.body, req.response_type)
         except errors.CodecError as exc:

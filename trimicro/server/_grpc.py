@@ -32,6 +32,7 @@ from .._metadata import (
     GRPC_TIMEOUT,
     MICRO_ENDPOINT,
     MICRO_ERROR,
+    MICRO_ERROR_DETAILS,
     MICRO_METHOD,
     MICRO_RETRY_AFTER,
     TIMEOUT,
@@ -435,7 +436,8 @@ class _Call:
                 retry_after = reply.header.get(MICRO_RETRY_AFTER)  # an overloaded server (server/_limit.py)
                 if retry_after is not None:
                     response_metadata()[GRPC_RETRY_PUSHBACK_MS] = str(round(float(retry_after) * 1000))
-                await self.finish_error(errors.parse(err_text, default_id=SERVER_ID))
+                details = reply.header.get(MICRO_ERROR_DETAILS)
+                await self.finish_error(errors.parse(err_text, default_id=SERVER_ID, details=details))
             else:
                 await self.finish(Status.OK, payload=reply.body)
             return

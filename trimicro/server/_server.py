@@ -22,6 +22,7 @@ from .._metadata import (
     CONTENT_TYPE,
     MICRO_ENDPOINT,
     MICRO_ERROR,
+    MICRO_ERROR_DETAILS,
     MICRO_ID,
     MICRO_METHOD,
     MICRO_RETRY_AFTER,
@@ -71,6 +72,8 @@ def _reply_header(header: dict[str, str], content_type: str) -> dict[str, str]:
 def _error_reply(header: dict[str, str], content_type: str, err: MicroError) -> Message:
     out = _reply_header(header, content_type)
     out[MICRO_ERROR] = err.to_json()
+    if err.details:
+        out[MICRO_ERROR_DETAILS] = errors.encode_details(err.details)
     if isinstance(err, Overloaded):
         out[MICRO_RETRY_AFTER] = f"{err.retry_after:g}"
     return Message(out, b"")

@@ -16,7 +16,7 @@ import binascii
 from typing import Final
 
 from ..codec import encode_varint, read_varint
-from ..errors import MicroError
+from ..errors import MicroError, decode_details, encode_any_details
 
 __all__ = ["MICRO_ERROR_TYPE_URL", "decode_status_details", "encode_status_details"]
 
@@ -48,6 +48,7 @@ def encode_status_details(status: int, message: str, err: MicroError) -> str:
     )
     any_ = _str_field(1, MICRO_ERROR_TYPE_URL) + _bytes_field(2, micro)
     body = _varint_field(1, status) + _str_field(2, message) + _bytes_field(3, any_)
+    body += encode_any_details(err.details)  # rich details follow Go Micro's error
     return base64.b64encode(body).decode("ascii").rstrip("=")
 
 
@@ -103,6 +104,7 @@ def decode_status_details(value: str) -> MicroError | None:
                 _int32(code) if isinstance(code, int) else 0,
                 text.get(3, ""),
                 text.get(4, ""),
+                details=decode_details(value),
             )
     except (ValueError, binascii.Error):
         return None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from .._metadata import CARRIED_BY_GRPC, CONNECTION_SPECIFIC, GRPC_RESERVED, canonical
-from ..errors import MicroError, from_grpc_status, parse, to_grpc_status
+from ..errors import MicroError, decode_details, from_grpc_status, parse, to_grpc_status
 from ._grpc_status import decode_status_details, encode_status_details
 
 __all__ = [
@@ -104,10 +104,16 @@ def error_from_status(status: int, message: str, *, default_id: str, details: st
             return found
     text = decode_grpc_message(message)
     if text.lstrip().startswith("{"):
-        err = parse(text, default_id=default_id)
+        err = parse(text, default_id=default_id, details=details)
         if err.detail or err.id != default_id:
             return err
-    return MicroError(default_id, from_grpc_status(status), text or f"grpc status {status}")
+    # a stock server's rich status (google.rpc.Status with details) keeps its details
+    return MicroError(
+        default_id,
+        from_grpc_status(status),
+        text or f"grpc status {status}",
+        details=decode_details(details),
+    )
 
 
 # -- paths --

@@ -35,6 +35,7 @@ from .._metadata import (
     GRPC_TIMEOUT,
     MICRO_ENDPOINT,
     MICRO_ERROR,
+    MICRO_ERROR_DETAILS,
     MICRO_GRPC_PATH,
     MICRO_ID,
     MICRO_METHOD,
@@ -47,7 +48,7 @@ from .._metadata import (
 from ..codec import GrpcFrameDecoder
 from ..codec.grpc import frame_message
 from ..context import ResponseMetadata
-from ..errors import MicroError, ProtocolError, TransportError
+from ..errors import MicroError, ProtocolError, TransportError, encode_details
 from . import _http2 as h2p
 from . import _tls
 from ._base import H2Handler, Listener, Message
@@ -367,6 +368,8 @@ class GrpcSocket:
                 details=tmap.get("grpc-status-details-bin"),
             )
             header = {**self._header(), MICRO_ERROR: err.to_json()}
+            if err.details:
+                header[MICRO_ERROR_DETAILS] = encode_details(err.details)
             if GRPC_RETRY_PUSHBACK_MS in tmap:  # server pushback (gRFC A6), honoured by client/_retry.py
                 header[GRPC_RETRY_PUSHBACK_MS] = tmap[GRPC_RETRY_PUSHBACK_MS]
             return self._done(Message(header, b""))
