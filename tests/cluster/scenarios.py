@@ -153,6 +153,7 @@ class World:
     ids: dict[str, str] = attrs.field(factory=dict)
     addresses: dict[str, str] = attrs.field(factory=dict)
     nats: list[Proc] = attrs.field(factory=list)
+    nats_config: str = ""  # a nats-server config file (-c) for settings without a flag
     proxy: Proc | None = None
     driver: Proc | None = None
 
@@ -178,8 +179,9 @@ class World:
     def nats_command(self, i: int) -> list[str]:
         host = self.cluster["nats"].address
         routes = ",".join(f"nats://{host}:{p + 2000}" for j, p in enumerate(NATS_PORTS) if j != i)
+        config = ["-c", self.nats_config] if self.nats_config else []
         return [
-            find_nats_server(), "-a", host, "-p", str(NATS_PORTS[i]), "--cluster_name", "t",
+            find_nats_server(), *config, "-a", host, "-p", str(NATS_PORTS[i]), "--cluster_name", "t",
             "--cluster", f"nats://{host}:{NATS_PORTS[i] + 2000}", "--routes", routes,
         ]  # fmt: skip
 
@@ -237,8 +239,9 @@ class World:
 
 
 @asynccontextmanager
-async def open_world(*, nats: bool = False) -> AsyncIterator[World]:
-    """The cluster; with ``nats`` a 3-member nats-server cluster on host ``nats`` is the nodes' broker."""
+async def open_world(*, nats: bool = False, nats_config: str = "") -> AsyncIterator[World]:
+    """The cluster; with ``nats`` a 3-member nats-server cluster on host ``nats`` is the nodes' broker
+    (``nats_config``: the text of a nats-server config file its members also load)."""
     async with open_cluster(["client", "etcd", "n1", "n2", "n3", "nats"]) as cluster, open_procs() as procs:
         with tempfile.TemporaryDirectory() as data:
             etcd = cluster["etcd"].address
@@ -254,6 +257,9 @@ async def open_world(*, nats: bool = False) -> AsyncIterator[World]:
                 env["MICRO_BROKER"] = "nats"
                 env["MICRO_BROKER_ADDRESS"] = ",".join(f"{host}:{p}" for p in NATS_PORTS)
             world = World(cluster, procs, data, env)
+            if nats_config:
+                world.nats_config = f"{data}/nats.conf"
+                Path(world.nats_config).write_text(nats_config)
             if nats:
                 for i in range(len(NATS_PORTS)):
                     await world.start_nats(i)
@@ -388,15 +394,26 @@ async def run_stream_cut() -> dict[str, Any]:
 
 
 NATS_MESSAGES, NATS_RATE = 600, 200.0  # 3 s of publishing from n1
+#: The long partition: nats-server gives up on a write to a client after this (default 10 s)...
+WRITE_DEADLINE = 2.0
+#: ...and n3 is cut off from NATS this long, from 1 s into the burst (past its end).
+LONG_PARTITION = 5.0
+AFTER_MESSAGES, AFTER_RATE = 300, 100.0  # published once the long partition healed
 
 
 async def run_nats(kind: str) -> dict[str, Any]:
     """n1 publishes on ``soak.events`` (all three nodes subscribe, at-most-once NATS core) while one
-    nats-server member is SIGKILLed and restarted (``member-restart``) or n3 is partitioned from all of
-    NATS for a second (``partitioned-subscriber``); counts what each subscriber got."""
-    async with open_world(nats=True) as w:
+    nats-server member is SIGKILLed and restarted (``member-restart``), n3 is partitioned from all of
+    NATS for a second (``partitioned-subscriber``), or for :data:`LONG_PARTITION` seconds with the
+    servers' ``write_deadline`` at :data:`WRITE_DEADLINE` (``long-partition``: the server drops n3 as a
+    slow consumer); counts what each subscriber got. After a long partition a second burst shows
+    whether n3 reconnected and resubscribed."""
+    long = kind == "long-partition"
+    config = f'write_deadline: "{WRITE_DEADLINE:g}s"\n' if long else ""
+    async with open_world(nats=True, nats_config=config) as w:
         driver = w.driver
         assert driver is not None
+        healed = trio.Event()
 
         async def fault() -> None:
             await trio.sleep(1.0)
@@ -407,25 +424,54 @@ async def run_nats(kind: str) -> dict[str, Any]:
                 await w.start_nats(0)
             else:
                 await w.nft_drop("n3", "nats")
-                await trio.sleep(1.0)
+                await trio.sleep(LONG_PARTITION if long else 1.0)
                 await w.nft_heal("n3")
+            healed.set()
+
+        async def counts() -> dict[str, int]:
+            received = {}
+            for name in ("n1", "n2", "n3"):
+                address = f"{w.cluster['n3'].address}:9001" if name == "n3" else w.addresses[name]
+                await driver.send(f"stats {address}")
+                received[name] = (await driver.next_event())["received"]
+            return received
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fault)
             await driver.send(f"publish {w.addresses['n1']} {NATS_MESSAGES} {NATS_RATE}")
             published = await driver.next_event(60)
+            with trio.fail_after(LONG_PARTITION + 20):
+                await healed.wait()
         await trio.sleep(1.0)  # in flight
-        received = {}
-        for name in ("n1", "n2", "n3"):
-            address = f"{w.cluster['n3'].address}:9001" if name == "n3" else w.addresses[name]
-            await driver.send(f"stats {address}")
-            received[name] = (await driver.next_event())["received"]
-        return {
+        received = await counts()
+        if long:  # data the server had buffered still trickles in at TCP's backed-off retransmit times
+            with trio.move_on_after(15):
+                while True:
+                    await trio.sleep(1.0)
+                    again = await counts()
+                    if again == received:
+                        break
+                    received = again
+        # nats-server logs it (stderr, kept as each process's log) when it drops a slow consumer.
+        slow = [line for m in w.nats for line in m.log if "slow consumer" in line.lower()]
+        result = {
             "kind": kind,
             "sent": published["sent"],
             "publish_failed": published["failed"],
             "received": received,
         }
+        if long:
+            # n3's connection was closed by the server; does it come back and resubscribe?
+            await driver.send(f"publish {w.addresses['n1']} {AFTER_MESSAGES} {AFTER_RATE}")
+            after = await driver.next_event(60)
+            await trio.sleep(1.0)  # in flight
+            later = await counts()
+            result["slow_consumer_log"] = slow[:3]
+            result["after"] = {
+                "sent": after["sent"], "failed": after["failed"],
+                "received": {n: later[n] - received[n] for n in later},
+            }  # fmt: skip
+        return result
 
 
 def nats_table(results: list[dict[str, Any]]) -> str:
@@ -436,14 +482,21 @@ def nats_table(results: list[dict[str, Any]]) -> str:
     for r in results:
         got = r["received"]
         lost = " / ".join(str(r["sent"] - got[n]) for n in ("n1", "n2", "n3"))
-        title = (
-            "restart one of 3 nats-server members"
-            if r["kind"] == "member-restart"
-            else "one subscriber partitioned from NATS for 1 s"
-        )
+        title = {
+            "member-restart": "restart one of 3 nats-server members",
+            "partitioned-subscriber": "one subscriber partitioned from NATS for 1 s",
+            "long-partition": f"n3 partitioned for {LONG_PARTITION:g} s, `write_deadline` {WRITE_DEADLINE:g} s",
+        }[r["kind"]]
         lines.append(
             f"| {title} | {r['sent']} ({r['publish_failed']}) | {got['n1']} / {got['n2']} / {got['n3']} | {lost} |"
         )
+        if "after" in r:
+            a, got = r["after"], r["after"]["received"]
+            lost = " / ".join(str(a["sent"] - got[n]) for n in ("n1", "n2", "n3"))
+            lines.append(
+                f"| then {a['sent']} more, 1 s after the heal | {a['sent']} ({a['failed']}) "
+                f"| {got['n1']} / {got['n2']} / {got['n3']} | {lost} |"
+            )
     return "\n".join(lines)
 
 
@@ -512,7 +565,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
         cut = await run_stream_cut()
         results.append({"scenario": "stream-cut", **cut})
         text += "\n\nA stream cut by a partition:\n\n" + stream_table(cut)
-    kinds = [k for k in ("member-restart", "partitioned-subscriber") if not args.names or k in args.names]
+    kinds = [
+        k
+        for k in ("member-restart", "partitioned-subscriber", "long-partition")
+        if not args.names or k in args.names
+    ]
     if kinds:
         nats_results = [await run_nats(k) for k in kinds]
         results.extend(nats_results)
