@@ -26,6 +26,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from ._protowire import fields, len_field
+
 M = TypeVar("M")
 
 __all__ = [
@@ -151,53 +153,8 @@ def _as_any(detail: Any) -> tuple[str, bytes]:
 
 
 # -- rich details on the wire: google.rpc.Status {details = 3: repeated Any {type_url = 1, value = 2}}
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _ld(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _length_delimited(data: bytes) -> list[tuple[int, bytes]]:
-    """The length-delimited fields of a message (others skipped); ValueError when malformed."""
-    out, pos = [], 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _read_varint(data, pos)
-        elif wire == 2:
-            size, pos = _read_varint(data, pos)
-            if pos + size > len(data):
-                raise ValueError("truncated field")
-            out.append((number, data[pos : pos + size]))
-            pos += size
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos > len(data):
-        raise ValueError("truncated field")
-    return out
+    return [(number, value) for number, wire, value in fields(data) if wire == 2]
 
 
 #: the details' Any naming Go Micro's own error: it is the error itself, not one of its details
@@ -206,7 +163,7 @@ _GO_MICRO_ERROR_TYPE_URL = "type.googleapis.com/errors.Error"
 
 def encode_any_details(details: Iterable[tuple[str, bytes]]) -> bytes:
     """``google.rpc.Status.details`` entries (field 3) for ``(type_url, value)`` pairs."""
-    return b"".join(_ld(3, _ld(1, url.encode()) + _ld(2, value)) for url, value in details)
+    return b"".join(len_field(3, len_field(1, url.encode()) + len_field(2, value)) for url, value in details)
 
 
 def encode_details(details: Iterable[tuple[str, bytes]]) -> str:

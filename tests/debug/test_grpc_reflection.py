@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.protos import greeter_pb2, kitchen_pb2
-from trimicro.debug._grpc_reflection import GrpcReflection, _bytes_field, _fields
+from trimicro._protowire import fields as _fields
+from trimicro._protowire import len_field as _bytes_field
+from trimicro.debug._grpc_reflection import GrpcReflection
 from trimicro.errors import MicroError
 
 

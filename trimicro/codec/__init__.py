@@ -4,13 +4,13 @@
 :class:`~trimicro.errors.CodecError` for bodies it can't handle.
 """
 
+from .._protowire import encode_varint as encode_varint
+from .._protowire import read_varint as read_varint
 from ._base import Codec as Codec
 from ._registry import DEFAULT_CONTENT_TYPE as DEFAULT_CONTENT_TYPE
 from ._registry import codecs as codecs
 from ._registry import get_codec as get_codec
 from ._registry import register_codec as register_codec
-from ._varint import encode_varint as encode_varint
-from ._varint import read_varint as read_varint
 from .bytes import BytesCodec as BytesCodec
 from .bytes import Frame as Frame
 from .bytes import raw_bytes as raw_bytes

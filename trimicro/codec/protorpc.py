@@ -11,10 +11,10 @@ import struct
 from typing import Any
 
 from .. import errors
+from .._protowire import encode_varint, read_varint
 from ..errors import CodecError
 from ._base import Codec
 from ._util import preview
-from ._varint import encode_varint, read_varint
 from .protobuf import decode_message, encode_message
 
 __all__ = ["ProtoRpcCodec", "decode_header", "encode_header", "read_netstrings"]

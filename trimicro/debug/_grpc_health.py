@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from .. import errors
-from ..codec import encode_varint, read_varint
+from .._protowire import encode_varint, fields
 from ..errors import MicroError
 
 __all__ = [
@@ -44,27 +44,10 @@ SERVICE_UNKNOWN: Final = 3
 
 def decode_request(data: bytes) -> str:
     """The ``service`` field of a HealthCheckRequest (unknown fields skipped); ValueError if malformed."""
-    pos, service = 0, ""
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = read_varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, pos = read_varint(data, pos)
-            if pos + size > len(data):
-                raise ValueError("truncated field")
-            if field == 1:
-                service = data[pos : pos + size].decode("utf-8")
-            pos += size
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ValueError("truncated field")
+    service = ""
+    for number, wire, value in fields(data):
+        if number == 1 and wire == 2:
+            service = value.decode("utf-8")
     return service
 
 

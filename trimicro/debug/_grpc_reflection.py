@@ -17,7 +17,7 @@ a malformed request ends the call with INVALID_ARGUMENT.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 from typing import Any, Final
 
@@ -26,7 +26,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
 from .. import errors
-from ..codec import encode_varint, read_varint
+from .._protowire import fields as _fields
+from .._protowire import len_field as _bytes_field
+from .._protowire import varint_field as _varint_field
 
 __all__ = ["REFLECTION_PATHS", "GrpcReflection"]
 
@@ -37,36 +39,6 @@ REFLECTION_PATHS: Final = (
 HEALTH_SERVICE: Final = "grpc.health.v1.Health"
 _NOT_FOUND: Final = 5
 _ID: Final = "grpc.reflection"
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) of a protobuf message: ints for varints, bytes otherwise."""
-    pos = 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        value: Any
-        if wire == 0:
-            value, pos = read_varint(data, pos)
-        elif wire == 2:
-            size, pos = read_varint(data, pos)
-            value, pos = data[pos : pos + size], pos + size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            value, pos = data[pos : pos + width], pos + width
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ValueError("truncated field")
-        yield field, wire, value
-
-
-def _bytes_field(field: int, payload: bytes) -> bytes:
-    return encode_varint(field << 3 | 2) + encode_varint(len(payload)) + payload
-
-
-def _varint_field(field: int, value: int) -> bytes:
-    return encode_varint(field << 3) + encode_varint(value & 0xFFFFFFFFFFFFFFFF)
 
 
 @cache

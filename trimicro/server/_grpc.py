@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
 
 import attrs
@@ -413,19 +414,10 @@ class _Call:
 
         if raw is not None:
             body = await self._unary_request(decoder, pending)
-            try:
-                with trio.fail_after(timeout if timeout is not None else float("inf")):
-                    out = await raw(body)
-            except MicroError as err:
-                await self.finish_error(err)
-                return
-            except trio.TooSlowError:
-                await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
-                return
-            await self.finish(Status.OK, payload=out)
+            await self._run_raw(partial(raw, body), timeout)
             return
         if raw_stream is not None:
-            await self._raw_stream(raw_stream, decoder, pending, timeout)
+            await self._run_raw(partial(self._raw_stream, raw_stream, decoder, pending), timeout)
             return
         assert route is not None
         if not route.streaming:
@@ -443,24 +435,27 @@ class _Call:
             return
         await self._stream(route, header, decoder, pending)
 
-    async def _raw_stream(
-        self, handler: RawStream, decoder: GrpcFrameDecoder, pending: deque[bytes], timeout: float | None
-    ) -> None:
+    async def _raw_stream(self, handler: RawStream, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> None:
         async def receive() -> bytes | None:
             if not pending and not await self.read_messages(decoder, pending):
                 return None
             return pending.popleft()
 
+        await handler(receive, self.send_message)
+
+    async def _run_raw(self, call: Callable[[], Awaitable[bytes | None]], timeout: float | None) -> None:
+        """A raw handler under the call's deadline: its result (a unary reply; None after a stream's
+        own messages) or its MicroError becomes the call's status."""
         try:
             with trio.fail_after(timeout if timeout is not None else float("inf")):
-                await handler(receive, self.send_message)
+                out = await call()
         except MicroError as err:
             await self.finish_error(err)
             return
         except trio.TooSlowError:
             await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
             return
-        await self.finish(Status.OK)
+        await self.finish(Status.OK, payload=out)
 
     async def _unary_request(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bytes:
         if not await self.read_messages(decoder, pending):

@@ -15,7 +15,7 @@ import base64
 import binascii
 from typing import Final
 
-from ..codec import encode_varint, read_varint
+from .._protowire import fields, len_field, varint_field
 from ..errors import MicroError, decode_details, encode_any_details
 
 __all__ = ["MICRO_ERROR_TYPE_URL", "decode_status_details", "encode_status_details"]
@@ -26,12 +26,11 @@ _U64: Final = (1 << 64) - 1
 
 
 def _varint_field(number: int, value: int) -> bytes:
-    # int32 on the wire: a negative value is sign-extended to 64 bits (10 bytes), as protobuf does.
-    return encode_varint(number << 3) + encode_varint(value & _U64) if value else b""
+    return varint_field(number, value) if value else b""  # proto3 leaves defaults out
 
 
 def _bytes_field(number: int, value: bytes) -> bytes:
-    return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value if value else b""
+    return len_field(number, value) if value else b""
 
 
 def _str_field(number: int, value: str) -> bytes:
@@ -53,28 +52,9 @@ def encode_status_details(status: int, message: str, err: MicroError) -> str:
 
 
 def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """``(field number, value)`` of a message; ValueError when malformed. Skips fixed-width fields."""
-    out: list[tuple[int, int | bytes]] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = read_varint(data, pos)
-            out.append((number, value))
-        elif wire == 2:
-            size, pos = read_varint(data, pos)
-            if pos + size > len(data):
-                raise ValueError("truncated field")
-            out.append((number, data[pos : pos + size]))
-            pos += size
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos != len(data):
-        raise ValueError("truncated field")
-    return out
+    """``(field number, value)`` of a message's varint and length-delimited fields; ValueError when
+    malformed."""
+    return [(number, value) for number, wire, value in fields(data) if wire in (0, 2)]
 
 
 def _int32(value: int) -> int:
