@@ -9,9 +9,7 @@ whose ``unpack`` returns the detail; trimicro to trimicro keeps them over gRPC a
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -21,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 import trimicro
 from tests.interop import serve_grpc
+from tests.interop.test_grpcio_server import stock_server
 from tests.protos import greeter_pb2 as pb
 from tests.protos import greeter_pb2_grpc as pbg
 from trimicro.client import Client
@@ -126,21 +125,8 @@ class RichStock(pbg.GreeterServicer):
         self.Hello(pb.HelloRequest(), context)
 
 
-@asynccontextmanager
-async def stock_server() -> AsyncIterator[str]:
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    pbg.add_GreeterServicer_to_server(RichStock(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        with trio.fail_after(10):
-            await trio.to_thread.run_sync(lambda: server.stop(grace=None).wait(5))
-
-
 async def test_trimicro_client_unpacks_a_stock_servers_rich_status() -> None:
-    async with stock_server() as address:
+    async with stock_server(RichStock()) as (address, _):
         client = Client(None, GrpcTransport())
         try:
             with trio.fail_after(10), pytest.raises(MicroError) as info:

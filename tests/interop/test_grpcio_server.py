@@ -63,9 +63,10 @@ class StockGreeter(pbg.GreeterServicer):
 
 
 @asynccontextmanager
-async def stock_server() -> AsyncIterator[tuple[str, StockGreeter]]:
-    servicer = StockGreeter()
-    server = grpc.server(ThreadPoolExecutor(max_workers=16))
+async def stock_server(servicer: Any = None, *, workers: int = 16) -> AsyncIterator[tuple[str, Any]]:
+    """A grpcio server on loopback with ``servicer`` (a fresh StockGreeter by default)."""
+    servicer = servicer if servicer is not None else StockGreeter()
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers))
     pbg.add_GreeterServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
