@@ -208,3 +208,40 @@ def test_traceparent_flags_are_go_compatible() -> None:
     assert carrier["Tracestate"] == "k=v"
     assert HeaderGetter().get({"TRACEPARENT": "x"}, "traceparent") == ["x"]
     assert HeaderGetter().get({}, "traceparent") is None
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+async def test_client_streams_have_a_span_the_handlers_is_a_child_of(spans: Any, transport: str) -> None:
+    from tests.interop import Greeter as StreamingGreeter
+    from tests.protos.greeter_pb2 import EchoMessage
+
+    registry = MemoryRegistry()
+    b = trimicro.Service("b", registry=registry, handlers=[StreamingGreeter()], transport=transport, argv=[])
+    instrument(b, tracer_provider=spans.provider)
+    async with trimicro.open_service(service=b):
+        tracer = spans.provider.get_tracer("test")
+        with tracer.start_as_current_span("root"):
+            async with b.client.stream("b", "Greeter.Echo", response_type=EchoMessage) as s:
+                await s.send(EchoMessage(text="t", seq=1))
+                assert (await s.receive()).seq == 1
+                await s.close_send()
+            with pytest.raises(trimicro.MicroError) as info:
+                async with b.client.stream("b", "Greeter.Echo", response_type=EchoMessage) as s:
+                    await s.send(EchoMessage(text="fail", seq=2))
+                    await s.receive()
+    # (the service has stopped: its drain waited for the handlers, whose spans end with them)
+    assert info.value.code == 409
+    root = spans.named("root")
+    echo = [s for s in spans.finished() if s.name == "b/Greeter.Echo"]
+    clients = sorted((s for s in echo if s.kind is SpanKind.CLIENT), key=lambda s: s.start_time)
+    servers = {_ids(s)[2]: s for s in echo if s.kind is SpanKind.SERVER}
+    assert len(clients) == 2 and len(servers) == 2
+    for client_span in clients:
+        assert _ids(client_span)[2] == root.context.span_id
+        assert client_span.context.trace_id == root.context.trace_id
+        assert client_span.context.span_id in servers  # the handler's span is the client span's child
+    ok, failed = clients
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "409"
+    assert ok.attributes["rpc.system"] == ("grpc" if transport == "grpc" else "go-micro")

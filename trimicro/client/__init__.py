@@ -6,6 +6,7 @@ from ._client import Client as Client
 from ._client import ClientWrapper as ClientWrapper
 from ._client import PublishFunc as PublishFunc
 from ._client import PublishWrapper as PublishWrapper
+from ._client import StreamHook as StreamHook
 from ._client import default_retry as default_retry
 from ._pool import Pool as Pool
 
@@ -15,5 +16,6 @@ __all__ = [
     "Client",
     "ClientWrapper",
     "Pool",
+    "StreamHook",
     "default_retry",
 ]

@@ -18,7 +18,7 @@ import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
@@ -62,6 +62,7 @@ __all__ = [
     "ClientWrapper",
     "PublishFunc",
     "PublishWrapper",
+    "StreamHook",
     "default_retry",
 ]
 
@@ -105,6 +106,10 @@ ClientWrapper = Callable[[CallFunc], CallFunc]
 #: message's header may be changed (tracing puts ``Traceparent`` there)
 PublishFunc = Callable[[str, BrokerMessage], Awaitable[None]]
 PublishWrapper = Callable[[PublishFunc], PublishFunc]
+#: ``hook(req)`` -> an async context manager around a whole stream, from before the dial to its
+#: end (an exception from the stream's block passes through it): tracing's client span. It may
+#: change ``req.metadata`` on entry, which the stream's first frame carries.
+StreamHook = Callable[[CallRequest], AbstractAsyncContextManager[Any]]
 
 
 def default_retry(err: BaseException) -> bool:
@@ -126,6 +131,8 @@ class Client:
     #: Where ``publish`` sends; a running Service sets its own (None: publishing raises BrokerError).
     broker: Broker | None = None
     publish_wrappers: list[PublishWrapper] = attrs.field(factory=list)
+    #: around every stream, outermost first (:data:`StreamHook`)
+    stream_hooks: list[StreamHook] = attrs.field(factory=list)
     pool: Pool = attrs.field(init=False)
     retrier: Retrier = attrs.field(init=False)
     _call_chain: CallFunc = attrs.field(init=False)
@@ -162,6 +169,13 @@ class Client:
         else:
             self.publish_wrappers.append(wrapper)
         self._rebuild()
+
+    def wrap_stream(self, hook: StreamHook, *, first: bool = False) -> None:
+        """Add a stream hook (outermost first, or the outermost with ``first=True``)."""
+        if first:
+            self.stream_hooks.insert(0, hook)
+        else:
+            self.stream_hooks.append(hook)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -403,6 +417,27 @@ class Client:
         )  # fmt: skip
         left = remaining(timeout)
         deadline = trio.current_time() + left if left is not None else math.inf
+        if self.stream_hooks:
+            async with AsyncExitStack() as hooks:
+                for hook in self.stream_hooks:
+                    await hooks.enter_async_context(hook(req))
+                async with self._stream(req, request, request_type, deadline, buffer, metadata_out) as s:
+                    yield s
+        else:
+            async with self._stream(req, request, request_type, deadline, buffer, metadata_out) as s:
+                yield s
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        req: CallRequest,
+        request: Any,
+        request_type: Any,
+        deadline: float,
+        buffer: int,
+        metadata_out: ResponseMetadata | None,
+    ) -> AsyncIterator[ClientStream[Any, Any]]:
+        service, endpoint, response_type = req.service, req.endpoint, req.response_type
         codec = get_codec(req.content_type)
         next_node = await self._next(req)
         node = next_node()

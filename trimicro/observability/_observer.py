@@ -58,6 +58,8 @@ class Observability:
         """A run's new client: add the publish wrappers (the call wrappers came with the service's)."""
         for part in reversed(self._wrappers()):
             client.wrap_publish(part.publish_wrapper, first=True)
+        if self.tracing is not None:
+            client.wrap_stream(self.tracing.stream_hook, first=True)
         for part in (self.metrics, self.otel_metrics):
             if part is not None:
                 part.watch(selector=client.selector, client=client)

@@ -23,7 +23,8 @@ that use go-micro's ``wrapper/trace/opentelemetry`` (it writes the same ``Tracep
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -305,6 +306,30 @@ class Tracing:
                 span.end()
 
         return call
+
+    @asynccontextmanager
+    async def stream_hook(self, req: CallRequest) -> AsyncIterator[None]:
+        """A client stream's span, from the dial to the stream's end (:data:`trimicro.client.StreamHook`):
+        its context goes out in the first frame's metadata, so the handler's span is its child."""
+        grpc = self.transport == "grpc"
+        attributes = {
+            "rpc.system": "grpc" if grpc else "go-micro",
+            "rpc.service": req.service,
+            "rpc.method": req.endpoint,
+        }
+        span = self.tracer.start_span(f"{req.service}/{req.endpoint}", None, SpanKind.CLIENT, attributes)
+        self._propagation.inject(req.metadata, span, trace.set_span_in_context(span))
+        try:
+            yield
+        except Exception as exc:
+            _record_error(span, exc, grpc)
+            raise
+        except BaseException:
+            span.set_status(Status(StatusCode.ERROR, "cancelled"))
+            span.set_attribute("error.type", "cancelled")
+            raise
+        finally:
+            span.end()
 
     # -- pub/sub --
     def publish_wrapper(self, next_publish: PublishFunc) -> PublishFunc:
