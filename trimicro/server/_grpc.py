@@ -214,7 +214,7 @@ class GrpcServer:
         try:
             await call.run()
         except _Failed as failed:
-            await call.finish(failed.status, failed.message, extra=failed.trailers)
+            await call.finish(failed.status, failed.message, extra=failed.trailers, last=True)
         except TransportError:  # also StreamReset: the stream or the connection is gone
             pass
         finally:
@@ -297,8 +297,12 @@ class _Call:
         payload: bytes | None = None,
         details: str = "",
         extra: list[tuple[str, str]] | None = None,
+        *,
+        last: bool = False,
     ) -> None:
-        """Trailers (and, for unary replies, headers + the message first), in one write."""
+        """Trailers (and, for unary replies, headers + the message first), in one write.
+        ``last``: the handler returns right after, so the write happens as it leaves
+        (:meth:`H2ServerStream.flush`), without waking the connection's writer task."""
         stream = self.stream
         if stream.finished:
             return
@@ -329,11 +333,11 @@ class _Call:
             # Headers set after the first message missed the header block: they go here too.
             trailers.extend(_checked_metadata({**md.header, **md.trailer}))
         stream.send_trailers(trailers)
-        await stream.flush()
+        await stream.flush(last=last)
 
-    async def finish_error(self, err: MicroError) -> None:
+    async def finish_error(self, err: MicroError, *, last: bool = False) -> None:
         status, message = status_for_error(err)
-        await self.finish(status, message, details=status_details_for_error(err))
+        await self.finish(status, message, details=status_details_for_error(err), last=last)
 
     # -- request side --
     async def read_messages(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bool:
@@ -429,9 +433,9 @@ class _Call:
                 if retry_after is not None:
                     response_metadata()[GRPC_RETRY_PUSHBACK_MS] = str(round(float(retry_after) * 1000))
                 details = reply.header.get(MICRO_ERROR_DETAILS)
-                await self.finish_error(errors.parse(err_text, default_id=SERVER_ID, details=details))
+                await self.finish_error(errors.parse(err_text, default_id=SERVER_ID, details=details), last=True)
             else:
-                await self.finish(Status.OK, payload=reply.body)
+                await self.finish(Status.OK, payload=reply.body, last=True)
             return
         await self._stream(route, header, decoder, pending)
 
@@ -450,12 +454,12 @@ class _Call:
             with trio.fail_after(timeout if timeout is not None else float("inf")):
                 out = await call()
         except MicroError as err:
-            await self.finish_error(err)
+            await self.finish_error(err, last=True)
             return
         except trio.TooSlowError:
-            await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            await self.finish(Status.DEADLINE_EXCEEDED, "deadline exceeded", last=True)
             return
-        await self.finish(Status.OK, payload=out)
+        await self.finish(Status.OK, payload=out, last=True)
 
     async def _unary_request(self, decoder: GrpcFrameDecoder, pending: deque[bytes]) -> bytes:
         if not await self.read_messages(decoder, pending):
@@ -501,9 +505,9 @@ class _Call:
             raise core.failure
         if error is not None:
             server.stats.errors += 1
-            await self.finish_error(error)
+            await self.finish_error(error, last=True)
         else:
-            await self.finish(Status.OK)
+            await self.finish(Status.OK, last=True)
 
 
 class _StreamCore:

@@ -199,9 +199,18 @@ class H2Conn:
         if not self.h2.pending:
             # Nothing queued (e.g. an acknowledgement that did not reach the WINDOW_UPDATE
             # threshold): no lock to take. Bytes another task is writing are its to deliver.
-            await trio.lowlevel.checkpoint()
+            # Not a schedule point: every caller's next wait is one, and a yield here cost each
+            # call a trip through the scheduler.
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
-        async with self._write_lock:
+        lock = self._write_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            # trio.Lock.acquire yields even when the lock is free; send_all below yields anyway.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            lock.acquire_nowait()
+        try:
             # Cancellation is taken here, before the bytes leave h2's buffer (plain TCP: a small
             # write then cannot be cut off)...
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -222,6 +231,8 @@ class H2Conn:
                 err = TransportError(f"HTTP/2 connection lost: {exc}")
                 self.lose(err)
                 raise err from None
+        finally:
+            lock.release()
 
     def _check(self, st: StreamState) -> None:
         if st.reset is not None:

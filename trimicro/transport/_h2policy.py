@@ -53,14 +53,20 @@ class H2Policy:
 
 
 async def read_loop(conn: H2ServerConn, policy: H2Policy) -> None:
-    """Read and feed ``conn`` until it ends, applying ``policy``'s time limits."""
+    """Read and feed ``conn`` until it ends, applying ``policy``'s time limits.
+
+    One cancel scope covers many reads: its deadline is only ever moved *earlier* (a header block
+    began), never re-armed per read, since entering a scope and registering its deadline on every
+    read was a measurable part of each call. Reads push the keepalive deadline later, so the scope
+    may fire early; then the limits are recomputed and, if nothing is due yet, a new scope starts."""
     h2 = conn.h2
     last_read = trio.current_time()
     block_since: float | None = None
     idle_since: float | None = None
     ping_sent: float | None = None
-    while conn.closed is None:
-        now = trio.current_time()
+
+    def next_limit(now: float) -> tuple[float, str]:
+        nonlocal block_since, idle_since
         when, what = math.inf, ""
         if h2.header_block_pending:
             block_since = now if block_since is None else block_since
@@ -78,22 +84,34 @@ async def read_loop(conn: H2ServerConn, policy: H2Policy) -> None:
                 when, what = ping_sent + policy.keepalive_timeout, "ack"
         elif last_read + policy.keepalive_time < when:
             when, what = last_read + policy.keepalive_time, "ping"
-        data: bytes | bytearray | None = None
-        with trio.move_on_at(when):
-            try:
-                data = await conn.sock.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                conn.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
-                return
-            if not data:
-                conn.lose(TransportError("HTTP/2 connection closed by peer"))
-                return
-        if data is not None:
-            last_read = trio.current_time()
-            ping_sent = None
-            if not await conn.feed(data):
-                return
-        elif what == "header":
+        return when, what
+
+    while conn.closed is None:
+        when, what = next_limit(trio.current_time())
+        if when > trio.current_time():
+            with trio.move_on_at(when) as scope:
+                while True:
+                    try:
+                        data = await conn.sock.receive_some(_READ_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        conn.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+                        return
+                    if not data:
+                        conn.lose(TransportError("HTTP/2 connection closed by peer"))
+                        return
+                    last_read = trio.current_time()
+                    ping_sent = None
+                    if not await conn.feed(data):
+                        return
+                    sooner, _ = next_limit(last_read)
+                    if sooner < scope.deadline:
+                        scope.deadline = sooner
+            if not scope.cancelled_caught:
+                continue  # pragma: no cover - the loop above only ends by returning or the deadline
+            when, what = next_limit(trio.current_time())
+            if when > trio.current_time():
+                continue  # the deadline moved on while reading: nothing is due yet
+        if what == "header":
             h2.close_connection(h2p.ErrorCode.PROTOCOL_ERROR, b"header block timeout")
             await conn.flush_control()
             conn.lose(TransportError(f"no CONTINUATION within {policy.header_timeout} s"))

@@ -113,9 +113,11 @@ class H2ServerStream:
         later :meth:`flush`."""
         await self._conn.send_data(self._st, data, flush=flush)
 
-    async def flush(self) -> None:
-        """Have the writer write what is queued; waits for it only past ``FLUSH_AT`` bytes."""
-        await self._conn.flush()
+    async def flush(self, *, last: bool = False) -> None:
+        """Have the writer write what is queued; waits for it only past ``FLUSH_AT`` bytes.
+        ``last``: the handler returns right after (its answer is complete), so below
+        ``FLUSH_AT`` the write is left to its leaving (:meth:`H2ServerConn.write_now`)."""
+        await self._conn.flush(wake=not last)
 
 
 class H2ServerConn(H2Conn):
@@ -174,34 +176,81 @@ class H2ServerConn(H2Conn):
         # The reader never waits for the writer: a client that is itself blocked writing to us
         # (its request bodies) would then never read our replies, and neither side could move.
         # What the reader queues (acks, WINDOW_UPDATE, RST) is bounded by _http2's control cap.
-        self._wake.set()
-        await trio.lowlevel.checkpoint()
+        # No yield here: the reader's next receive_some is its schedule point.
+        if self.h2.pending:
+            self._wake.set()
+        await trio.lowlevel.checkpoint_if_cancelled()
 
-    async def flush(self) -> None:
-        """Have the writer task write what is queued; wait for it only past ``FLUSH_AT`` bytes."""
+    async def flush(self, *, wake: bool = True) -> None:
+        """Have the writer task write what is queued; wait for it only past ``FLUSH_AT`` bytes.
+        ``wake=False``: below ``FLUSH_AT`` the caller writes it itself soon (write_now)."""
         if self.closed is not None:
             raise self.closed
-        self._wake.set()
         if self.h2.pending < FLUSH_AT:
+            if wake and (self.h2.pending or self.dirty):  # else the writer's turn is wasted
+                self._wake.set()
             await trio.lowlevel.checkpoint_if_cancelled()
             return
+        self._wake.set()
         while self.h2.pending >= FLUSH_AT and self.closed is None:
             await self._written.event.wait()
         if self.closed is not None:
             raise self.closed
+
+    def _take(self) -> bytes:
+        """Hand the dirty streams' queued DATA to h2 (as windows allow) and take h2's output."""
+        if self.dirty:
+            self.h2.guard.forgive_pings()  # replies' DATA: the peer may probe with PINGs
+            for st in list(self.dirty):
+                if self.move_out(st):
+                    del self.dirty[st]
+        return self.h2.data_to_send()
+
+    async def write_now(self) -> None:
+        """Write what is queued from the calling task if nobody is writing, else leave it to the
+        writer task (woken by whoever queued it).
+
+        A handler calls this after its stream's task scope is left (``_run_stream``), so only the
+        connection's own cancellation can cut the write off — and then the connection is going
+        anyway. Writing there saves the writer task's wakeup on every call, the one hop mucp does
+        not have; concurrent replies still coalesce: what piles up while this write is in the
+        kernel goes out with the writer's next ``send_all``."""
+        if self.closed is not None:
+            return
+        if self._sending:
+            self._wake.set()  # the writer waits for that write, then writes ours
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        # Cancelled before a byte is taken: the writer task still has it all.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        data = self._take()
+        if not data:
+            return
+        self._sending = True
+        try:
+            await self.sock.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._sending = False
+            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            return
+        # (Cancelled inside send_all leaves _sending set: part of a frame may be on the wire, so
+        # nothing else may be written after it; the connection is being torn down anyway.)
+        self._sending = False
+        self._written.fire()
 
     async def run_writer(self) -> None:
         """Write whatever is queued, in one ``send_all`` per wakeup, until the connection ends."""
         try:
             while self.closed is None:
                 self._wake = wake = Signal()
+                if self._sending:
+                    # A handler is writing (write_now): wait for it, then write what piled up.
+                    written = self._written.event
+                    if self._sending:
+                        await written.wait()
+                    continue
                 window = self._window.event
-                if self.dirty:
-                    self.h2.guard.forgive_pings()  # replies' DATA: the peer may probe with PINGs
-                for st in list(self.dirty):
-                    if self.move_out(st):
-                        del self.dirty[st]
-                data = self.h2.data_to_send()
+                data = self._take()
                 if not data:
                     if self.h2.closed and not self.handlers and not self.dirty:
                         # GOAWAY sent (drain) and written, every stream answered: the connection
@@ -272,6 +321,8 @@ class H2ServerConn(H2Conn):
             self.release(st)
             self.handler_done()
             self.server._retire()
+        # The reply is queued: write it from here if the writer is idle (see write_now).
+        await self.write_now()
 
     def on_event(self, event: h2p.Event) -> None:
         if isinstance(event, h2p.RequestReceived):
