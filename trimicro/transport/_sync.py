@@ -105,4 +105,9 @@ class Notifier:
 
     def fire(self) -> None:
         ev, self.event = self.event, Signal()
-        ev.set()
+        # Signal.set, inlined: a connection fires several notifiers per call.
+        ev.flag = True
+        if ev._parked:
+            parked, ev._parked = ev._parked, {}
+            for p in parked:
+                p.wake()

@@ -102,3 +102,61 @@ def test_every_static_entry_round_trips() -> None:
         if STATIC.index((n, v)) + 1 == i:  # the first of duplicates is indexed whole
             assert enc == bytes((0x80 | i,))
         assert hpack.Decoder().decode(enc, raw=True) == [(n, v)]
+
+
+# -- HPACK decoding: a block's prefix shared with the previous block is not decoded again --
+
+_fields = st.tuples(
+    st.sampled_from([b"content-type", b"micro-id", b"grpc-timeout", b":path", b"x-a"]),
+    st.sampled_from([b"", b"application/grpc", b"1", b"2", b"5S", b"/a.B/C", b"v" * 40]),
+)
+
+
+@prop
+@given(
+    blocks=st.lists(
+        st.tuples(st.lists(_fields, max_size=6), st.sampled_from(["ours", "hpack", "hpack-no-huffman"])),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_decoder_agrees_with_hpack_over_a_connection(
+    blocks: list[tuple[list[tuple[bytes, bytes]], str]],
+) -> None:
+    # One connection's blocks, some from our table-less encoder, some from hpack's (which indexes,
+    # so the table changes between blocks): every decode matches hpack's own decoder.
+    from trimicro.transport._http2.hpack import Decoder
+
+    ours, oracle = Decoder(max_header_list_size=1 << 20), hpack.Decoder(max_header_list_size=1 << 20)
+    enc = hpack.Encoder()
+    for fields, how in blocks:
+        if how == "ours":
+            block = h2p.encode_headers([(n, v, False) for n, v in fields])
+        else:
+            block = enc.encode(fields, huffman=how == "hpack")
+        want = [(bytes(n), bytes(v)) for n, v in oracle.decode(block, raw=True)]
+        got = ours.decode(block)
+        assert got.raw == want
+        assert got.text == [
+            (n.decode("ascii", "replace"), v.decode("utf-8", "surrogateescape")) for n, v in want
+        ]
+
+
+def test_decoder_reuses_the_shared_prefix_and_still_checks_the_size() -> None:
+    from trimicro.transport._http2.hpack import Decoder, OversizedHeaderList
+
+    base = [(b":path", b"/a.B/C", False), (b"content-type", b"application/grpc", False)]
+    dec = Decoder(max_header_list_size=200)
+    for i in range(3):  # a per-call id changes the last field only
+        got = dec.decode(h2p.encode_headers([*base, (b"micro-id", str(i).encode(), False)]))
+        assert got.text == [(":path", "/a.B/C"), ("content-type", "application/grpc"), ("micro-id", str(i))]
+    # a middle field differs: the prefix stops there
+    got = dec.decode(h2p.encode_headers([base[0], (b"content-type", b"application/json", False)]))
+    assert got.text == [(":path", "/a.B/C"), ("content-type", "application/json")]
+    # the fields taken from the prefix still count toward the header list limit
+    with pytest.raises(OversizedHeaderList):
+        dec.decode(
+            h2p.encode_headers(
+                [base[0], (b"content-type", b"application/json", False), (b"x", b"y" * 100, False)]
+            )
+        )

@@ -144,10 +144,14 @@ class Block:
 
     __slots__ = ("checked", "raw", "text")
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: list[tuple[bytes, bytes]], text: list[tuple[str, str]] | None = None) -> None:
         self.raw = raw
-        #: names as ASCII, values as UTF-8 (undecodable bytes kept by surrogateescape)
-        self.text = [(n.decode("ascii", "replace"), v.decode("utf-8", "surrogateescape")) for n, v in raw]
+        #: names as ASCII, values as UTF-8 (undecodable bytes kept by surrogateescape); ``text``
+        #: may hand in the first entries already decoded (a shared prefix, see Decoder.decode)
+        done = text or []
+        self.text = done + [
+            (n.decode("ascii", "replace"), v.decode("utf-8", "surrogateescape")) for n, v in raw[len(done) :]
+        ]
         #: the connection's validity verdicts per kind of block (request, response, trailers)
         self.checked: dict[int, bool] = {}
 
@@ -158,6 +162,7 @@ class Decoder:
     __slots__ = (
         "_cache",
         "_generation",
+        "_last",
         "_max_size",
         "_size",
         "_table",
@@ -174,14 +179,32 @@ class Decoder:
         self._table: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._generation = 0
         self._cache: dict[tuple[int, bytes], Block] = {}
+        #: the last block decoded without the cache, for its reusable prefix (see decode)
+        self._last: _Prefix | None = None
 
     def decode(self, block: bytes) -> Block:
-        """The header list of ``block``; raises :class:`HPACKError` (the connection must end)."""
+        """The header list of ``block``; raises :class:`HPACKError` (the connection must end).
+
+        A block seen before comes from the cache. Otherwise, requests of one client usually differ
+        only in their last fields (a per-call id, a deadline) and never touch the table (literals
+        without indexing, as our own encoder and many others send them), so the fields the block
+        shares, byte for byte, with the previous uncached block are taken from that one's result
+        and only the rest is decoded."""
         key = (self._generation, block)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        headers = Block(self._decode(block))
+        last = self._last
+        start = count = total = 0
+        if last is not None and last.generation == self._generation:
+            for pos, n, size in reversed(last.bounds):
+                if block.startswith(last.block[:pos]):
+                    start, count, total = pos, n, size
+                    break
+        raw = self._decode(block, start, last.block_raw[:count] if count and last else [], total)
+        headers = Block(raw, last.block_text[:count] if count and last else None)
+        assert self._last is not None  # set by _decode
+        self._last.block_text = headers.text
         # A block that changed the table would decode differently next time: cache it only if it
         # did not (then key's generation is still current).
         if key[0] == self._generation and len(block) <= _BLOCK_CACHE_BYTES:
@@ -225,13 +248,20 @@ class Decoder:
         value, pos = _read_string(block, pos)
         return (name, value), pos
 
-    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = []
-        total = 0
-        pos, end = 0, len(block)
+    def _decode(
+        self, block: bytes, pos: int = 0, headers: list[tuple[bytes, bytes]] | None = None, total: int = 0
+    ) -> list[tuple[bytes, bytes]]:
+        """Decode ``block`` from ``pos`` on (``headers`` and ``total``: what came before it) and
+        remember its field boundaries up to the first field that changes the table."""
+        headers = [] if headers is None else headers
+        end = len(block)
         changed = False
         updates = 0
+        generation = self._generation
+        bounds: list[tuple[int, int, int]] = []
         while pos < end:
+            if not changed:
+                bounds.append((pos, len(headers), total))
             b = block[pos]
             if b & 0x80:  # indexed field
                 index, pos = _read_integer(block, pos, 7)
@@ -259,4 +289,21 @@ class Decoder:
             headers.append(header)
         if changed:
             self._generation += 1
+        self._last = _Prefix(generation, block, bounds[1:], headers)
         return headers
+
+
+class _Prefix:
+    """A decoded block's field boundaries ``(offset, fields before it, their size)``, for the next
+    block that starts with the same bytes (Decoder.decode); only boundaries before any table change."""
+
+    __slots__ = ("block", "block_raw", "block_text", "bounds", "generation")
+
+    def __init__(
+        self, generation: int, block: bytes, bounds: list[tuple[int, int, int]], raw: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.generation = generation
+        self.block = block
+        self.bounds = bounds
+        self.block_raw = raw
+        self.block_text: list[tuple[str, str]] = []
