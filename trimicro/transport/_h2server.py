@@ -213,12 +213,17 @@ class H2ServerConn(H2Conn):
         A handler calls this after its stream's task scope is left (``_run_stream``), so only the
         connection's own cancellation can cut the write off — and then the connection is going
         anyway. Writing there saves the writer task's wakeup on every call, the one hop mucp does
-        not have; concurrent replies still coalesce: what piles up while this write is in the
-        kernel goes out with the writer's next ``send_all``."""
+        not have. Only when this is the connection's last running handler, though: concurrent
+        replies are left to the writer, which coalesces them into one ``send_all`` (one syscall
+        for many calls, which matters more than the hop)."""
         if self.closed is not None:
             return
-        if self._sending:
-            self._wake.set()  # the writer waits for that write, then writes ours
+        if self._sending or self.handlers:
+            # Someone is writing (the writer waits for that write, then writes ours), or other
+            # handlers are running: their replies are likely to follow in this same scheduler
+            # pass, and the writer, waking after them, sends them all with ours in one write.
+            if self.h2.pending or self.dirty:
+                self._wake.set()
             await trio.lowlevel.checkpoint_if_cancelled()
             return
         # Cancelled before a byte is taken: the writer task still has it all.
