@@ -139,6 +139,9 @@ def client(impl: str, address: str, scenario: str, params: dict[str, Any]) -> di
 
 def main(argv: list[str]) -> None:
     cmd, impl, *rest = argv
+    impl, _, observe = impl.partition("+")  # trimicro-mucp+tracing: BENCH_OBSERVE=tracing
+    if observe:
+        os.environ["BENCH_OBSERVE"] = observe
     if cmd == "serve":
         _drive.pin(int(rest[0]) if rest else 0)
         serve(impl)

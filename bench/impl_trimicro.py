@@ -63,9 +63,10 @@ def observe_parts() -> set[str]:
     return parts
 
 
-def observe_wrappers() -> tuple[list[Any], list[Any]]:
-    """(handler wrappers, client wrappers) for ``BENCH_OBSERVE``, else two empty lists."""
-    parts = observe_parts()
+def observe_wrappers(parts: set[str] | None = None) -> tuple[list[Any], list[Any]]:
+    """(handler wrappers, client wrappers) for ``parts`` (default ``BENCH_OBSERVE``'s), else two
+    empty lists."""
+    parts = observe_parts() if parts is None else parts
     wrappers: list[Any] = []  # outermost first, as Observability installs them
     if "tracing" in parts:
         from collections.abc import Sequence

@@ -84,6 +84,7 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 _ALL = {s.name for s in SCENARIOS} - {"stream_coalesced"}
 _FLOOR = {"unary_c1", "unary_c64", "unary_64k_c8", "stream", "stream_coalesced", "idle_conns"}
 _GO = {"unary_c1", "unary_c64", "unary_64k_c8", "bidi"}
+_OBSERVED = {"unary_c1", "unary_c64"}
 GO_BUILD = ROOT / "bench" / "go" / "build.sh"
 
 
@@ -94,6 +95,8 @@ class Impl:
     scenarios: frozenset[str]
     python: str = sys.executable
     note: str = ""
+    #: in a run without ``--impls``; the observability columns are asked for by name
+    default: bool = True
 
 
 def _purerpc_python() -> str:
@@ -117,6 +120,16 @@ def implementations() -> list[Impl]:
         # Go Micro v5.30.0 (bench/go): its own server and client, and its client against our mucp server.
         Impl("go-micro", "Go Micro v5 (Go client → Go server)", frozenset(_GO)),
         Impl("go-client-mucp", "Go Micro client → trimicro mucp", frozenset(_GO)),
+        # the observability wrappers on both ends (bench/impl_trimicro.py, BENCH_OBSERVE): asked for
+        # by name, measured in the same rounds as trimicro-mucp so their ratios share its noise
+        *(
+            Impl(f"trimicro-mucp+{part}", f"trimicro mucp + {label}", frozenset(_OBSERVED), default=False)
+            for part, label in (
+                ("tracing", "tracing"),
+                ("metrics", "Prometheus metrics"),
+                ("otel_metrics", "OTel metrics"),
+            )
+        ),
     ]
 
 
@@ -304,6 +317,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"unknown --impls {', '.join(unknown)}; known: {', '.join(i.name for i in impls)}"
             )
         impls = [i for i in impls if i.name in wanted]
+    else:
+        impls = [i for i in impls if i.default]
     scenarios = SCENARIOS if not args.only else [BY_NAME[n] for n in args.only.split(",")]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (cpus[0], cpus[0])
