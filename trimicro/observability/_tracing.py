@@ -23,7 +23,7 @@ that use go-micro's ``wrapper/trace/opentelemetry`` (it writes the same ``Tracep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,12 +48,17 @@ from .._metadata import MESSAGE_ID, canonical
 from ..broker import BrokerMessage
 from ..client import CallFunc, CallRequest, PublishFunc
 from ..context import Context
-from ..errors import MicroError
+from ..errors import MicroError, to_grpc_status
 from ..server import HandlerFunc, Request, SubscriberCall, SubscriberMessage
+from ._spans import SpanMaker
 
 __all__ = ["HeaderGetter", "HeaderSetter", "Tracing"]
 
 INSTRUMENTATION = "trimicro"
+#: per-endpoint (and, client side, per-node) attribute sets kept; past it the cache starts over
+_CACHE_LIMIT = 4096
+#: a span's name and its frozen attributes, made once per endpoint
+_Named = tuple[str, Mapping[str, Any]]
 _GRPC_STATUS = {
     400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 409: 6, 429: 8, 499: 1, 500: 13, 501: 12, 503: 14, 504: 4,
 }  # fmt: skip
@@ -193,7 +198,17 @@ def _record_error(span: trace.Span, exc: BaseException, grpc: bool) -> None:
     else:
         span.set_status(Status(StatusCode.ERROR, str(exc)))
         span.set_attribute("error.type", type(exc).__qualname__)
+        if grpc:  # the server answers an unexpected exception with Micro's 500
+            span.set_attribute("rpc.grpc.status_code", to_grpc_status(500))
     span.record_exception(exc)
+
+
+def _record_cancelled(span: trace.Span, grpc: bool) -> None:
+    """Cancelled: the caller's deadline, a departed peer, or shutdown."""
+    span.set_status(Status(StatusCode.ERROR, "cancelled"))
+    span.set_attribute("error.type", "cancelled")
+    if grpc:
+        span.set_attribute("rpc.grpc.status_code", 1)
 
 
 @attrs.define(eq=False)
@@ -210,85 +225,102 @@ class Tracing:
     broker: str = ""
     address: str = ""
     tracer: trace.Tracer = attrs.field(init=False)
+    _maker: SpanMaker | None = attrs.field(init=False)
     _propagation: _Propagation = attrs.field(factory=_Propagation, init=False)
-    _server_attrs: dict[tuple[str, bool], dict[str, Any]] = attrs.field(factory=dict, init=False)
-    _client_attrs: dict[tuple[str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _server_attrs: dict[tuple[str, bool], _Named] = attrs.field(factory=dict, init=False)
+    _client_attrs: dict[tuple[str, str, str | None], _Named] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         provider = self.tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer(INSTRUMENTATION)
+        self._maker = SpanMaker.of(self.tracer)
+
+    def _freeze(self, attributes: dict[str, Any]) -> Mapping[str, Any]:
+        """An attribute set made once and passed to every span it fits (see :mod:`._spans`)."""
+        return self._maker.freeze(attributes) if self._maker is not None else attributes
+
+    @property
+    def _start(self) -> Callable[[str, otel_context.Context | None, SpanKind, Mapping[str, Any]], trace.Span]:
+        """``start(name, parent, kind, attributes)``: the maker's, else the tracer's ``start_span``."""
+        return self._maker.start if self._maker is not None else self.tracer.start_span
 
     # -- server --
-    def _attrs_for_server(self, endpoint: str, grpc: bool) -> dict[str, Any]:
+    def _attrs_for_server(self, endpoint: str, grpc: bool) -> _Named:
+        """A server span's name and attributes; for gRPC with ``rpc.grpc.status_code`` 0, which a failure
+        overwrites (so a successful call's span needs no attribute of its own)."""
         key = (endpoint, grpc)
         found = self._server_attrs.get(key)
         if found is None:
-            found = {
+            attributes: dict[str, Any] = {
                 "rpc.system": "grpc" if grpc else "go-micro",
                 "rpc.service": self.service,
                 "rpc.method": endpoint,
             }
             host, port = _split(self.address)
             if host:
-                found["server.address"] = host
+                attributes["server.address"] = host
             if port is not None:
-                found["server.port"] = port
-            self._server_attrs[key] = found
+                attributes["server.port"] = port
+            if grpc:
+                attributes["rpc.grpc.status_code"] = 0
+            if len(self._server_attrs) >= _CACHE_LIMIT:
+                self._server_attrs.clear()
+            found = self._server_attrs[key] = (f"{self.service}/{endpoint}", self._freeze(attributes))
+        return found
+
+    def _attrs_for_client(self, req: CallRequest, grpc: bool) -> _Named:
+        key = (req.service, req.endpoint, req.address)
+        found = self._client_attrs.get(key)
+        if found is None:
+            attributes: dict[str, Any] = {
+                "rpc.system": "grpc" if grpc else "go-micro",
+                "rpc.service": req.service,
+                "rpc.method": req.endpoint,
+            }
+            if req.address:
+                host, port = _split(req.address)
+                attributes["server.address"] = host
+                if port is not None:
+                    attributes["server.port"] = port
+            if len(self._client_attrs) >= _CACHE_LIMIT:
+                self._client_attrs.clear()
+            name = f"{req.service}/{req.endpoint}"
+            found = self._client_attrs[key] = (name, self._freeze(attributes))
         return found
 
     def handler_wrapper(self, next_handler: HandlerFunc) -> HandlerFunc:
-        tracer = self.tracer
         extract = self._propagation.extract
+        start = self._start
 
         async def handler(req: Request, ctx: Any) -> Any:
             grpc = req.content_type.startswith("application/grpc")
             parent = extract(req.header)
-            span = tracer.start_span(
-                f"{self.service}/{req.endpoint}",
-                parent,
-                SpanKind.SERVER,
-                self._attrs_for_server(req.endpoint, grpc),
-            )
+            name, attributes = self._attrs_for_server(req.endpoint, grpc)
+            span = start(name, parent, SpanKind.SERVER, attributes)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
             try:
-                result = await next_handler(req, ctx)
+                return await next_handler(req, ctx)
             except Exception as exc:
                 _record_error(span, exc, grpc)
                 raise
             except BaseException:  # cancelled: the caller's deadline or a departed peer
-                span.set_status(Status(StatusCode.ERROR, "cancelled"))
-                span.set_attribute("error.type", "cancelled")
+                _record_cancelled(span, grpc)
                 raise
             finally:
                 otel_context.detach(token)
                 span.end()
-            if grpc:
-                span.set_attribute("rpc.grpc.status_code", 0)
-            return result
 
         return handler
 
     # -- client --
     def call_wrapper(self, next_call: CallFunc) -> CallFunc:
-        tracer = self.tracer
         grpc = self.transport == "grpc"
         inject = self._propagation.inject
+        start = self._start
 
         async def call(req: CallRequest) -> Any:
-            key = (req.service, req.endpoint)
-            attributes = self._client_attrs.get(key)
-            if attributes is None:
-                attributes = self._client_attrs[key] = {
-                    "rpc.system": "grpc" if grpc else "go-micro",
-                    "rpc.service": req.service,
-                    "rpc.method": req.endpoint,
-                }
-            span = tracer.start_span(f"{req.service}/{req.endpoint}", None, SpanKind.CLIENT, attributes)
-            if req.address:
-                host, port = _split(req.address)
-                span.set_attribute("server.address", host)
-                if port is not None:
-                    span.set_attribute("server.port", port)
+            name, attributes = self._attrs_for_client(req, grpc)
+            span = start(name, None, SpanKind.CLIENT, attributes)
             ctx = trace.set_span_in_context(span)
             inject(req.metadata, span, ctx)
             token = otel_context.attach(ctx)
@@ -298,8 +330,7 @@ class Tracing:
                 _record_error(span, exc, grpc)
                 raise
             except BaseException:
-                span.set_status(Status(StatusCode.ERROR, "cancelled"))
-                span.set_attribute("error.type", "cancelled")
+                _record_cancelled(span, False)
                 raise
             finally:
                 otel_context.detach(token)
@@ -317,7 +348,7 @@ class Tracing:
             "rpc.service": req.service,
             "rpc.method": req.endpoint,
         }
-        span = self.tracer.start_span(f"{req.service}/{req.endpoint}", None, SpanKind.CLIENT, attributes)
+        span = self._start(f"{req.service}/{req.endpoint}", None, SpanKind.CLIENT, attributes)
         self._propagation.inject(req.metadata, span, trace.set_span_in_context(span))
         try:
             yield
@@ -325,8 +356,7 @@ class Tracing:
             _record_error(span, exc, grpc)
             raise
         except BaseException:
-            span.set_status(Status(StatusCode.ERROR, "cancelled"))
-            span.set_attribute("error.type", "cancelled")
+            _record_cancelled(span, False)
             raise
         finally:
             span.end()

@@ -1,0 +1,287 @@
+"""Call spans (trimicro.observability._spans): what the SDK's start_span makes, at a fraction of the cost.
+
+Each test makes the same span both ways, the SDK's ``Tracer.start_span`` and :class:`SpanMaker`, and
+compares what the exporter receives; the rest pin the parts the maker decides itself (sampling,
+copy-on-write attributes, limits, use after end) and its refusals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+
+import trimicro
+from tests.conftest import Greeter
+from tests.protos.greeter_pb2 import HelloRequest, HelloResponse
+from trimicro.observability import _spans, instrument
+from trimicro.observability._spans import CallSpan, SpanMaker
+from trimicro.registry import MemoryRegistry
+
+ATTRS = {"rpc.system": "go-micro", "rpc.service": "greeter", "rpc.method": "Greeter.Hello", "server.port": 8080}
+
+
+class Setup:
+    def __init__(self, **provider: Any) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider(**provider)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("trimicro")
+        maker = SpanMaker.of(self.tracer)
+        assert maker is not None
+        self.maker = maker
+
+    def both(self, parent: Any = None, kind: SpanKind = SpanKind.SERVER) -> tuple[Any, Any]:
+        """(the SDK's span, the maker's span), both started."""
+        sdk = self.tracer.start_span("greeter/Greeter.Hello", parent, kind, ATTRS)
+        ours = self.maker.start("greeter/Greeter.Hello", parent, kind, self.maker.freeze(ATTRS))
+        return sdk, ours
+
+    def exported(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+
+def _same(a: Any, b: Any) -> None:
+    """Two exported spans alike in everything but their ids and times."""
+    assert a.name == b.name and a.kind == b.kind
+    assert dict(a.attributes) == dict(b.attributes)
+    assert a.status.status_code == b.status.status_code and a.status.description == b.status.description
+    assert [(e.name, dict(e.attributes)) for e in a.events] == [(e.name, dict(e.attributes)) for e in b.events]
+    assert [(lk.context, dict(lk.attributes)) for lk in a.links] == [
+        (lk.context, dict(lk.attributes)) for lk in b.links
+    ]
+    assert a.context.trace_flags == b.context.trace_flags
+    assert a.context.trace_state == b.context.trace_state
+    assert (a.parent is None) == (b.parent is None)
+    if a.parent is not None:
+        assert a.parent == b.parent
+    assert a.resource is b.resource and a.instrumentation_scope == b.instrumentation_scope
+    assert a.dropped_attributes == b.dropped_attributes and a.dropped_events == b.dropped_events
+    assert a.dropped_links == b.dropped_links
+    assert a.start_time and a.end_time and b.start_time and b.end_time
+
+
+def _remote(sampled: bool, state: TraceState | None = None) -> Any:
+    sc = SpanContext(0xABC, 0xDEF, True, TraceFlags(1 if sampled else 0), state)
+    return trace.set_span_in_context(NonRecordingSpan(sc))
+
+
+def test_a_root_span_matches_the_sdks() -> None:
+    s = Setup()
+    sdk, ours = s.both()
+    assert isinstance(ours, CallSpan)
+    for span in (sdk, ours):
+        span.end()
+    a, b = s.exported()
+    _same(a, b)
+    assert b is ours  # ended, the span is its own ReadableSpan
+    assert a.to_json().count("\n") == b.to_json().count("\n")
+
+
+def test_a_child_of_a_remote_parent_keeps_its_trace_and_state() -> None:
+    s = Setup()
+    sdk, ours = s.both(_remote(True, TraceState([("vendor", "x")])))
+    for span in (sdk, ours):
+        span.end()
+    a, b = s.exported()
+    _same(a, b)
+    assert b.context.trace_id == 0xABC and b.parent.span_id == 0xDEF and b.parent.is_remote
+
+
+def test_a_client_span_takes_the_current_span_as_parent() -> None:
+    s = Setup()
+    with s.tracer.start_as_current_span("root") as root:
+        sdk, ours = s.both(None, SpanKind.CLIENT)
+    for span in (sdk, ours):
+        span.end()
+    _, a, b = s.exported()  # the root ended first
+    _same(a, b)
+    assert b.parent.span_id == root.get_span_context().span_id
+
+
+def test_an_unsampled_parent_gives_a_non_recording_span_in_its_trace() -> None:
+    s = Setup()
+    sdk, ours = s.both(_remote(False, TraceState([("k", "v")])))
+    assert not ours.is_recording() and isinstance(ours, NonRecordingSpan)
+    assert ours.get_span_context().trace_id == 0xABC
+    assert ours.get_span_context().trace_flags == sdk.get_span_context().trace_flags
+    assert ours.get_span_context().trace_state == sdk.get_span_context().trace_state
+    assert s.exported() == []
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_OFF, ALWAYS_ON, ParentBased(ALWAYS_OFF), TraceIdRatioBased(0.0), ParentBased(TraceIdRatioBased(1.0))],
+    ids=["always_off", "always_on", "parentbased_always_off", "ratio_0", "parentbased_ratio_1"],
+)
+@pytest.mark.parametrize("parent", [None, True, False], ids=["root", "sampled_parent", "unsampled_parent"])
+def test_sampling_decides_as_the_sdk_does(sampler: Sampler, parent: bool | None) -> None:
+    s = Setup(sampler=sampler)
+    context = None if parent is None else _remote(parent)
+    sdk, ours = s.both(context)
+    assert ours.is_recording() == sdk.is_recording()
+    assert ours.get_span_context().trace_flags.sampled == sdk.get_span_context().trace_flags.sampled
+    for span in (sdk, ours):
+        span.end()
+    exported = s.exported()
+    assert len(exported) in (0, 2)
+    if exported:
+        _same(*exported)
+
+
+def test_a_sampler_that_adds_attributes_is_asked_and_obeyed() -> None:
+    class Tagging(Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:
+            attributes = dict(args[1] if len(args) > 1 else kw.get("attributes") or {})
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, {**attributes, "sampled.by": "tagging"})
+
+        def get_description(self) -> str:
+            return "tagging"
+
+    s = Setup(sampler=Tagging())
+    sdk, ours = s.both()
+    for span in (sdk, ours):
+        span.end()
+    a, b = s.exported()
+    _same(a, b)
+    assert b.attributes["sampled.by"] == "tagging"
+
+
+def test_writes_copy_the_shared_attributes_and_respect_limits() -> None:
+    s = Setup(span_limits=SpanLimits(max_span_attributes=4, max_events=1, max_event_attributes=1))
+    frozen = s.maker.freeze(ATTRS)
+    sdk = s.tracer.start_span("a", None, SpanKind.SERVER, ATTRS)
+    first = s.maker.start("a", None, SpanKind.SERVER, frozen)
+    second = s.maker.start("a", None, SpanKind.SERVER, frozen)
+    for span in (sdk, first):
+        span.set_attribute("error.type", "400")  # a fifth: the limit drops the oldest, as the SDK does
+        span.set_attribute("rpc.method", "Greeter.Other")
+        span.add_event("one", {"a": 1, "b": 2})  # one attribute kept
+        span.add_event("two", {"c": 3})  # max_events=1: the oldest goes
+        span.end()
+    second.end()
+    a, one, two = s.exported()
+    _same(a, one)
+    assert one.attributes["rpc.method"] == "Greeter.Other" and one.attributes["error.type"] == "400"
+    assert len(one.attributes) == 4 and one.dropped_attributes == 1
+    assert [e.name for e in one.events] == ["two"] and one.dropped_events == 1
+    assert dict(two.attributes) == ATTRS and dict(frozen) == ATTRS  # the shared set is untouched
+    with pytest.raises(TypeError):
+        frozen["x"] = 1  # type: ignore[index]
+
+
+def test_status_exceptions_and_links_as_the_sdk_records_them() -> None:
+    s = Setup()
+    link = SpanContext(0x1, 0x2, True, TraceFlags(1))
+    sdk, ours = s.both()
+    for span in (sdk, ours):
+        span.set_status(Status(StatusCode.ERROR, "boom"))
+        span.set_status(StatusCode.UNSET)  # ignored
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            span.record_exception(exc, {"extra": 1})
+        span.add_link(link, {"why": "retry"})
+        span.add_link(trace.INVALID_SPAN_CONTEXT)  # invalid, no attributes: ignored
+        span.update_name("renamed")
+        span.end()
+    a, b = s.exported()
+    _same(a, b)
+    assert b.name == "renamed" and b.status.description == "boom"
+    (event,) = b.events
+    assert event.attributes["exception.type"] == "ValueError" and "boom" in event.attributes["exception.stacktrace"]
+
+
+def test_ok_is_final_and_use_after_end_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    s = Setup()
+    span = s.maker.start("a", None, SpanKind.SERVER, s.maker.freeze(ATTRS))
+    span.set_status(StatusCode.OK)
+    span.set_status(StatusCode.ERROR, "late")
+    span.end()
+    with caplog.at_level(logging.WARNING, logger=_spans.__name__):
+        span.set_attribute("x", 1)
+        span.add_event("late")
+        span.end()
+    (exported,) = s.exported()
+    assert exported.status.status_code is StatusCode.OK
+    assert "x" not in exported.attributes and not exported.events
+    assert len(caplog.records) == 3
+
+
+def test_with_block_records_the_exception_as_the_sdks_span_does() -> None:
+    s = Setup()
+    sdk, ours = s.both()
+    for span in (sdk, ours):
+        with pytest.raises(KeyError), span:
+            raise KeyError("k")
+    a, b = s.exported()
+    _same(a, b)
+
+
+def test_processors_see_a_readable_span_on_start() -> None:
+    seen: list[tuple[str, dict[str, Any], Any]] = []
+
+    class Watch(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append((span.name, dict(span.attributes), parent_context))
+
+    s = Setup()
+    s.provider.add_span_processor(Watch())
+    parent = _remote(True)
+    s.maker.start("a", parent, SpanKind.SERVER, s.maker.freeze(ATTRS)).end()
+    assert seen == [("a", ATTRS, parent)]
+
+
+def test_no_maker_for_other_tracers() -> None:
+    assert SpanMaker.of(trace.NoOpTracer()) is None
+    assert SpanMaker.of(trace.ProxyTracerProvider().get_tracer("x")) is None
+    disabled = TracerProvider()
+    disabled._disabled = True  # what OTEL_SDK_DISABLED=true does
+    assert SpanMaker.of(disabled.get_tracer("x")) is None
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["maker", "start_span"])
+async def test_a_call_makes_the_same_spans_either_way(
+    spans: Any, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fast:
+        monkeypatch.setattr(SpanMaker, "of", classmethod(lambda cls, tracer: None))
+    registry = MemoryRegistry()
+    svc = trimicro.Service("b", registry=registry, handlers=[Greeter()], transport="grpc", argv=[])
+    instrument(svc, tracer_provider=spans.provider)
+    async with trimicro.open_service(service=svc):
+        await svc.client.call("b", "Greeter.Hello", HelloRequest(name="x"), response_type=HelloResponse)
+        with pytest.raises(trimicro.MicroError):
+            await svc.client.call("b", "Greeter.Fail", HelloRequest(name="x"), response_type=HelloResponse)
+    found = {(s.name, s.kind): s for s in spans.finished()}
+    ok = found[("b/Greeter.Hello", SpanKind.SERVER)]
+    failed = found[("b/Greeter.Fail", SpanKind.SERVER)]
+    client = found[("b/Greeter.Hello", SpanKind.CLIENT)]
+    assert isinstance(ok, CallSpan) is fast
+    assert ok.attributes["rpc.grpc.status_code"] == 0 and ok.status.status_code is StatusCode.UNSET
+    assert failed.attributes["rpc.grpc.status_code"] == 3 and failed.attributes["error.type"] == "400"
+    assert client.attributes["rpc.system"] == "grpc"
+    assert ok.parent.span_id == client.context.span_id
