@@ -37,8 +37,6 @@ ALLOWED: Final = {
 TIMING: Final = {
     "http2/5.1.2/1": "trailers-only replies close each stream at once, so the streams rarely pile up "
     "to the advertised limit; when they do, the extra one is refused",
-    "http2/6.9/2": "the GET's trailers-only reply and its RST_STREAM(NO_ERROR) can leave before the "
-    "WINDOW_UPDATEs arrive; frames on a reset stream are then ignored, as RFC 9113 5.4.2 requires",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # h2spec writes frame bytes into its XML
 

@@ -212,9 +212,10 @@ class GrpcServer:
         token = set_response_metadata(ResponseMetadata())
         call = _Call(self, stream)
         try:
-            await call.run()
-        except _Failed as failed:
-            await call.finish(failed.status, failed.message, extra=failed.trailers, last=True)
+            try:
+                await call.run()
+            except _Failed as failed:
+                await call.finish(failed.status, failed.message, extra=failed.trailers, last=True)
         except TransportError:  # also StreamReset: the stream or the connection is gone
             pass
         finally:
@@ -355,9 +356,10 @@ class _Call:
         return True
 
     async def _discard_request(self) -> None:
-        """Read and drop the rest of a request we answered without it, for a bounded moment, so
+        """Read and drop the rest of a request we answer without it, for a bounded moment, so
         the HTTP/2 engine still checks it (a content-length its DATA contradicts is reset with
-        PROTOCOL_ERROR) instead of our NO_ERROR reset racing the client's DATA (h2spec 8.1.2.6)."""
+        PROTOCOL_ERROR) instead of our reply and NO_ERROR reset racing the client's frames
+        (h2spec 5.1/8, 6.9/2, 8.1.2.6)."""
         with trio.move_on_after(_DISCARD_GRACE):
             while await self.stream.receive() is not None:
                 pass
@@ -368,16 +370,19 @@ class _Call:
         hmap = dict(headers)
         path = hmap.get(":path", "")
         if hmap.get(":method") != "POST":
+            # Not a gRPC call: hear the request out (bounded) before answering, as an HTTP server
+            # would, so frames the client sends on it meet an open stream, not one we closed.
+            await self._discard_request()
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: method {hmap.get(':method')} not allowed; use POST")
         ct = hmap.get("content-type", "")
         ct_key = ct.partition(";")[0].strip().lower()
         if ct_key not in GRPC_CONTENT_TYPES:
             if not ct_key.startswith("application/grpc"):
-                # Not gRPC at all: plain HTTP 415, as the gRPC spec asks.
+                # Not gRPC at all: plain HTTP 415, as the gRPC spec asks, once the request is in.
+                await self._discard_request()
                 self.stream.finished = True
                 self.stream.send_trailers([(":status", "415")])  # a headers-only response
                 await self.stream.flush()
-                await self._discard_request()
                 return
             raise _Failed(Status.UNIMPLEMENTED, f"grpc: unsupported content-type {ct!r}")
         self.content_type = ct_key
