@@ -35,7 +35,7 @@ def _chain(wrappers: list[Any], inner: Any) -> Any:
     return inner
 
 
-async def _measure(part: str, calls: int) -> float:
+async def _measure(part: str, calls: int, prof: cProfile.Profile | None = None) -> float:
     handler_wrappers, call_wrappers = impl_trimicro.observe_wrappers(set() if part == "off" else {part})
 
     async def handle(req: Request, ctx: Any) -> str:
@@ -50,24 +50,23 @@ async def _measure(part: str, calls: int) -> float:
     client = _chain(call_wrappers, wire)
     for _ in range(200):  # warm caches (attribute sets, the SDK's aggregations)
         await client(CallRequest("greeter", "Greeter.Hello", b"", address="127.0.0.1:8080"))
+    if prof is not None:
+        prof.enable()
     start = time.perf_counter()
     for _ in range(calls):
         await client(CallRequest("greeter", "Greeter.Hello", b"", address="127.0.0.1:8080"))
-    return (time.perf_counter() - start) / calls * 1e6
+    elapsed = time.perf_counter() - start
+    if prof is not None:
+        prof.disable()
+    return elapsed / calls * 1e6
 
 
 def _count(part: str, calls: int) -> float:
-    """Python function calls per pair, the chain's only (the loop's are the same for every part)."""
+    """Python function calls per pair, the timed loop's only (set-up and warm-up not counted; the
+    loop's own calls are the same for every part)."""
     prof = cProfile.Profile()
-    trio.run(_profiled, part, calls, prof)
+    trio.run(_measure, part, calls, prof)
     return pstats.Stats(prof).total_calls / calls  # type: ignore[attr-defined,no-any-return]
-
-
-async def _profiled(part: str, calls: int, prof: cProfile.Profile) -> None:
-    await _measure(part, 1)  # warm up, unprofiled
-    prof.enable()
-    await _measure(part, calls)
-    prof.disable()
 
 
 def main() -> None:
