@@ -391,3 +391,21 @@ def test_eof_inside_a_chunked_body_is_unexpected() -> None:
     conn.receive_data(b"")
     with pytest.raises(TransportError):
         conn.next_message()
+
+
+def test_per_call_header_lines_stay_out_of_the_parse_cache() -> None:
+    # A traced call's Traceparent is new on every call: cached, it would fill the line cache and
+    # empty it (and every steady line with it) every 1,024 calls.
+    from trimicro.transport import mucp
+
+    conn = ServerConnection()
+    request = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nMicro-Id: %d\r\n"
+        b"Traceparent: 00-%032x-%016x-01\r\n\r\n"
+    )
+    for n in range(1, 4):
+        conn.receive_data(request % (n, n, n))
+        msg = conn.next_message()
+        assert isinstance(msg, Message) and msg.header["Traceparent"] == f"00-{n:032x}-{n:016x}-01"
+    cached = {key for key, _ in mucp._LINES.values()}
+    assert "Host" in cached and not cached & {"Traceparent", "Micro-Id"}

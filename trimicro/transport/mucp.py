@@ -369,9 +369,10 @@ _CHUNKED: Final = -2
 
 # Parse caches: the start line and most header lines repeat on every frame of a connection (and
 # across connections), so each distinct line is validated and split once. Lines whose value changes
-# per frame are not cached; a full cache is emptied rather than left to go stale.
+# per frame are not cached (a traced call's ``Traceparent`` too: cached, each call's new line would
+# empty the cache every 1,024 calls); a full cache is emptied rather than left to go stale.
 _CACHE_SIZE: Final = 1024
-_VOLATILE: Final = frozenset({MICRO_ID, MICRO_STREAM, TIMEOUT})
+_VOLATILE: Final = frozenset({MICRO_ID, MICRO_STREAM, TIMEOUT, "Traceparent"})
 _STREAM_LINE: Final = f"{MICRO_STREAM}: "  # a stream's frames carry this header line
 _LINES: dict[str, tuple[str, str]] = {}
 _STARTS: dict[bool, dict[str, tuple[bool, int]]] = {True: {}, False: {}}
