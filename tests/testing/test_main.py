@@ -45,3 +45,14 @@ async def test_zookeeper_serves_until_sigterm_then_cleans_up() -> None:
             await proc.wait()
         assert proc.returncode == 0
         assert not await zookeeper_answers("127.0.0.1", port)  # the Java child went with it
+
+
+def test_kafka_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a uuid whose base64 starts with "-" (0xf8 as the first byte) is drawn again, as Kafka does
+    import uuid
+
+    from trimicro.testing import kafka
+
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=bytes(16))])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    assert kafka._cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"

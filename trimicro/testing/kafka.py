@@ -141,8 +141,14 @@ async def _fetch(version: str, libs: Path) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what ``random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what ``random-uuid`` prints).
+
+    Never one starting with ``-`` (1 in 64 would): ``kafka-storage format -t -x...`` reads it as an
+    option and fails, which is why Kafka's own ``Uuid.randomUuid`` draws again too."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not found.startswith("-"):
+            return found
 
 
 @attrs.define(eq=False)
