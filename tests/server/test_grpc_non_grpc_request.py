@@ -110,8 +110,12 @@ async def test_get_left_open_is_answered_after_the_grace(monkeypatch: pytest.Mon
         client.h2.send_headers(sid, [(":method", "GET"), *_BASE])
         await client.flush()
         with trio.fail_after(5):
-            rsp = await client.until(sid, h2.events.ResponseReceived)  # trailers-only: one block
-        assert dict(rsp.headers)[b"grpc-status"] == b"12"
+            rsp = await client.until(sid, h2.events.ResponseReceived)
+            body = await client.until(sid, h2.events.DataReceived)
+        assert dict(rsp.headers)[b":status"] == b"405" and dict(rsp.headers)[b"allow"] == b"POST"
+        assert body.data == b"grpc: method GET not allowed; use POST\n"
+        with trio.fail_after(5):
+            await client.until(sid, h2.events.StreamEnded)
         await client.sock.aclose()
         with trio.fail_after(5):
             await server.wait_idle()

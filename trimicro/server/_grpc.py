@@ -369,11 +369,19 @@ class _Call:
         headers = self.stream.headers
         hmap = dict(headers)
         path = hmap.get(":path", "")
-        if hmap.get(":method") != "POST":
-            # Not a gRPC call: hear the request out (bounded) before answering, as an HTTP server
-            # would, so frames the client sends on it meet an open stream, not one we closed.
+        method = hmap.get(":method")
+        if method != "POST":
+            # Not a gRPC call (no gRPC client sends anything but POST): a plain HTTP 405 with a line
+            # of text, as an HTTP server answers, once the request is heard out (bounded), so frames
+            # the client sends on it meet an open stream, not one we closed.
             await self._discard_request()
-            raise _Failed(Status.UNIMPLEMENTED, f"grpc: method {hmap.get(':method')} not allowed; use POST")
+            self.stream.finished = True
+            self.stream.send_headers(
+                [(":status", "405"), ("content-type", "text/plain; charset=utf-8"), ("allow", "POST")]
+            )
+            text = f"grpc: method {method} not allowed; use POST\n".encode("utf-8", "replace")
+            await self.stream.send_data(text, end_stream=True)
+            return
         ct = hmap.get("content-type", "")
         ct_key = ct.partition(";")[0].strip().lower()
         if ct_key not in GRPC_CONTENT_TYPES:

@@ -107,11 +107,11 @@ class H2ServerStream:
             await conn.push(st)
         await conn.flush()
 
-    async def send_data(self, data: bytes, *, flush: bool = True) -> None:
+    async def send_data(self, data: bytes, *, end_stream: bool = False, flush: bool = True) -> None:
         """Hand the queued messages and then ``data`` to HTTP/2 now, waiting for WINDOW_UPDATE as
-        needed (so trailers queued next follow them); ``flush=False`` leaves the writing to a
-        later :meth:`flush`."""
-        await self._conn.send_data(self._st, data, flush=flush)
+        needed (so trailers queued next follow them); ``end_stream`` ends the response with it (no
+        trailers); ``flush=False`` leaves the writing to a later :meth:`flush`."""
+        await self._conn.send_data(self._st, data, end_stream=end_stream, flush=flush)
 
     async def flush(self, *, last: bool = False) -> None:
         """Have the writer write what is queued; waits for it only past ``FLUSH_AT`` bytes.
