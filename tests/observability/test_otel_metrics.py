@@ -14,15 +14,17 @@ import trio
 
 pytest.importorskip("opentelemetry.sdk.metrics", reason="the otel extra is not installed")
 
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import trimicro
 from tests.conftest import Greeter
 from tests.protos.greeter_pb2 import Event, HelloRequest, HelloResponse
 from trimicro.broker.memory import MemoryBroker
 from trimicro.config import load_options
-from trimicro.observability import instrument
+from trimicro.observability import _otel_metrics, instrument
 from trimicro.observability._otel_metrics import BUCKETS, _Rpc
 from trimicro.registry import MemoryRegistry, Node, Service
 from trimicro.testing import free_port
@@ -211,6 +213,64 @@ def test_endpoint_cache_keeps_calls_in_flight(monkeypatch: pytest.MonkeyPatch) -
     rpc.endpoint("s", "A.New", False)  # over the limit: the idle one goes, the busy one stays
     assert rpc.endpoint("s", "A.Busy", False) is busy
     assert [o.attributes["rpc.method"] for o in rpc.active(None)] == ["A.Busy", "A.New"]  # type: ignore[arg-type]
+
+
+def _recorded(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Each duration point (and its exemplars) after the same records, with or without the fast path."""
+    if not fast:
+        monkeypatch.setattr(_otel_metrics, "_recorder", lambda h: (h.record, _otel_metrics._identity))
+    meters = Meters()
+    rpc = _Rpc.create(meters.provider.get_meter("t"), "server")
+    ok = rpc.endpoint("s", "A.Ok", True)
+    sampled = SpanContext(0x1234, 0x5678, False, TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(sampled)):  # the SDK's default filter keeps exemplars of sampled spans
+        for amount in (0.001, 0.02, 0.3, 4.0, 12.0):
+            rpc._record(amount, ok.ok)
+    rpc._record(0.5, ok.failure(trimicro.MicroError("x", 404, "no"), rpc._clean))
+    rpc._record(0.7, ok.failure(ValueError("bad"), rpc._clean))
+    points = meters.points()["rpc.server.call.duration"]
+    meters.provider.shutdown()
+    monkeypatch.undo()
+    return sorted(
+        (
+            {
+                "attributes": dict(p.attributes),
+                "count": p.count,
+                "sum": p.sum,
+                "min": p.min,
+                "max": p.max,
+                "buckets": list(p.bucket_counts),
+                "exemplars": sorted((e.value, e.trace_id, e.span_id) for e in p.exemplars),
+            }
+            for p in points
+        ),
+        key=repr,
+    )
+
+
+def test_durations_recorded_past_record_are_what_record_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _recorder hands the SDK's consumer what Histogram.record would, minus cleaning the same
+    # attributes again: the exported points, buckets and exemplars are the same.
+    fast, slow = _recorded(True, monkeypatch), _recorded(False, monkeypatch)
+    assert fast == slow
+    assert [p["count"] for p in fast] == [1, 1, 5]
+    assert any(p["exemplars"] and p["exemplars"][0][1] == 0x1234 for p in fast)
+
+
+def test_recorder_falls_back_to_record_off_the_sdk(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    histogram = NoOpMeterProvider().get_meter("t").create_histogram("h")
+    record, clean = _otel_metrics._recorder(histogram)
+    assert record == histogram.record and clean is _otel_metrics._identity
+    # the SDK's own histogram, a negative amount: the SDK's warning, nothing recorded
+    meters = Meters()
+    rpc = _Rpc.create(meters.provider.get_meter("t"), "client")
+    assert rpc._record != rpc.duration.record
+    rpc._record(-1.0, rpc.endpoint("s", "A.B", False).ok)
+    assert "non-negative" in caplog.text
+    assert "rpc.client.call.duration" not in meters.points()
+    meters.provider.shutdown()
 
 
 def test_option_flag_and_env() -> None:
