@@ -84,7 +84,7 @@ def _error_type(exc: BaseException) -> tuple[str, int]:
     return type(exc).__qualname__, 2
 
 
-#: record(amount, attributes) with attributes from :func:`_cleaner` (the histogram's own, or the fast one)
+#: record(amount, attributes), the attributes as :func:`_recorder`'s ``clean`` returned them
 Recorder = Callable[[float, Attributes], None]
 _MEASUREMENT_FIELDS: Final = ("value", "time_unix_nano", "instrument", "context", "attributes")
 
@@ -128,7 +128,7 @@ def _recorder(histogram: metrics.Histogram) -> tuple[Recorder, Callable[[Attribu
         consume(Cleaned(amount, time.time_ns(), histogram, get_current(), attributes))
 
     def clean(attributes: Attributes) -> Attributes:
-        return dict(Measurement(0, 0, histogram, get_current(), attributes).attributes or {})
+        return dict(Measurement(0, 0, histogram, otel_context.Context(), attributes).attributes or {})
 
     return record, clean
 
