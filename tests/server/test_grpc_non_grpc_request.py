@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import h2.events
 import pytest
@@ -51,45 +52,49 @@ def _reset_with(sid: int, code: int) -> Callable[[list[tuple[int, int, bytes]]],
     return lambda frames: (3, sid, code.to_bytes(4, "big")) in frames
 
 
+async def _open(address: str, method: str, *extra: tuple[str, str]) -> tuple[RawClient, int]:
+    """A raw connection with one request stream opened (HEADERS without END_STREAM)."""
+    client = await RawClient.connect(address)
+    sid = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(sid, [(":method", method), *_BASE, *extra])
+    await client.flush()
+    return client, sid
+
+
+async def _close(client: RawClient, server: Any) -> None:
+    """Hang up; the server must let go of the connection."""
+    await client.sock.aclose()
+    with trio.fail_after(5):
+        await server.wait_idle()
+
+
 async def test_415_comes_once_the_request_is_in() -> None:
     async with serve_grpc() as (address, server, _):
-        client = await RawClient.connect(address)
-        sid = client.h2.get_next_available_stream_id()
-        client.h2.send_headers(sid, [(":method", "POST"), *_BASE, ("content-type", "text/plain")])
+        client, sid = await _open(address, "POST", ("content-type", "text/plain"))
         client.h2.send_data(sid, b"hello", end_stream=True)
         await client.flush()
         with trio.fail_after(5):
             rsp = await client.until(sid, h2.events.ResponseReceived)
         assert dict(rsp.headers)[b":status"] == b"415"
-        await client.sock.aclose()
-        with trio.fail_after(5):
-            await server.wait_idle()
+        await _close(client, server)
 
 
 async def test_body_contradicting_content_length_is_reset_not_answered() -> None:
     async with serve_grpc() as (address, server, _):
         # (a hand-written frame desynchronises h2's client state, so no further calls on it)
-        client = await RawClient.connect(address)
-        sid = client.h2.get_next_available_stream_id()
-        client.h2.send_headers(sid, [(":method", "POST"), *_BASE, ("content-length", "1")])
-        await client.flush()
+        client, sid = await _open(address, "POST", ("content-length", "1"))
         # hand-made DATA of 4 bytes: h2's state machine would refuse it
         await client.sock.send_all(struct.pack(">HBBBL", 0, 4, 0, 1, sid) + b"test")
         with trio.fail_after(5):
             received = await _receive_until(client, _reset_with(sid, 1))  # PROTOCOL_ERROR
         assert [f for f in _frames(received) if f[0] == 1] == []  # no reply HEADERS
-        await client.sock.aclose()
-        with trio.fail_after(5):
-            await server.wait_idle()
+        await _close(client, server)
 
 
 async def test_data_after_the_clients_reset_is_stream_closed() -> None:
     # h2spec http2/5.1/8: HEADERS without END_STREAM, RST_STREAM, then DATA on the closed stream.
     async with serve_grpc() as (address, server, _):
-        client = await RawClient.connect(address)
-        sid = client.h2.get_next_available_stream_id()
-        client.h2.send_headers(sid, [(":method", "GET"), *_BASE])
-        await client.flush()
+        client, sid = await _open(address, "GET")
         await client.sock.send_all(_rst(sid, 8) + struct.pack(">HBBBL", 0, 4, 0, 0, sid) + b"test")
         with trio.fail_after(5):
             # a RST_STREAM or a GOAWAY naming STREAM_CLOSED, and no reply to the GET
@@ -97,18 +102,13 @@ async def test_data_after_the_clients_reset_is_stream_closed() -> None:
                 client, lambda fs: _reset_with(sid, 5)(fs) or any(k == 7 and p[4:8] == b"\0\0\0\5" for k, _, p in fs)
             )
         assert [f for f in _frames(received) if f[0] == 1] == []
-        await client.sock.aclose()
-        with trio.fail_after(5):
-            await server.wait_idle()
+        await _close(client, server)
 
 
 async def test_get_left_open_is_answered_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(grpc_server, "_DISCARD_GRACE", 0.05)
     async with serve_grpc() as (address, server, _):
-        client = await RawClient.connect(address)
-        sid = client.h2.get_next_available_stream_id()
-        client.h2.send_headers(sid, [(":method", "GET"), *_BASE])
-        await client.flush()
+        client, sid = await _open(address, "GET")
         with trio.fail_after(5):
             rsp = await client.until(sid, h2.events.ResponseReceived)
             body = await client.until(sid, h2.events.DataReceived)
@@ -116,18 +116,11 @@ async def test_get_left_open_is_answered_after_the_grace(monkeypatch: pytest.Mon
         assert body.data == b"grpc: method GET not allowed; use POST\n"
         with trio.fail_after(5):
             await client.until(sid, h2.events.StreamEnded)
-        await client.sock.aclose()
-        with trio.fail_after(5):
-            await server.wait_idle()
+        await _close(client, server)
 
 
 async def test_connection_lost_while_hearing_out_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
     async with serve_grpc() as (address, server, _):
-        client = await RawClient.connect(address)
-        sid = client.h2.get_next_available_stream_id()
-        client.h2.send_headers(sid, [(":method", "GET"), *_BASE])
-        await client.flush()
-        await client.sock.aclose()
-        with trio.fail_after(5):
-            await server.wait_idle()
+        client, _sid = await _open(address, "GET")
+        await _close(client, server)
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
