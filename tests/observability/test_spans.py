@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -268,7 +269,7 @@ async def test_a_call_makes_the_same_spans_either_way(
     spans: Any, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not fast:
-        monkeypatch.setattr(SpanMaker, "of", classmethod(lambda cls, tracer: None))
+        monkeypatch.setattr(SpanMaker, "of", classmethod(lambda cls, tracer, ops=None: None))
     registry = MemoryRegistry()
     svc = trimicro.Service("b", registry=registry, handlers=[Greeter()], transport="grpc", argv=[])
     instrument(svc, tracer_provider=spans.provider)
@@ -285,3 +286,96 @@ async def test_a_call_makes_the_same_spans_either_way(
     assert failed.attributes["rpc.grpc.status_code"] == 3 and failed.attributes["error.type"] == "400"
     assert client.attributes["rpc.system"] == "grpc"
     assert ok.parent.span_id == client.context.span_id
+
+
+def test_a_processor_added_after_the_maker_sees_the_next_span() -> None:
+    s = Setup()
+    s.maker.start("before", None, SpanKind.SERVER, s.maker.freeze(ATTRS)).end()
+    late = InMemorySpanExporter()
+    s.provider.add_span_processor(SimpleSpanProcessor(late))
+    s.maker.start("after", None, SpanKind.SERVER, s.maker.freeze(ATTRS)).end()
+    assert [x.name for x in s.exported()] == ["before", "after"]
+    assert [x.name for x in late.get_finished_spans()] == ["after"]
+
+
+def test_processors_are_called_in_order_and_no_op_hooks_are_skipped() -> None:
+    calls: list[str] = []
+
+    class Quiet(SpanProcessor):  # on_start and _on_ending are the base class's docstring-only hooks
+        def on_end(self, span: Any) -> None:
+            calls.append("quiet.end")
+
+    class Loud(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            calls.append("loud.start")
+
+        def _on_ending(self, span: Any) -> None:
+            calls.append("loud.ending")
+
+        def on_end(self, span: Any) -> None:
+            calls.append("loud.end")
+
+    s = Setup()
+    s.provider.add_span_processor(Quiet())
+    s.provider.add_span_processor(Loud())
+    s.maker.start("a", None, SpanKind.SERVER, s.maker.freeze(ATTRS)).end()
+    assert calls == ["loud.start", "loud.ending", "quiet.end", "loud.end"]
+    assert _spans._does_nothing(Quiet().on_start) and _spans._does_nothing(Quiet()._on_ending)
+    assert not _spans._does_nothing(Loud().on_start)
+    hooks = s.maker._hooks
+    assert hooks is not None and len(hooks.starts) == 1 and len(hooks.endings) == 1 and len(hooks.ends) == 3
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "record-only"])
+def test_a_batch_processor_exports_what_the_sdks_would(sampled: bool) -> None:
+    """The batch processor's ``on_end`` is replaced by its queue's ``emit`` for sampled spans only."""
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self) -> str:
+            return "record-only"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(**({} if sampled else {"sampler": RecordOnly()}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("trimicro")
+    maker = SpanMaker.of(tracer)
+    assert maker is not None
+    assert maker._hooks is not None and maker._hooks.ends[0][1] is _spans._BATCH_ON_END
+    tracer.start_span("sdk", None, SpanKind.SERVER, ATTRS).end()
+    ours = maker.start("ours", None, SpanKind.SERVER, maker.freeze(ATTRS))
+    assert ours.is_recording()
+    ours.end()
+    provider.force_flush()
+    assert sorted(x.name for x in exporter.get_finished_spans()) == (["ours", "sdk"] if sampled else [])
+    provider.shutdown()
+
+
+def test_span_contexts_are_made_as_the_api_makes_them() -> None:
+    assert _spans.TUPLES  # this SDK's layout: the fast path is what the suite tests
+    s = Setup()
+    span = s.maker.start("a", _remote(True, TraceState([("k", "v")])), SpanKind.SERVER, s.maker.freeze(ATTRS))
+    sc = span.get_span_context()
+    again = SpanContext(sc.trace_id, sc.span_id, sc.is_remote, sc.trace_flags, sc.trace_state)
+    assert sc == again and sc.is_valid and not sc.is_remote and sc.trace_state == TraceState([("k", "v")])
+    root = s.maker.start("b", None, SpanKind.SERVER, s.maker.freeze(ATTRS)).get_span_context()
+    assert root.trace_state is _spans.DEFAULT_STATE and root.is_valid and root.trace_id and root.span_id
+
+
+def test_another_id_generator_is_asked_for_the_ids() -> None:
+    class Counting(IdGenerator):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def generate_span_id(self) -> int:
+            self.n += 1
+            return self.n
+
+        def generate_trace_id(self) -> int:
+            return 0x1234
+
+    s = Setup(id_generator=Counting())
+    span = s.maker.start("a", None, SpanKind.SERVER, s.maker.freeze(ATTRS))
+    assert span.get_span_context().trace_id == 0x1234 and span.get_span_context().span_id == 1

@@ -20,27 +20,37 @@ SDK that moved these parts still works, at the generic cost.
 from __future__ import annotations
 
 import logging
+import random as _random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+import attrs
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
 
-__all__ = ["CallSpan", "SpanMaker"]
+from ._context import ContextOps, context_ops
+
+__all__ = ["DEFAULT_STATE", "TUPLES", "CallSpan", "SpanMaker"]
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
 _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))  # W3C level 2's flag, SDKs from 1.39
+#: the trace flags a new span can have (sampled | random), made once
+_FLAGS = tuple(TraceFlags(i) for i in range(4))
+#: the API's empty trace state, the one SpanContext() fills in
+DEFAULT_STATE: TraceState = getattr(trace.span, "DEFAULT_TRACE_STATE", None) or TraceState()
 #: the fields the SDK's ReadableSpan reads, which CallSpan provides
 _READABLE_FIELDS = frozenset(
     {
@@ -86,13 +96,85 @@ def _parent_based(sampler: Any) -> tuple[Decision | None, ...] | None:
     return tuple(_static(getattr(sampler, name)) for name in _DELEGATES)
 
 
+def _tuple_layout() -> bool:
+    """True if a SpanContext is the tuple (trace_id, span_id, is_remote, flags, state, is_valid)
+    that the API's ``SpanContext.__new__`` builds: then :meth:`SpanMaker.start` reads and makes
+    them as tuples, without a Python property call per field."""
+    flags, state = TraceFlags(1), TraceState([("k", "v")])
+    probe = SpanContext(3, 5, True, flags, state)
+    made = tuple.__new__(SpanContext, (3, 5, True, flags, state, True))
+    return (
+        tuple(probe) == (3, 5, True, flags, state, True)
+        and (made.trace_id, made.span_id, made.is_remote, made.trace_flags, made.trace_state, made.is_valid)
+        == (3, 5, True, flags, state, True)
+        and made == probe
+    )
+
+
+TUPLES = _tuple_layout()
+#: the SDK's BatchSpanProcessor.on_end is "if the span is sampled, emit it to the batch queue"
+_BATCH_ON_END = BatchSpanProcessor.on_end.__code__.co_names == (
+    "context", "trace_flags", "sampled", "_batch_processor", "emit",
+)  # fmt: skip
+
+
+def _pass_only(self: Any, span: Any, parent_context: Any = None) -> None:
+    pass
+
+
+def _doc_only(self: Any, span: Any, parent_context: Any = None) -> None:
+    """A docstring is all there is (the SDK's SpanProcessor base methods)."""
+
+
+_NOTHING = frozenset({_pass_only.__code__.co_code, _doc_only.__code__.co_code})
+
+
+def _does_nothing(method: Any) -> bool:
+    """True for a method whose body is only ``pass`` or a docstring (the SDK's no-op ``on_start``
+    and ``_on_ending`` hooks), so calling it can be skipped."""
+    code = getattr(getattr(method, "__func__", None), "__code__", None)
+    return code is not None and code.co_code in _NOTHING and not code.co_names
+
+
+@attrs.frozen
+class _Hooks:
+    """One processor tuple's hooks, as :class:`SynchronousMultiSpanProcessor` would call them, without
+    the no-op ones; a batch processor's ``on_end`` is its queue's ``emit`` for a sampled span (what it
+    does) and nothing for another."""
+
+    starts: tuple[Callable[..., None], ...]
+    endings: tuple[Callable[[Any], None], ...]
+    #: (callable, for sampled spans only) in the processors' order
+    ends: tuple[tuple[Callable[[Any], None], bool], ...]
+
+    @classmethod
+    def of(cls, processors: Sequence[Any]) -> _Hooks:
+        starts, endings, ends = [], [], []
+        for sp in processors:
+            if not _does_nothing(sp.on_start):
+                starts.append(sp.on_start)
+            ending = getattr(sp, "_on_ending", None)
+            if ending is not None and not _does_nothing(ending):
+                endings.append(ending)
+            emit = getattr(getattr(sp, "_batch_processor", None), "emit", None)
+            if type(sp) is BatchSpanProcessor and _BATCH_ON_END and callable(emit):
+                ends.append((emit, True))
+            else:
+                ends.append((sp.on_end, False))
+        return cls(tuple(starts), tuple(endings), tuple(ends))
+
+
 class SpanMaker:
     """Starts :class:`CallSpan` s with one SDK tracer's sampler, ids, limits and processors."""
 
     __slots__ = (
         "_flags_random",
-        "_on_ending",
+        "_hooks",
+        "_multi",
         "_parent_based",
+        "_random_ids",
+        "_seen",
+        "_span_in",
         "_static",
         "ids",
         "info",
@@ -104,24 +186,31 @@ class SpanMaker:
         "tracer",
     )
 
-    def __init__(self, tracer: Any) -> None:
+    def __init__(self, tracer: Any, ops: ContextOps | None = None) -> None:
         self.tracer = tracer
         self.sampler = tracer.sampler
         self.processor = tracer.span_processor
         self.ids = tracer.id_generator
+        self._span_in = (ops or context_ops()).span_in
+        #: the SDK's default generator: its ids are drawn here, as it draws them (never 0)
+        self._random_ids = type(self.ids) is RandomIdGenerator
+        #: the processor tuple ``_hooks`` was made for (a provider's processors can be added later)
+        self._seen: Any = None
+        #: the tracer's processor when it is the SDK's synchronous multi-processor (the default)
+        self._multi = self.processor if type(self.processor) is SynchronousMultiSpanProcessor else None
+        self._hooks = self._processor_hooks()
         self.resource = tracer.resource
         self.scope = tracer._instrumentation_scope
         self.info = getattr(tracer, "instrumentation_info", None)
         limits = getattr(tracer, "_span_limits", None)
         self.limits: SpanLimits = limits if isinstance(limits, SpanLimits) else SpanLimits()
-        self._on_ending = getattr(self.processor, "_on_ending", None)
         random_ids = getattr(self.ids, "is_trace_id_random", None)
         self._flags_random = _RANDOM if random_ids is not None and random_ids() else 0
         self._static = _static(self.sampler)
         self._parent_based = _parent_based(self.sampler)
 
     @classmethod
-    def of(cls, tracer: Any) -> SpanMaker | None:
+    def of(cls, tracer: Any, ops: ContextOps | None = None) -> SpanMaker | None:
         """A maker for ``tracer``, or None when only its ``start_span`` can make its spans."""
         if not isinstance(tracer, SdkTracer):
             return None
@@ -138,7 +227,7 @@ class SpanMaker:
         metrics = getattr(tracer, "_tracer_metrics", None)
         if metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics":
             return None
-        return cls(tracer)
+        return cls(tracer, ops)
 
     def freeze(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
         """``attributes`` validated (as the SDK's span would) once, to be shared by many spans: a
@@ -160,37 +249,66 @@ class SpanMaker:
         attributes: Mapping[str, Any],
     ) -> trace.Span:
         """What ``tracer.start_span(name, parent, kind, attributes)`` returns, for frozen ``attributes``."""
-        parent_span = trace.get_current_span(parent).get_span_context()
-        if parent_span.is_valid:
-            trace_id = parent_span.trace_id
-            random = parent_span.trace_flags & _RANDOM
+        parent_span = self._span_in(parent).get_span_context()
+        if TUPLES and type(parent_span) is SpanContext:  # the fields without a property call each
+            trace_id, _, remote, parent_flags, parent_state, valid = parent_span
+        else:
+            trace_id, remote, parent_flags = parent_span.trace_id, parent_span.is_remote, parent_span.trace_flags
+            parent_state, valid = parent_span.trace_state, parent_span.is_valid
+        random_ids = self._random_ids
+        if valid:
+            random = parent_flags & _RANDOM
             parent_or_none: SpanContext | None = parent_span
         else:
-            trace_id = self.ids.generate_trace_id()
+            if random_ids:
+                trace_id = _random.getrandbits(128)
+                while not trace_id:
+                    trace_id = _random.getrandbits(128)
+            else:
+                trace_id = self.ids.generate_trace_id()
             random = self._flags_random
             parent_or_none = None
-        decision = self._decide(parent_or_none)
+        decision = self._decide(parent_or_none, remote, parent_flags)
         if decision is not None:  # what the static sampler would say, without asking it
-            trace_state = parent_or_none.trace_state if parent_or_none is not None else None
+            trace_state = parent_state if parent_or_none is not None else None
         else:
             result = self.sampler.should_sample(parent, trace_id, name, kind, attributes, ())
             decision, trace_state = result.decision, result.trace_state
             if result.attributes != attributes:  # the sampler changed them
                 attributes = self.freeze(result.attributes)
-        context = SpanContext(
-            trace_id,
-            self.ids.generate_span_id(),
-            False,
-            TraceFlags((1 if decision.is_sampled() else 0) | random),
-            trace_state,
-        )
-        if not decision.is_recording():
+        flags = _FLAGS[(1 if decision is Decision.RECORD_AND_SAMPLE else 0) | random]
+        if random_ids and TUPLES:  # both ids drawn valid: the tuple SpanContext() would build
+            span_id = _random.getrandbits(64)
+            while not span_id:
+                span_id = _random.getrandbits(64)
+            state = trace_state if trace_state is not None else DEFAULT_STATE
+            context: SpanContext = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
+        else:
+            context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        if decision is not Decision.RECORD_AND_SAMPLE and decision is not Decision.RECORD_ONLY:
             return trace.NonRecordingSpan(context)
         span = CallSpan(self, name, context, parent_or_none, kind, attributes)
-        self.processor.on_start(span, parent_context=parent)
+        hooks = self._hooks
+        if self._multi is not None and self._multi._span_processors is not self._seen:
+            hooks = self._processor_hooks()
+        for on_start in hooks.starts:
+            on_start(span, parent_context=parent)
         return span
 
-    def _decide(self, parent: SpanContext | None) -> Decision | None:
+    def _processor_hooks(self) -> _Hooks:
+        """The hooks of the processors the tracer has now (SynchronousMultiSpanProcessor replaces
+        its tuple when one is added, which start and finish notice), or of the tracer's processor
+        itself if it is another kind."""
+        current = getattr(self._multi, "_span_processors", None)
+        if isinstance(current, tuple):
+            self._seen, self._hooks = current, _Hooks.of(current)
+            return self._hooks
+        processor, self._multi = self.processor, None
+        ending = getattr(processor, "_on_ending", None)
+        self._hooks = _Hooks((processor.on_start,), (ending,) if ending else (), ((processor.on_end, False),))
+        return self._hooks
+
+    def _decide(self, parent: SpanContext | None, remote: bool, flags: int) -> Decision | None:
         """The sampling decision when the sampler (or its delegate for this parent) is static:
         that is the SDK's default sampler for every span. None: ask the sampler."""
         if self._static is not None:
@@ -200,15 +318,22 @@ class SpanMaker:
             return None
         if parent is None:
             return delegates[0]
-        sampled = parent.trace_flags.sampled
-        if parent.is_remote:
+        sampled = flags & 1
+        if remote:
             return delegates[1] if sampled else delegates[2]
         return delegates[3] if sampled else delegates[4]
 
     def finish(self, span: CallSpan) -> None:
-        if self._on_ending is not None:
-            self._on_ending(span)
-        self.processor.on_end(span)
+        hooks = self._hooks
+        if self._multi is not None and self._multi._span_processors is not self._seen:
+            hooks = self._processor_hooks()
+        for on_ending in hooks.endings:
+            on_ending(span)
+        context = span.get_span_context()
+        sampled = (context[3] if TUPLES else context.trace_flags) & 1
+        for on_end, sampled_only in hooks.ends:
+            if sampled or not sampled_only:
+                on_end(span)
 
 
 class CallSpan(trace.Span, ReadableSpan):

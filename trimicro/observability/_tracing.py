@@ -28,8 +28,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
@@ -50,7 +50,8 @@ from ..client import CallFunc, CallRequest, PublishFunc
 from ..context import Context
 from ..errors import MicroError, to_grpc_status
 from ..server import HandlerFunc, Request, SubscriberCall, SubscriberMessage
-from ._spans import SpanMaker
+from ._context import ContextOps, context_ops
+from ._spans import DEFAULT_STATE, TUPLES, SpanMaker
 
 __all__ = ["HeaderGetter", "HeaderSetter", "Tracing"]
 
@@ -126,18 +127,16 @@ class _Propagation:
     our transports deliver them) are read and written directly; anything else (a B3 propagator, a
     ``Baggage`` header, baggage in the context) takes the generic path, so behaviour is the same."""
 
-    def __init__(self) -> None:
+    def __init__(self, ops: ContextOps) -> None:
+        self._ops = ops
         self._seen: TextMapPropagator | None = None
         self._fast = False
 
-    def fast(self) -> bool:
-        prop = propagate.get_global_textmap()
+    def extract(self, header: Mapping[str, str]) -> otel_context.Context | None:
+        prop = propagate.get_global_textmap()  # (whether the fast path applies)
         if prop is not self._seen:
             self._seen, self._fast = prop, _is_w3c(prop)
-        return self._fast
-
-    def extract(self, header: Mapping[str, str]) -> otel_context.Context | None:
-        if not self.fast() or "Baggage" in header:
+        if not self._fast or "Baggage" in header:
             return propagate.extract(header, getter=_GETTER)
         value = header.get("Traceparent")
         if value is None:
@@ -156,25 +155,30 @@ class _Propagation:
         if not trace_id or not span_id or (not trace_hex.islower() and not trace_hex.isdigit()):
             return None
         state = header.get("Tracestate")
-        span_context = SpanContext(
-            trace_id,
-            span_id,
-            is_remote=True,
-            trace_flags=TraceFlags(flags),
-            trace_state=TraceState.from_header([state]) if state else None,
-        )
-        return trace.set_span_in_context(NonRecordingSpan(span_context))
+        trace_state = TraceState.from_header([state]) if state else DEFAULT_STATE
+        if TUPLES:  # nonzero, and 32 and 16 hex digits are in range: valid, the tuple SpanContext() makes
+            span_context = tuple.__new__(SpanContext, (trace_id, span_id, True, TraceFlags(flags), trace_state, True))
+        else:
+            span_context = SpanContext(trace_id, span_id, True, TraceFlags(flags), trace_state)
+        return self._ops.with_span(NonRecordingSpan(span_context))
 
     def inject(self, header: dict[str, str], span: trace.Span, ctx: otel_context.Context) -> None:
-        if not self.fast() or baggage.get_all(ctx):
+        prop = propagate.get_global_textmap()  # (whether the fast path applies)
+        if prop is not self._seen:
+            self._seen, self._fast = prop, _is_w3c(prop)
+        if not self._fast or self._ops.has_baggage(ctx):
             propagate.inject(header, ctx, _SETTER)
             return
         sc = span.get_span_context()
-        if not sc.is_valid:
+        if TUPLES and type(sc) is SpanContext:  # the fields without a property call each
+            trace_id, span_id, _, flags, state, valid = sc
+        else:
+            trace_id, span_id, flags, state, valid = sc.trace_id, sc.span_id, sc.trace_flags, sc.trace_state, sc.is_valid
+        if not valid:
             return
-        header["Traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags & 1:02x}"
-        if sc.trace_state:
-            header["Tracestate"] = sc.trace_state.to_header()
+        header["Traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags & 1:02x}"
+        if state is not DEFAULT_STATE and state:
+            header["Tracestate"] = state.to_header()
         else:
             header.pop("Tracestate", None)  # the caller's, forwarded with the incoming metadata
 
@@ -226,14 +230,16 @@ class Tracing:
     address: str = ""
     tracer: trace.Tracer = attrs.field(init=False)
     _maker: SpanMaker | None = attrs.field(init=False)
-    _propagation: _Propagation = attrs.field(factory=_Propagation, init=False)
+    _ops: ContextOps = attrs.field(factory=context_ops, init=False)
+    _propagation: _Propagation = attrs.field(init=False)
     _server_attrs: dict[tuple[str, bool], _Named] = attrs.field(factory=dict, init=False)
     _client_attrs: dict[tuple[str, str, str | None], _Named] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         provider = self.tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer(INSTRUMENTATION)
-        self._maker = SpanMaker.of(self.tracer)
+        self._maker = SpanMaker.of(self.tracer, self._ops)
+        self._propagation = _Propagation(self._ops)
 
     def _freeze(self, attributes: dict[str, Any]) -> Mapping[str, Any]:
         """An attribute set made once and passed to every span it fits (see :mod:`._spans`)."""
@@ -291,13 +297,14 @@ class Tracing:
     def handler_wrapper(self, next_handler: HandlerFunc) -> HandlerFunc:
         extract = self._propagation.extract
         start = self._start
+        with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
 
         async def handler(req: Request, ctx: Any) -> Any:
             grpc = req.content_type.startswith("application/grpc")
             parent = extract(req.header)
             name, attributes = self._attrs_for_server(req.endpoint, grpc)
             span = start(name, parent, SpanKind.SERVER, attributes)
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            token = attach(with_span(span, parent))
             try:
                 return await next_handler(req, ctx)
             except Exception as exc:
@@ -307,7 +314,7 @@ class Tracing:
                 _record_cancelled(span, grpc)
                 raise
             finally:
-                otel_context.detach(token)
+                detach(token)
                 span.end()
 
         return handler
@@ -317,13 +324,14 @@ class Tracing:
         grpc = self.transport == "grpc"
         inject = self._propagation.inject
         start = self._start
+        with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
 
         async def call(req: CallRequest) -> Any:
             name, attributes = self._attrs_for_client(req, grpc)
             span = start(name, None, SpanKind.CLIENT, attributes)
-            ctx = trace.set_span_in_context(span)
+            ctx = with_span(span)
             inject(req.metadata, span, ctx)
-            token = otel_context.attach(ctx)
+            token = attach(ctx)
             try:
                 return await next_call(req)
             except Exception as exc:
@@ -333,7 +341,7 @@ class Tracing:
                 _record_cancelled(span, False)
                 raise
             finally:
-                otel_context.detach(token)
+                detach(token)
                 span.end()
 
         return call
@@ -349,7 +357,7 @@ class Tracing:
             "rpc.method": req.endpoint,
         }
         span = self._start(f"{req.service}/{req.endpoint}", None, SpanKind.CLIENT, attributes)
-        self._propagation.inject(req.metadata, span, trace.set_span_in_context(span))
+        self._propagation.inject(req.metadata, span, self._ops.with_span(span))
         try:
             yield
         except Exception as exc:
@@ -376,16 +384,16 @@ class Tracing:
             if mid:
                 attributes["messaging.message.id"] = mid
             span = tracer.start_span(f"publish {topic}", None, SpanKind.PRODUCER, attributes)
-            ctx = trace.set_span_in_context(span)
+            ctx = self._ops.with_span(span)
             propagate.inject(message.header, ctx, _SETTER)
-            token = otel_context.attach(ctx)
+            token = self._ops.attach(ctx)
             try:
                 await next_publish(topic, message)
             except Exception as exc:
                 _record_error(span, exc, False)
                 raise
             finally:
-                otel_context.detach(token)
+                self._ops.detach(token)
                 span.end()
 
         return publish
@@ -405,14 +413,14 @@ class Tracing:
             if ctx.id:
                 attributes["messaging.message.id"] = ctx.id
             span = tracer.start_span(f"process {msg.topic}", parent, SpanKind.CONSUMER, attributes)
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            token = self._ops.attach(self._ops.with_span(span, parent))
             try:
                 await next_call(msg, ctx)
             except Exception as exc:
                 _record_error(span, exc, False)
                 raise
             finally:
-                otel_context.detach(token)
+                self._ops.detach(token)
                 span.end()
 
         return deliver
