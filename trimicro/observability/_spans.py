@@ -50,7 +50,8 @@ _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))  # W3C level 2's flag, 
 #: the trace flags a new span can have (sampled | random), made once
 _FLAGS = tuple(TraceFlags(i) for i in range(4))
 #: the API's empty trace state, the one SpanContext() fills in
-DEFAULT_STATE: TraceState = getattr(trace.span, "DEFAULT_TRACE_STATE", None) or TraceState()
+_API_STATE = getattr(trace.span, "DEFAULT_TRACE_STATE", None)
+DEFAULT_STATE: TraceState = _API_STATE if isinstance(_API_STATE, TraceState) else TraceState()
 #: the fields the SDK's ReadableSpan reads, which CallSpan provides
 _READABLE_FIELDS = frozenset(
     {
