@@ -32,6 +32,10 @@ RecvT = TypeVar("RecvT")
 
 EOS = "EOS"
 _CLOSE = object()
+#: queued after a frame the sender wrote only in part: the writer sends the rest (``Socket.flush``)
+_FLUSH = object()
+#: ``try_send``'s answers (transport/http.py)
+_SENT, _PARTIAL = 1, 2
 
 
 class MucpStreamCore(Generic[SendT, RecvT]):
@@ -56,6 +60,15 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         self._out_send, self._out_recv = trio.open_memory_channel[Any](buffer)
         self._send_closed = False
         self._writer_done = trio.Event()
+        #: the socket's ``try_send`` (None: every frame goes through the writer task)
+        self._try_send: Callable[[Message], int] | None = getattr(sock, "try_send", None)
+        #: True only while the writer waits on an empty queue with nothing of ours in flight: then a
+        #: sender may write its frame itself without overtaking anything (see :meth:`send`)
+        self._writer_idle = False
+        #: a direct write is allowed once per received message (and for the first send): a sender that
+        #: answers what it received (ping-pong) writes itself, while a burst of sends (server
+        #: streaming) still goes through the writer, which coalesces it into one write
+        self._may_write = True
         #: set when the peer ended its direction (EOS, error, or connection loss)
         self.peer_done = trio.Event()
         #: set when the connection died (not a clean EOS): the owner cancels work that needs the peer
@@ -106,19 +119,34 @@ class MucpStreamCore(Generic[SendT, RecvT]):
 
     async def writer(self) -> None:
         send_many = getattr(self._sock, "send_many", None)
+        out = self._out_recv
         try:
-            async for first in self._out_recv:
+            while True:
+                try:
+                    first = out.receive_nowait()
+                except trio.WouldBlock:
+                    self._writer_idle = True  # only now: the queue is empty and we are about to park
+                    try:
+                        first = await out.receive()
+                    finally:
+                        self._writer_idle = False
+                if first is _FLUSH:  # only sockets with try_send (and so flush) get one
+                    await self._sock.flush()  # type: ignore[attr-defined]
+                    continue
                 batch = [first]
                 while True:
                     try:
-                        batch.append(self._out_recv.receive_nowait())
+                        item = out.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                    batch.append(item)  # (never _FLUSH: a partial write needs an idle writer)
                 if send_many is not None and len(batch) > 1:
                     await send_many(batch)
                 else:
                     for m in batch:
                         await self._sock.send(m)
+        except trio.EndOfChannel:
+            pass
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
             # Report the loss before closing the channel below: a sender that then finds it closed must
             # already be cancelled (the owner's on_connection_lost), not see a bare TransportError.
@@ -136,13 +164,32 @@ class MucpStreamCore(Generic[SendT, RecvT]):
             raise TransportError("stream connection lost")
         body = self._codec.encode(msg)
         self.sent += 1
+        # Frames share the stream's header dict (nothing downstream changes it): no copy each.
+        frame = Message(self._header, body)
+        if self._writer_idle and self._may_write and self._try_send is not None:
+            # Nothing queued and the writer parked: write it ourselves, sparing the writer's task
+            # switch per message (ping-pong). Still a cancellation point, checked before writing.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._writer_idle:  # (unchanged: nothing above yielded)
+                self._may_write = False
+                done = self._try_send(frame)
+                if done == _SENT:
+                    return
+                if done == _PARTIAL:  # the writer finishes it (it is parked: this cannot block); later
+                    self._writer_idle = False  # frames queue behind it
+                    try:
+                        self._out_send.send_nowait(_FLUSH)
+                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                        raise TransportError("stream connection lost") from None
+                    return
+        self._writer_idle = False  # something is on its way to the writer: no direct write may overtake it
         try:
-            # Frames share the stream's header dict (nothing downstream changes it): no copy each.
-            await _send_fast(self._out_send, Message(self._header, body))
+            await _send_fast(self._out_send, frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise TransportError("stream connection lost") from None
 
     async def receive(self) -> RecvT:
+        self._may_write = True
         try:
             item = await _receive_fast(self._in_recv)
         except trio.ClosedResourceError:

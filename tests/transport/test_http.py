@@ -16,7 +16,15 @@ import trio.testing
 from trimicro.config import Options
 from trimicro.errors import ProtocolError, TransportError
 from trimicro.transport import Message
-from trimicro.transport.http import HttpListener, HttpSocket, HttpTransport, from_options, split_address
+from trimicro.transport.http import (
+    NOT_SENT,
+    SENT,
+    HttpListener,
+    HttpSocket,
+    HttpTransport,
+    from_options,
+    split_address,
+)
 from trimicro.transport.mucp import H2_PREFACE
 
 pytestmark = pytest.mark.loopback
@@ -270,6 +278,39 @@ async def test_send_to_closed_peer_is_transport_error() -> None:
             assert sock.closed
 
 
+async def test_try_send_writes_now_or_leaves_the_frame_to_the_usual_path() -> None:
+    async with serving() as listener:
+        async with await HttpTransport().dial(listener.address) as sock:
+            assert sock.try_send(Message({"Micro-Id": "1"}, b"now")) == SENT
+            assert await sock.receive() == Message({"Micro-Id": "1"}, b"now")
+            # Someone else is writing: nothing is written in between.
+            async with sock._send_lock:
+                assert sock.try_send(Message({"Micro-Id": "2"}, b"no")) == NOT_SENT
+            await sock.send(Message({"Micro-Id": "3"}, b"usual"))
+            assert await sock.receive() == Message({"Micro-Id": "3"}, b"usual")
+            assert sock.try_send(Message({"Micro-Id": "4"}, b"after")) == SENT
+            assert await sock.receive() == Message({"Micro-Id": "4"}, b"after")
+            await sock.flush()  # nothing left over: nothing to do
+
+
+async def test_try_send_to_a_closed_peer_leaves_the_error_to_the_usual_path() -> None:
+    async def handler(sock: HttpSocket) -> None:
+        return
+
+    async with serving(handler) as listener:
+        async with await HttpTransport().dial(listener.address) as sock:
+            with pytest.raises(trio.EndOfChannel):
+                await sock.receive()
+            with pytest.raises(TransportError):
+                for _ in range(100):  # the first writes may still be buffered by the kernel
+                    if sock.try_send(Message({}, b"x" * 65536)) == NOT_SENT:
+                        await sock.send(Message({}, b"x"))
+                    else:
+                        await sock.flush()
+            assert sock.closed
+            assert sock.try_send(Message({}, b"x")) == NOT_SENT
+
+
 async def test_cancelling_serve_cancels_connections_and_counts_them() -> None:
     transport = HttpTransport()
     listener = await transport.listen("127.0.0.1:0")
@@ -416,6 +457,8 @@ async def test_tls_round_trip_via_options(cert_files: tuple[Path, Path]) -> None
             assert await sock.receive() == Message({"Micro-Id": "tls"}, b"secret")
             assert isinstance(sock.stream, trio.SSLStream)
             assert sock.stream.selected_alpn_protocol() == "http/1.1"
+            # TLS records are the SSL stream's to write: never a direct write to the descriptor.
+            assert sock.try_send(Message({"Micro-Id": "tls"}, b"direct")) == NOT_SENT
         # A client that does not trust the certificate fails to dial, with a TransportError.
         with pytest.raises(TransportError):
             await transport.dial(listener.address, ssl_context=ssl.create_default_context())
