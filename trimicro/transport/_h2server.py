@@ -29,6 +29,7 @@ connections get GOAWAY at once; :meth:`H2Server.goaway` tells the open ones.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -69,10 +70,12 @@ class H2ServerStream:
     """One request stream, as the application sees it (see :class:`H2App`).
 
     Sending queues: nothing is written until the connection's writer task wakes, so messages of one
-    stream coalesce into one DATA frame and replies of concurrent streams into one ``send_all``.
+    stream coalesce into one DATA frame and replies of concurrent streams into one ``send_all``;
+    except one message sent in answer to one received, which is written at once when nobody is
+    writing (:meth:`send_message`).
     """
 
-    __slots__ = ("_conn", "_st", "finished", "headers", "remote")
+    __slots__ = ("_conn", "_may_write", "_st", "finished", "headers", "remote")
 
     def __init__(self, conn: H2ServerConn, st: StreamState) -> None:
         self._conn = conn
@@ -84,10 +87,14 @@ class H2ServerStream:
         #: the application began its final answer: if the peer is still sending when the handler
         #: ends, it is told to stop with NO_ERROR rather than CANCEL (set it before answering)
         self.finished = False
+        #: one message may be written by the handler itself per message received (ping-pong; see
+        #: :meth:`send_message`)
+        self._may_write = False
 
     async def receive(self) -> bytes | None:
         """The next request DATA (granted back to the peer's window now); ``None`` at END_STREAM.
         Raises :class:`~._h2conn.StreamReset` or :class:`TransportError` if the stream is gone."""
+        self._may_write = True
         return await self._conn.receive_chunk(self._st)
 
     def send_headers(self, headers: list[tuple[str, str]]) -> None:
@@ -103,6 +110,16 @@ class H2ServerStream:
         """Queue one message for the writer. Waits only for the peer's window once a frame's worth
         is queued on this stream, and for the writer past ``FLUSH_AT`` bytes on the connection."""
         conn, st = self._conn, self._st
+        if self._may_write:
+            # Answering what it received: write it now if nobody is writing, sparing the writer
+            # task's wakeup per message (bidi ping-pong). A burst of sends (server streaming)
+            # writes only its first this way; the rest coalesce in the writer as before.
+            self._may_write = False
+            await trio.lowlevel.checkpoint_if_cancelled()  # before anything is queued
+            if conn.write_direct(st, data):
+                if conn.closed is not None:
+                    raise conn.closed
+                return
         if conn.queue_message(st, data):
             await conn.push(st)
         await conn.flush()
@@ -123,7 +140,8 @@ class H2ServerStream:
 class H2ServerConn(H2Conn):
     """One accepted HTTP/2 connection: a reader task, a writer task, plus one task per stream.
 
-    Handlers never write to the socket themselves: they queue (h2's buffer, and per-stream message
+    Handlers mostly do not write to the socket themselves (the exceptions, where there is nothing
+    to coalesce: :meth:`write_now` and :meth:`write_direct`): they queue (h2's buffer, and per-stream message
     queues that coalesce into one DATA frame) and wake the writer, which writes whatever piled up
     since its last write in one ``send_all``. So a streaming handler's burst of small messages, or
     the replies of many concurrent unary calls, cost one DATA frame / one syscall instead of one
@@ -144,6 +162,10 @@ class H2ServerConn(H2Conn):
         self._wake = Signal()
         self._written = Notifier()
         self._sending = False
+        #: bytes :meth:`write_direct` could not write at once; the next write sends them first
+        self._pending = b""
+        #: the descriptor write_direct writes to: plain TCP on POSIX (TLS goes through its stream)
+        self._fd = sock.socket.fileno() if os.name == "posix" and type(sock) is trio.SocketStream else -1
         #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
         self.handlers = 0
         #: streams waiting for a handler slot, oldest first (see on_event)
@@ -198,13 +220,51 @@ class H2ServerConn(H2Conn):
             raise self.closed
 
     def _take(self) -> bytes:
-        """Hand the dirty streams' queued DATA to h2 (as windows allow) and take h2's output."""
+        """Hand the dirty streams' queued DATA to h2 (as windows allow) and take h2's output (after
+        what :meth:`write_direct` left over)."""
         if self.dirty:
             self.h2.guard.forgive_pings()  # replies' DATA: the peer may probe with PINGs
             for st in list(self.dirty):
                 if self.move_out(st):
                     del self.dirty[st]
-        return self.h2.data_to_send()
+        data = self.h2.data_to_send()
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        return data
+
+    def write_direct(self, st: StreamState, message: bytes) -> bool:
+        """Queue ``message`` on ``st`` and write everything queued now, from the calling task, with
+        one non-blocking ``os.write``: False (nothing done) when that is not possible (TLS, a write
+        in progress, a message of a frame or more). What the socket does not take, or what the
+        peer's window holds back, is left to the writer task (woken), ahead of anything later.
+        Nothing here awaits, so a cancelled caller cannot cut a frame in half."""
+        if (
+            self._fd < 0
+            or self._sending
+            or self.closed is not None
+            or len(message) >= self.h2.max_outbound_frame_size
+        ):
+            return False
+        self._check(st)
+        self.queue_data(st, message)
+        self.dirty[st] = None
+        data = self._take()
+        if data:
+            try:
+                n = os.write(self._fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+                return True
+            if n < len(data):
+                self._pending = data[n:]
+                self._wake.set()
+            else:
+                self._written.fire()
+        if self.dirty:  # held back by a shut window: the writer waits for WINDOW_UPDATE
+            self._wake.set()
+        return True
 
     async def write_now(self) -> None:
         """Write what is queued from the calling task if nobody is writing, else leave it to the
@@ -282,7 +342,8 @@ class H2ServerConn(H2Conn):
             # are still worth a bounded, best-effort write unless a write was cut off half-way.
             if not self._sending:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    data = self.h2.data_to_send()
+                    data = self._pending + self.h2.data_to_send()
+                    self._pending = b""
                     if data:
                         try:
                             await self.sock.send_all(data)
