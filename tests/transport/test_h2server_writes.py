@@ -16,6 +16,7 @@ import h2.events
 import trio
 import trio.testing
 
+from trimicro.errors import TransportError
 from trimicro.transport._h2server import H2Server, H2ServerStream
 
 
@@ -208,3 +209,49 @@ async def test_a_direct_write_the_socket_takes_in_part_is_finished_in_order() ->
             nursery.cancel_scope.cancel()
     assert client.ended
     assert client.body == b"warm" + b"".join(tail) + (big + b"".join(tail)) * 3
+
+
+class _EchoRecording(_Echo):
+    """An echo handler that records how its stream ended; a lost connection ends it quietly, as
+    ``GrpcServer.serve_stream`` ends it (the stream is gone: nobody to answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[BaseException] = []
+
+    async def serve_stream(self, stream: H2ServerStream) -> None:
+        try:
+            await super().serve_stream(stream)
+        except TransportError as exc:
+            self.ended.append(exc)
+        except BaseException as exc:
+            self.ended.append(exc)
+            raise
+
+
+async def test_a_direct_write_to_a_connection_that_broke_loses_it_and_ends_the_handler() -> None:
+    """The socket's write side fails (EPIPE) between a message and its echo: the handler's direct
+    write loses the connection, so the handler ends with the transport error and the connection
+    closes, as when the writer task's ``send_all`` fails; nothing escapes ``handle_connection``."""
+
+    app = _EchoRecording()
+    server = H2Server(app=app)
+    server_sock, client_sock = await _tcp_pair()
+    client = _H2Client(client_sock)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle_connection, server_sock)
+            await client.open()
+            await client.send(b"warm")
+            await client.read_until(4)  # settings exchanged, the writer idle, the handler waiting
+            await trio.testing.wait_all_tasks_blocked()
+            server_sock.socket.shutdown(socket.SHUT_WR)  # the server's next write fails: EPIPE
+            await client.send(b"ping")
+            # The connection ends by itself: the client reads to end of file.
+            while await client_sock.receive_some(65536):
+                pass
+    assert client.body == b"warm"
+    assert len(app.ended) == 1
+    assert isinstance(app.ended[0], TransportError), repr(app.ended[0])
+    assert "Broken pipe" in str(app.ended[0])  # the direct write's own error, not the reader's
+    assert server.open_connections == 0
