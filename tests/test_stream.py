@@ -1,8 +1,12 @@
-"""MucpStreamCore over real loopback sockets: who writes each frame.
+"""MucpStreamCore over real loopback sockets: who writes and who reads each frame.
 
 A sender that answers what it received (ping-pong) writes its frame itself when the writer task is
 idle, so no task switch per message; a burst of sends still goes through the writer (coalesced); a
-frame the socket takes only in part is finished by the writer, ahead of anything sent after it."""
+frame the socket takes only in part is finished by the writer, ahead of anything sent after it.
+
+A consumer reads the socket itself; the reader task reads only while the consumer stays away
+(``READ_GRACE``), so frames and a departed peer are still seen, and hands reading back to a
+consumer that returns. A cancelled read loses nothing; EOS and errors end the stream either way."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import pytest
 import trio
 import trio.testing
 
+from trimicro import errors
 from trimicro.codec import BytesCodec
-from trimicro.stream import MucpStreamCore
+from trimicro.errors import MicroError, TransportError
+from trimicro.stream import READ_GRACE, MucpStreamCore
 from trimicro.transport import Message
 from trimicro.transport.http import HttpSocket, HttpTransport
 
@@ -37,6 +43,7 @@ class StepCounter(trio.abc.Instrument):
 @asynccontextmanager
 async def stream_pair(
     server: Callable[[HttpSocket], Awaitable[None]],
+    on_lost: Callable[[], None] | None = None,
 ) -> AsyncIterator[tuple[MucpStreamCore[bytes, bytes], HttpSocket, StepCounter]]:
     """A client-side stream core on a dialed socket (its reader and writer running, the writer
     named "writer"), with ``server`` handling the other end raw."""
@@ -47,6 +54,7 @@ async def stream_pair(
         await nursery.start(listener.serve, server)
         sock = await transport.dial(listener.address)
         core: MucpStreamCore[bytes, bytes] = MucpStreamCore(sock, BytesCodec(), bytes, HEADER, error_id="test")
+        core.on_connection_lost = on_lost
         nursery.start_soon(core.reader, name="reader")
         nursery.start_soon(core.writer, name="writer")
         await trio.testing.wait_all_tasks_blocked()
@@ -77,6 +85,8 @@ async def test_ping_pong_sender_writes_itself_and_the_writer_never_wakes() -> No
                 await core.send(b"ping %d" % i)
                 assert await core.receive() == b"ping %d" % i
             assert counter.steps.get("writer", 0) == 0
+            # The receiver read every echo itself: the reader task woke at most twice per grace period.
+            assert counter.steps.get("reader", 0) <= 4
             assert core.sent == core.received == 50
 
 
@@ -152,3 +162,122 @@ async def test_a_cancelled_sender_writes_nothing() -> None:
             await core.send(b"after")
             await done.wait()
     assert got == [b"after"]
+
+
+# -- who reads --
+
+
+def frame_bytes(sock: HttpSocket, body: bytes, error: str | None = None) -> bytes:
+    """The bytes of one response frame as the server end ``sock`` would write them."""
+    header = dict(HEADER)
+    if error is not None:
+        header["Micro-Error"] = error
+    return sock._conn.send(Message(header, body))
+
+
+async def test_while_the_consumer_is_away_the_reader_reads_and_sees_the_peer_leave() -> None:
+    async def send_and_leave(sock: HttpSocket) -> None:
+        for body in (b"a", b"b", b"c"):
+            await sock.send(Message(dict(HEADER), body))
+        await sock.aclose()  # no EOS: the connection just ends
+
+    lost: list[bool] = []
+    with trio.fail_after(10):
+        async with stream_pair(send_and_leave, lambda: lost.append(True)) as (core, _, counter):
+            await core.connection_lost.wait()  # nobody receives: the reader task noticed
+            assert lost == [True]
+            assert counter.steps.get("reader", 0) >= 1
+            assert [await core.receive() for _ in range(3)] == [b"a", b"b", b"c"]
+            with pytest.raises(TransportError, match="before EOS"):
+                await core.receive()
+            with pytest.raises(trio.EndOfChannel):
+                await core.receive()
+
+
+async def test_the_reader_hands_reading_back_to_a_consumer_that_returns() -> None:
+    with trio.fail_after(10):
+        async with stream_pair(echo_frames) as (core, _, counter):
+            await core.send(b"a")
+            await trio.sleep(3 * READ_GRACE)  # away: the reader task reads the echo
+            assert counter.steps.get("reader", 0) >= 1
+            assert await core.receive() == b"a"  # queued by the reader
+            await core.send(b"b")
+            assert await core.receive() == b"b"  # the reader's last: it saw us waiting
+            before = counter.steps.get("reader", 0)
+            for i in range(50):
+                await core.send(b"%d" % i)
+                assert await core.receive() == b"%d" % i
+            assert counter.steps.get("reader", 0) - before <= 4  # read by the consumer itself
+            assert core.received == 52
+
+
+async def test_a_consumer_cancelled_in_the_middle_of_a_frame_loses_nothing() -> None:
+    half = trio.Event()
+    rest = trio.Event()
+
+    async def send_in_two_parts(sock: HttpSocket) -> None:
+        data = frame_bytes(sock, b"whole frame")
+        await sock.stream.send_all(data[:20])
+        half.set()
+        await rest.wait()
+        await sock.stream.send_all(data[20:])
+        await sock.receive()  # (keep the connection until the client is done)
+
+    with trio.fail_after(10):
+        async with stream_pair(send_in_two_parts) as (core, _, _counter):
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+
+                    async def cancel_after_half() -> None:
+                        await half.wait()
+                        await trio.testing.wait_all_tasks_blocked()  # its first part was read
+                        scope.cancel()
+
+                    nursery.start_soon(cancel_after_half)
+                    await core.receive()
+            assert scope.cancelled_caught
+            rest.set()
+            assert await core.receive() == b"whole frame"
+
+
+async def test_eos_read_by_the_consumer_ends_the_stream_and_the_reader_task() -> None:
+    async def send_then_eos(sock: HttpSocket) -> None:
+        await sock.send(Message(dict(HEADER), b"x"))
+        await sock.stream.send_all(frame_bytes(sock, b"", error="EOS"))
+        await sock.receive()
+
+    transport = HttpTransport()
+    listener = await transport.listen("127.0.0.1:0")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve, send_then_eos)
+            sock = await transport.dial(listener.address)
+            core: MucpStreamCore[bytes, bytes] = MucpStreamCore(sock, BytesCodec(), bytes, HEADER, error_id="test")
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(core.reader)
+                assert await core.receive() == b"x"
+                with pytest.raises(trio.EndOfChannel):
+                    await core.receive()
+                assert core.peer_done.is_set()
+            # (the inner nursery closed: the reader task left by itself)
+            assert not core.connection_lost.is_set()
+            await sock.aclose()
+            nursery.cancel_scope.cancel()
+    await listener.aclose()
+
+
+async def test_an_error_frame_read_by_the_consumer_is_raised_then_the_stream_is_over() -> None:
+    failure = errors.internal_server_error("peer", "boom")
+
+    async def send_error(sock: HttpSocket) -> None:
+        await sock.stream.send_all(frame_bytes(sock, b"", error=failure.to_json()))
+        await sock.receive()
+
+    with trio.fail_after(10):
+        async with stream_pair(send_error) as (core, _, _counter):
+            with pytest.raises(MicroError) as caught:
+                await core.receive()
+            assert (caught.value.code, caught.value.detail) == (500, "boom")
+            with pytest.raises(trio.EndOfChannel):
+                await core.receive()
+            assert core.peer_done.is_set() and not core.connection_lost.is_set()

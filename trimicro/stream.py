@@ -1,10 +1,14 @@
 """RPC streams that behave like trio channels, over any frame socket (mucp).
 
-A stream owns two bounded memory channels: incoming decoded messages (filled by a reader task) and
-outgoing frames (drained by a writer task that coalesces whatever is queued into one write). A slow
-consumer therefore applies backpressure to the peer instead of growing memory, and a burst of sends
-costs one syscall. Both tasks live in a nursery owned by whoever opened the stream (the server's
-connection task or the client's ``async with``), so no task outlives its stream.
+A stream owns two bounded memory channels: incoming decoded messages and outgoing frames (drained
+by a writer task that coalesces whatever is queued into one write). A consumer waiting in
+``receive`` reads the socket itself; a reader task fills the incoming channel only while the
+consumer stays away from ``receive`` (busy, or sending a burst) for ``READ_GRACE``, so the peer's
+frames and its departure are still seen, and hands reading back once the consumer returns. A slow
+consumer therefore applies backpressure to the peer instead of growing memory, a burst of sends
+costs one syscall, and a ping-pong costs one task step per message. Both tasks live in a nursery
+owned by whoever opened the stream (the server's connection task or the client's ``async with``),
+so no task outlives its stream.
 
 End of stream follows wire/mucp.md: a frame with ``Micro-Error: EOS`` ends a direction cleanly; any
 other ``Micro-Error`` ends it with that error; a connection that ends before EOS is an error.
@@ -23,7 +27,7 @@ from .codec import Codec
 from .errors import MicroError, TransportError
 from .transport import Message, Socket
 
-__all__ = ["ClientStream", "MucpStreamCore", "Stream", "StreamCore"]
+__all__ = ["READ_GRACE", "ClientStream", "MucpStreamCore", "Stream", "StreamCore"]
 
 ReqT = TypeVar("ReqT")
 RspT = TypeVar("RspT")
@@ -36,6 +40,12 @@ _CLOSE = object()
 _FLUSH = object()
 #: ``try_send``'s answers (transport/http.py)
 _SENT, _PARTIAL = 1, 2
+#: the peer ended its direction cleanly (EOS)
+_END = object()
+#: how long the consumer may stay out of ``receive`` before the reader task reads for it (seconds):
+#: the server's sweeper interval for unary calls (server/_server.py), the same bound on noticing a
+#: departed peer while a handler is busy
+READ_GRACE = 0.05
 
 
 class MucpStreamCore(Generic[SendT, RecvT]):
@@ -69,6 +79,16 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         #: answers what it received (ping-pong) writes itself, while a burst of sends (server
         #: streaming) still goes through the writer, which coalesces it into one write
         self._may_write = True
+        #: who reads the socket (see :meth:`reader` and :meth:`_read_self`): consumers in a read of
+        #: their own, the reader task, consumers waiting on the channel for the reader task, when
+        #: the last consumer left ``receive``, and how to wake the reader task waiting for that
+        self._consumers_reading = 0
+        self._reader_reading = False
+        self._waiting = 0
+        self._left_at = trio.current_time()
+        self._consumer_left: trio.Event | None = None
+        #: the peer's direction is over: nobody reads the socket for this stream any more
+        self._peer_ended = False
         #: set when the peer ended its direction (EOS, error, or connection loss)
         self.peer_done = trio.Event()
         #: set when the connection died (not a clean EOS): the owner cancels work that needs the peer
@@ -84,36 +104,113 @@ class MucpStreamCore(Generic[SendT, RecvT]):
             if self.on_connection_lost is not None:
                 self.on_connection_lost()
 
+    # -- reading: the consumer reads the socket itself, the reader task only while it is away --
+    def _item(self, msg: Message) -> tuple[Any, bool]:
+        """A received frame as what ``receive`` hands out: (message or error or ``_END``, whether
+        it ends the peer's direction)."""
+        err = msg.header.get(MICRO_ERROR)
+        if err:
+            if err == EOS:
+                return _END, True
+            details = msg.header.get(MICRO_ERROR_DETAILS)
+            return errors.parse(err, default_id=self._error_id, details=details), True
+        try:
+            value = self._codec.decode(msg.body, self._recv_type)
+        except errors.CodecError as exc:
+            return errors.bad_request(self._error_id, str(exc)), True
+        self.received += 1
+        return value, False
+
+    async def _read_frame(self) -> tuple[Any, bool]:
+        """The next frame from the socket as ``_item`` makes it; a connection that ended or broke
+        is reported (``_lost``) and becomes a terminal TransportError."""
+        try:
+            msg = await self._sock.receive()
+        except trio.EndOfChannel:
+            self._lost()
+            return TransportError("stream ended before EOS (unexpected EOF)"), True
+        except (TransportError, errors.ProtocolError) as exc:
+            self._lost()
+            return TransportError(f"stream connection lost: {exc}"), True
+        return self._item(msg)
+
+    def _peer_ends(self) -> None:
+        self._peer_ended = True
+        self.peer_done.set()
+        self._in_send.close()
+        wake = self._consumer_left
+        if wake is not None:  # the reader task waits for the consumer: let it see the end and leave
+            self._consumer_left = None
+            wake.set()
+
+    async def _read_self(self) -> RecvT:
+        """``receive`` with nothing queued and the reader task not reading: read the socket here,
+        sparing the reader task's wakeup and the hand-over through the channel (bidi ping-pong:
+        one task step per message instead of two). The reader task takes over only if the consumer
+        stays away (:meth:`reader`), so a peer that goes away is still noticed while nobody
+        receives. Cancellation is safe: ``Socket.receive`` keeps a frame it has not returned."""
+        self._consumers_reading += 1
+        try:
+            item, terminal = await self._read_frame()
+        finally:
+            self._consumers_reading -= 1
+            self._left_at = trio.current_time()
+            wake = self._consumer_left
+            if wake is not None:
+                self._consumer_left = None
+                wake.set()
+        if not terminal:
+            return item  # type: ignore[no-any-return]
+        self._peer_ends()
+        if item is _END:
+            raise trio.EndOfChannel
+        self._in_recv.close()
+        if self.connection_lost.is_set():
+            await trio.lowlevel.checkpoint()  # a cancelled owner sees Cancelled, as from the reader
+        raise item
+
     # -- tasks (started by the owner in its nursery) --
     async def reader(self) -> None:
+        """Reads for the consumer while it is away from ``receive`` (busy, sending, or gone) for
+        :data:`READ_GRACE` seconds, so a peer's frames and its departure (which cancels a server
+        handler, ``on_connection_lost``) are seen without a consumer; hands reading back once it
+        delivered a frame to a consumer waiting for it. Idle while the consumer reads itself."""
         try:
             while True:
+                # Wait until the consumer has stayed out of receive() for READ_GRACE.
+                while True:
+                    if self._peer_ended:
+                        return
+                    if self._consumers_reading:
+                        wake = self._consumer_left = trio.Event()
+                        await wake.wait()  # set as the consumer leaves (or the peer's end)
+                        # It may be reading again already (ping-pong): look again only after the
+                        # grace, so a busy stream wakes this task at most twice per READ_GRACE.
+                        await trio.sleep_until(self._left_at + READ_GRACE)
+                        continue
+                    deadline = self._left_at + READ_GRACE
+                    if trio.current_time() >= deadline:
+                        break
+                    await trio.sleep_until(deadline)
+                self._reader_reading = True
                 try:
-                    msg = await self._sock.receive()
-                except trio.EndOfChannel:
-                    self._lost()
-                    await self._in_send.send(TransportError("stream ended before EOS (unexpected EOF)"))
-                    return
-                except (TransportError, errors.ProtocolError) as exc:
-                    self._lost()
-                    await self._in_send.send(TransportError(f"stream connection lost: {exc}"))
-                    return
-                err = msg.header.get(MICRO_ERROR)
-                if err:
-                    if err != EOS:
-                        details = msg.header.get(MICRO_ERROR_DETAILS)
-                        await self._in_send.send(errors.parse(err, default_id=self._error_id, details=details))
-                    return
-                try:
-                    value = self._codec.decode(msg.body, self._recv_type)
-                except errors.CodecError as exc:
-                    await self._in_send.send(errors.bad_request(self._error_id, str(exc)))
-                    return
-                self.received += 1
-                await _send_fast(self._in_send, value)
+                    while True:
+                        item, terminal = await self._read_frame()
+                        if terminal and item is _END:
+                            return
+                        if terminal:
+                            await self._in_send.send(item)
+                            return
+                        await _send_fast(self._in_send, item)
+                        if self._waiting:  # the consumer is back and has its frame: it reads next
+                            self._left_at = trio.current_time()  # (active now: the grace starts here)
+                            break
+                finally:
+                    self._reader_reading = False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
+            self._peer_ended = True
             self.peer_done.set()
             self._in_send.close()
 
@@ -190,8 +287,20 @@ class MucpStreamCore(Generic[SendT, RecvT]):
 
     async def receive(self) -> RecvT:
         self._may_write = True
+        # Before an item is taken: a cancelled consumer loses nothing.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        channel = self._in_recv
         try:
-            item = await _receive_fast(self._in_recv)
+            try:
+                item = channel.receive_nowait()
+            except trio.WouldBlock:
+                if not self._reader_reading and not self._peer_ended:
+                    return await self._read_self()
+                self._waiting += 1
+                try:
+                    item = await channel.receive()
+                finally:
+                    self._waiting -= 1
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
         if isinstance(item, BaseException):
