@@ -42,6 +42,12 @@ class Message:
     body: bytes = b""
 
 
+#: what a socket's optional ``try_send(msg)`` did: a non-blocking write of one frame from the caller
+#: (``HttpSocket``, ``GrpcSocket``); after ``PARTIAL`` the rest is kept and written first by the
+#: socket's ``flush()`` or next send. Streams use it to skip their writer task (trimicro/stream.py).
+NOT_SENT, SENT, PARTIAL = 0, 1, 2
+
+
 class Socket(Protocol):
     """One connection carrying frames each way."""
 

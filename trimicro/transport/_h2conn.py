@@ -142,6 +142,9 @@ class H2Conn:
         self.closed: TransportError | None = None
         self.goaway = False
         self._write_lock = trio.Lock()
+        #: bytes a caller's direct write left unwritten (client side, ``grpc._ClientConn.write_direct``):
+        #: the next flush writes them first
+        self._unsent = b""
         #: a task is reading the socket (client side: the baton holder, see wait())
         self._reading = False
         self._baton = Notifier()
@@ -196,7 +199,7 @@ class H2Conn:
                 pass
 
     async def flush(self) -> None:
-        if not self.h2.pending:
+        if not self.h2.pending and not self._unsent:
             # Nothing queued (e.g. an acknowledgement that did not reach the WINDOW_UPDATE
             # threshold): no lock to take. Bytes another task is writing are its to deliver.
             # Not a schedule point: every caller's next wait is one, and a yield here cost each
@@ -215,6 +218,8 @@ class H2Conn:
             # write then cannot be cut off)...
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self.h2.data_to_send()
+            if self._unsent:
+                data, self._unsent = self._unsent + data, b""
             if not data:
                 return
             try:

@@ -22,6 +22,7 @@ port to the HTTP transport, which passes HTTP/2 connections to the ``h2_handler`
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections import deque
 from typing import Any
@@ -51,7 +52,7 @@ from ..context import ResponseMetadata
 from ..errors import MicroError, ProtocolError, TransportError, encode_details
 from . import _http2 as h2p
 from . import _tls
-from ._base import H2Handler, Listener, Message
+from ._base import NOT_SENT, PARTIAL, SENT, H2Handler, Listener, Message
 from ._h2conn import H2Conn, StreamReset, StreamState
 from ._h2grpc import (
     Status,
@@ -87,6 +88,51 @@ class _ClientConn(H2Conn):
         self.authority = authority
         self.scheme = scheme
         self.refs = 0
+        #: the socket's descriptor for :meth:`write_direct` (plain TCP on POSIX), else -1
+        self._fd = sock.socket.fileno() if os.name == "posix" and type(sock) is trio.SocketStream else -1
+
+    def write_direct(self, st: StreamState, data: bytes) -> int:
+        """Write ``data`` as one DATA frame of ``st`` now, from the calling task, with one
+        non-blocking ``os.write`` (and whatever else h2 has queued, ahead of it): ``SENT``,
+        ``PARTIAL`` (the rest is kept for the next :meth:`flush`, ahead of anything later) or
+        ``NOT_SENT`` (nothing done: TLS, a write in progress, the peer's window or a frame too
+        small, the stream or connection gone; the caller sends it the usual way, which also
+        reports why). Nothing here awaits, so a cancelled caller cannot cut a frame in half.
+
+        Why: a stream's sends otherwise go through its writer task and ``send_all``, whose yield
+        after writing costs a scheduler pass; a ping-pong caller answering what it received
+        writes itself (trimicro/stream.py)."""
+        h2conn = self.h2
+        if (
+            self._fd < 0
+            or self._unsent
+            or self._write_lock.locked()
+            or self.closed is not None
+            or st.reset is not None
+            or st.lost is not None
+            or st.out
+            or len(data) > h2conn.max_outbound_frame_size
+        ):
+            return NOT_SENT
+        try:
+            if h2conn.local_flow_control_window(st.id) < len(data):
+                return NOT_SENT
+            h2conn.send_data(st.id, data)
+        except h2p.H2Error:
+            return NOT_SENT
+        out = h2conn.data_to_send()
+        try:
+            n = os.write(self._fd, out)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            # The connection is gone (what h2 queued with it): the sender's usual path reports it.
+            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            return NOT_SENT
+        if n < len(out):
+            self._unsent = out[n:]
+            return PARTIAL
+        return SENT
 
     @property
     def usable(self) -> bool:
@@ -183,6 +229,26 @@ class GrpcSocket:
                 await self._conn.send_data(st, frame_message(msg.body, self._transport.send_encoding))
         except StreamReset:
             raise TransportError("gRPC stream was reset by the server") from None
+
+    def try_send(self, msg: Message) -> int:
+        """One message of an open request stream written now without awaiting (see
+        :meth:`_ClientConn.write_direct`), or ``NOT_SENT``: the first frame, EOS, an error or an
+        oversized message take :meth:`send`, which knows what to do with them."""
+        st = self._st
+        if (
+            st is None
+            or self._finished
+            or self._sent_end
+            or self._closed
+            or MICRO_ERROR in msg.header
+            or len(msg.body) > self._transport.max_send_message_size
+        ):
+            return NOT_SENT
+        return self._conn.write_direct(st, frame_message(msg.body, self._transport.send_encoding))
+
+    async def flush(self) -> None:
+        """Write what a ``PARTIAL`` :meth:`try_send` left (the stream's writer task calls this)."""
+        await self._conn.flush()
 
     def _check_size(self, body: bytes) -> None:
         limit = self._transport.max_send_message_size

@@ -37,7 +37,7 @@ import trio
 
 from ..errors import ProtocolError, TransportError
 from . import _tls
-from ._base import H2Handler, Message
+from ._base import NOT_SENT, PARTIAL, SENT, H2Handler, Message
 from .mucp import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -60,8 +60,6 @@ _RECEIVE_SIZE = 256 * 1024  # a 64 KiB body and its headers in one read
 _LINGER = 1.0  # seconds to drain unread input after a protocol error, so the error reply is not reset
 _LINGER_BYTES = 1 << 20
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-#: what :meth:`HttpSocket.try_send` did
-NOT_SENT, SENT, PARTIAL = 0, 1, 2
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _LOG_EVERY = 10.0  # seconds between two log lines about refused connections or failing accepts
 _FD_RESERVE = 100  # descriptors kept for everything but accepted connections (registry, broker, files)
