@@ -81,12 +81,14 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         self._may_write = True
         #: who reads the socket (see :meth:`reader` and :meth:`_read_self`): consumers in a read of
         #: their own, the reader task, consumers waiting on the channel for the reader task, when
-        #: the last consumer left ``receive``, and how to wake the reader task waiting for that
+        #: the last consumer left ``receive``, and the reader task while it waits for that (parked
+        #: bare rather than on a trio.Event, which would be one more object and parking lot per
+        #: stream, made again every time the reader waits)
         self._consumers_reading = 0
         self._reader_reading = False
         self._waiting = 0
         self._left_at = trio.current_time()
-        self._consumer_left: trio.Event | None = None
+        self._reader_parked: trio.lowlevel.Task | None = None
         #: the peer's direction is over: nobody reads the socket for this stream any more
         self._peer_ended = False
         #: set when the peer ended its direction (EOS, error, or connection loss)
@@ -138,10 +140,18 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         self._peer_ended = True
         self.peer_done.set()
         self._in_send.close()
-        wake = self._consumer_left
-        if wake is not None:  # the reader task waits for the consumer: let it see the end and leave
-            self._consumer_left = None
-            wake.set()
+        self._wake_reader()  # if it waits for the consumer: let it see the end and leave
+
+    def _wake_reader(self) -> None:
+        task = self._reader_parked
+        if task is not None:
+            self._reader_parked = None
+            trio.lowlevel.reschedule(task)
+
+    def _unpark_reader(self, _: Any) -> trio.lowlevel.Abort:
+        """The parked reader task was cancelled (``wait_task_rescheduled``'s abort)."""
+        self._reader_parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def _read_self(self) -> RecvT:
         """``receive`` with nothing queued and the reader task not reading: read the socket here,
@@ -155,10 +165,8 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         finally:
             self._consumers_reading -= 1
             self._left_at = trio.current_time()
-            wake = self._consumer_left
-            if wake is not None:
-                self._consumer_left = None
-                wake.set()
+            if self._reader_parked is not None:
+                self._wake_reader()
         if not terminal:
             return item  # type: ignore[no-any-return]
         self._peer_ends()
@@ -182,8 +190,9 @@ class MucpStreamCore(Generic[SendT, RecvT]):
                     if self._peer_ended:
                         return
                     if self._consumers_reading:
-                        wake = self._consumer_left = trio.Event()
-                        await wake.wait()  # set as the consumer leaves (or the peer's end)
+                        # Parked until it leaves (or the peer's end): see _wake_reader.
+                        self._reader_parked = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(self._unpark_reader)
                         # It may be reading again already (ping-pong): look again only after the
                         # grace, so a busy stream wakes this task at most twice per READ_GRACE.
                         await trio.sleep_until(self._left_at + READ_GRACE)
