@@ -145,6 +145,14 @@ class _H2Client:
         self.conn.send_data(1, data, end_stream=end)
         await self.sock.send_all(self.conn.data_to_send())
 
+    async def start(self, warm_reply: int) -> None:
+        """Open the stream and exchange a first message, ``warm_reply`` bytes back: then the
+        settings are exchanged, the handler is running and the writer is idle."""
+        await self.open()
+        await self.send(b"warm")
+        await self.read_until(warm_reply)
+        await trio.testing.wait_all_tasks_blocked()
+
     async def read_until(self, size: int) -> None:
         """Read until ``size`` bytes of body arrived (or the stream ended)."""
         while len(self.body) < size and not self.ended:
@@ -169,10 +177,7 @@ async def test_ping_pong_replies_are_written_by_the_handler_without_waking_the_w
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.handle_connection, server_sock)
-            await client.open()
-            await client.send(b"warm")
-            await client.read_until(4)  # settings exchanged, the stream's handler running
-            await trio.testing.wait_all_tasks_blocked()
+            await client.start(warm_reply=4)
             trio.lowlevel.add_instrument(counter)
             for i in range(40):
                 msg = b"ping %02d" % i
@@ -197,10 +202,7 @@ async def test_a_direct_write_the_socket_takes_in_part_is_finished_in_order() ->
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.handle_connection, server_sock)
-            await client.open()
-            await client.send(b"warm")
-            await client.read_until(4 + len(tail) * 2)  # settings exchanged, the writer idle
-            await trio.testing.wait_all_tasks_blocked()
+            await client.start(warm_reply=4 + len(tail) * 2)
             for _ in range(3):
                 await client.send(big)
             await client.send(b"", end=True)
@@ -241,10 +243,7 @@ async def test_a_direct_write_to_a_connection_that_broke_loses_it_and_ends_the_h
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.handle_connection, server_sock)
-            await client.open()
-            await client.send(b"warm")
-            await client.read_until(4)  # settings exchanged, the writer idle, the handler waiting
-            await trio.testing.wait_all_tasks_blocked()
+            await client.start(warm_reply=4)
             server_sock.socket.shutdown(socket.SHUT_WR)  # the server's next write fails: EPIPE
             await client.send(b"ping")
             # The connection ends by itself: the client reads to end of file.

@@ -28,6 +28,7 @@ the others on a read lock, as httpcore does for request/response, deadlocked idl
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any, Final
 
 import trio
@@ -145,6 +146,9 @@ class H2Conn:
         #: bytes a caller's direct write left unwritten (client side, ``grpc._ClientConn.write_direct``):
         #: the next flush writes them first
         self._unsent = b""
+        #: the descriptor direct writes go to (:meth:`write_nowait`): plain TCP on POSIX, else -1
+        #: (TLS goes through its stream)
+        self._fd = sock.socket.fileno() if os.name == "posix" and type(sock) is trio.SocketStream else -1
         #: a task is reading the socket (client side: the baton holder, see wait())
         self._reading = False
         self._baton = Notifier()
@@ -187,6 +191,19 @@ class H2Conn:
                     pass
 
     # -- writing --
+    def write_nowait(self, data: bytes) -> int | None:
+        """One non-blocking ``os.write`` of ``data`` on :attr:`_fd` (the caller checked it is set):
+        the bytes written (0 when the socket buffer is full), or None when the connection broke,
+        which is then lost here as when ``send_all`` fails. Never awaits, so a cancelled caller
+        cannot cut a frame in half (the point of the direct writes that use it)."""
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            return None
+
     async def flush_bounded(self) -> None:
         """Write what is queued even while being cancelled, for at most a second: frames that must
         reach the peer on the way out (RST_STREAM, GOAWAY), best effort."""

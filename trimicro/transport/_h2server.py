@@ -29,7 +29,6 @@ connections get GOAWAY at once; :meth:`H2Server.goaway` tells the open ones.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -164,8 +163,6 @@ class H2ServerConn(H2Conn):
         self._sending = False
         #: bytes :meth:`write_direct` could not write at once; the next write sends them first
         self._pending = b""
-        #: the descriptor write_direct writes to: plain TCP on POSIX (TLS goes through its stream)
-        self._fd = sock.socket.fileno() if os.name == "posix" and type(sock) is trio.SocketStream else -1
         #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
         self.handlers = 0
         #: streams waiting for a handler slot, oldest first (see on_event)
@@ -250,12 +247,8 @@ class H2ServerConn(H2Conn):
         self.dirty[st] = None
         data = self._take()
         if data:
-            try:
-                n = os.write(self._fd, data)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+            n = self.write_nowait(data)
+            if n is None:  # lost: the caller raises conn.closed
                 return True
             if n < len(data):
                 self._pending = data[n:]

@@ -22,7 +22,6 @@ port to the HTTP transport, which passes HTTP/2 connections to the ``h2_handler`
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections import deque
 from typing import Any
@@ -88,8 +87,6 @@ class _ClientConn(H2Conn):
         self.authority = authority
         self.scheme = scheme
         self.refs = 0
-        #: the socket's descriptor for :meth:`write_direct` (plain TCP on POSIX), else -1
-        self._fd = sock.socket.fileno() if os.name == "posix" and type(sock) is trio.SocketStream else -1
 
     def write_direct(self, st: StreamState, data: bytes) -> int:
         """Write ``data`` as one DATA frame of ``st`` now, from the calling task, with one
@@ -121,13 +118,8 @@ class _ClientConn(H2Conn):
         except h2p.H2Error:
             return NOT_SENT
         out = h2conn.data_to_send()
-        try:
-            n = os.write(self._fd, out)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            # The connection is gone (what h2 queued with it): the sender's usual path reports it.
-            self.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
+        n = self.write_nowait(out)
+        if n is None:  # the connection is gone (what h2 queued with it): the usual path reports it
             return NOT_SENT
         if n < len(out):
             self._unsent = out[n:]
