@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -309,6 +310,91 @@ async def test_try_send_to_a_closed_peer_leaves_the_error_to_the_usual_path() ->
                         await sock.flush()
             assert sock.closed
             assert sock.try_send(Message({}, b"x")) == NOT_SENT
+
+
+class _Steps(trio.abc.Instrument):
+    """Steps of one task: a send that yields adds one."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task, self.count = task, 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.count += 1
+
+
+async def test_a_frame_the_socket_takes_whole_is_sent_without_a_yield() -> None:
+    async with serving() as listener:
+        async with await HttpTransport().dial(listener.address) as sock:
+            steps = _Steps(trio.lowlevel.current_task())
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for i in range(5):
+                    await sock.send(Message({"Micro-Id": str(i)}, b"ping"))
+                assert steps.count == 0  # one non-blocking write each, no trip through the scheduler
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+            assert [(await sock.receive()).header["Micro-Id"] for _ in range(5)] == ["0", "1", "2", "3", "4"]
+            with trio.CancelScope() as scope:  # still a cancellation point, before a byte is written
+                scope.cancel()
+                await sock.send(Message({"Micro-Id": "never"}, b"x"))
+            assert scope.cancelled_caught and not sock.closed
+            await sock.send(Message({"Micro-Id": "after"}, b"x"))
+            assert (await sock.receive()).header["Micro-Id"] == "after"
+
+
+async def test_with_the_peers_frames_buffered_a_send_still_yields() -> None:
+    """A server answering pipelined requests yields per reply, so one connection sending many
+    requests at once cannot keep the scheduler to itself."""
+    got: list[int] = []
+    done = trio.Event()
+
+    async def answer_counting_yields(sock: HttpSocket) -> None:
+        steps = _Steps(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for _ in range(3):
+                msg = await sock.receive()
+                before = steps.count
+                await sock.send(Message({"Micro-Id": msg.header["Micro-Id"]}, b"ok"))
+                got.append(steps.count - before)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+            done.set()
+
+    async with serving(answer_counting_yields) as listener:
+        async with await HttpTransport().dial(listener.address) as sock:
+            await sock.send_many([Message({"Micro-Id": str(i)}, b"q") for i in range(3)])  # one write
+            for _ in range(3):
+                await sock.receive()
+            await done.wait()
+    # The first two replies had the next request already buffered behind them; the last had none.
+    assert got == [1, 1, 0]
+
+
+async def test_a_frame_the_socket_takes_in_part_is_finished_by_send_all() -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB, over the 32 KiB buffers below
+    received: list[bytes] = []
+    done = trio.Event()
+
+    async def slow_reader(sock: HttpSocket) -> None:
+        stream = sock.stream
+        assert isinstance(stream, trio.SocketStream)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        received.append((await sock.receive()).body)
+        received.append((await sock.receive()).body)
+        done.set()
+
+    async with serving(slow_reader) as listener:
+        async with await HttpTransport().dial(listener.address) as sock:
+            stream = sock.stream
+            assert isinstance(stream, trio.SocketStream)
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            with trio.fail_after(10):
+                await sock.send(Message({}, big))
+                await sock.send(Message({}, b"tail"))
+                await done.wait()
+    assert received == [big, b"tail"]
 
 
 async def test_cancelling_serve_cancels_connections_and_counts_them() -> None:

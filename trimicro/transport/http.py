@@ -307,9 +307,27 @@ class HttpSocket:
         try:
             if self._broken:
                 raise TransportError(f"connection to {self.remote_address} broken by an interrupted write")
+            # Plain TCP with no request of the peer waiting in our buffer: one non-blocking write
+            # first, and no yield when it takes everything. Why: trio's send_all yields after every
+            # successful send, one more trip through the scheduler per frame (a unary call paid it
+            # on both ends: 4 task steps instead of 2). Still a cancellation point, taken before a
+            # byte is written (so a send cancelled there leaves the connection usable). With frames
+            # of the peer already buffered (pipelined requests) the send yields as before, so a
+            # connection that sends many requests at once cannot keep the scheduler to itself.
+            direct = self._fd >= 0 and not self._conn.buffered
+            if direct:
+                await trio.lowlevel.checkpoint_if_cancelled()
             if self._pending:
                 data, self._pending = self._pending + data, b""
             try:
+                if direct:
+                    try:
+                        n = os.write(self._fd, data)
+                    except BlockingIOError:
+                        n = 0
+                    if n == len(data):
+                        return
+                    data = data[n:]
                 await self._stream.send_all(data)
             except _STREAM_ERRORS as exc:
                 self._broken = True
