@@ -161,3 +161,35 @@ async def test_try_send_leaves_the_first_frame_eos_and_errors_to_send() -> None:
             assert sock.try_send(Message({"Micro-Error": '{"code":500}'}, b"")) == NOT_SENT
         unopened = GrpcSocket(transport, sock._conn)  # no stream yet: its first frame opens one
         assert unopened.try_send(Message({}, b"x")) == NOT_SENT
+
+
+async def test_a_unary_call_writes_without_yielding_on_either_side() -> None:
+    """The client's request and the server's reply each go out with one non-blocking write: per
+    call the caller wakes once (its answer came) and the stream's handler task runs once."""
+    transport = GrpcTransport()
+    client = Client(None, transport)
+    counter = StepCounter()
+    with trio.fail_after(20):
+        async with serve_grpc() as (address, _, _):
+
+            async def call() -> None:
+                rsp = await client.call(
+                    "greeter", "Greeter.Hello", pb.HelloRequest(name="a"), response_type=pb.HelloResponse,
+                    address=address,
+                )  # fmt: skip
+                assert rsp.greeting == "Hello a"
+
+            await call()  # connected, settings exchanged
+            await trio.testing.wait_all_tasks_blocked()
+            async with trio.open_nursery() as nursery:  # the caller as a task of its own name
+
+                async def caller() -> None:
+                    trio.lowlevel.add_instrument(counter)
+                    for _ in range(20):
+                        await call()
+                    trio.lowlevel.remove_instrument(counter)
+
+                nursery.start_soon(caller, name="caller")
+            await client.aclose()
+    assert counter.steps.get("caller", 0) <= 20 + 2  # was 2 per call: send_all's yield, then the answer
+    assert counter.steps.get("_run_stream", 0) <= 20 + 2  # was 2 per call: started, and the reply's write

@@ -239,6 +239,16 @@ class H2Conn:
                 data, self._unsent = self._unsent + data, b""
             if not data:
                 return
+            if self._fd >= 0:
+                # Plain TCP: one non-blocking write first, and no yield when the socket takes it
+                # all (trio's send_all yields after every successful send: one more trip through
+                # the scheduler per call). The rest, if any, goes through send_all below.
+                n = self.write_nowait(data)
+                if n is None:
+                    raise self.closed or TransportError("HTTP/2 connection lost")
+                if n == len(data):
+                    return
+                data = data[n:]
             try:
                 await self.sock.send_all(data)
             except trio.Cancelled:

@@ -284,6 +284,16 @@ class H2ServerConn(H2Conn):
         data = self._take()
         if not data:
             return
+        if self._fd >= 0:
+            # One non-blocking write first: no yield after it when the socket takes it all (as in
+            # H2Conn.flush); the rest, if any, goes through send_all below.
+            n = self.write_nowait(data)
+            if n is None:  # lost
+                return
+            if n == len(data):
+                self._written.fire()
+                return
+            data = data[n:]
         self._sending = True
         try:
             await self.sock.send_all(data)
