@@ -281,3 +281,23 @@ async def test_an_error_frame_read_by_the_consumer_is_raised_then_the_stream_is_
             with pytest.raises(trio.EndOfChannel):
                 await core.receive()
             assert core.peer_done.is_set() and not core.connection_lost.is_set()
+
+
+async def test_a_connection_loss_the_cancelled_consumer_read_is_raised_by_its_next_receive() -> None:
+    """The server's case: the peer's departure cancels the handler (``on_connection_lost``) while its
+    own read found it. The handler sees Cancelled; a receive after that still says the connection
+    was lost, not a clean end."""
+
+    async def leave(sock: HttpSocket) -> None:
+        await sock.aclose()
+
+    scope = trio.CancelScope()
+    with trio.fail_after(10):
+        async with stream_pair(leave, scope.cancel) as (core, _, _counter):
+            with scope:
+                await core.receive()
+            assert scope.cancelled_caught and core.connection_lost.is_set()
+            with pytest.raises(TransportError, match="before EOS"):
+                await core.receive()
+            with pytest.raises(trio.EndOfChannel):
+                await core.receive()

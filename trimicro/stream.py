@@ -72,6 +72,14 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         self._writer_done = trio.Event()
         #: the socket's ``try_send`` (None: every frame goes through the writer task)
         self._try_send: Callable[[Message], int] | None = getattr(sock, "try_send", None)
+        #: the consumer reads the socket itself (:meth:`_read_self`) only if a cancelled receive
+        #: there loses nothing (``RECEIVE_CANCEL_SAFE``: mucp's HttpSocket). The gRPC client's socket
+        #: takes a chunk off its stream before a flush that can be cancelled, so its streams keep
+        #: every read in the reader task, where only the stream's own end cancels it.
+        self._self_read = bool(getattr(sock, "RECEIVE_CANCEL_SAFE", False))
+        #: a terminal error read by the consumer, kept until a receive() has raised it (a
+        #: cancellation between reading and raising it must not turn it into a clean end)
+        self._final: BaseException | None = None
         #: True only while the writer waits on an empty queue with nothing of ours in flight: then a
         #: sender may write its frame itself without overtaking anything (see :meth:`send`)
         self._writer_idle = False
@@ -174,7 +182,9 @@ class MucpStreamCore(Generic[SendT, RecvT]):
             raise trio.EndOfChannel
         self._in_recv.close()
         if self.connection_lost.is_set():
+            self._final = item  # (if cancelled just below, the next receive() raises it)
             await trio.lowlevel.checkpoint()  # a cancelled owner sees Cancelled, as from the reader
+            self._final = None
         raise item
 
     # -- tasks (started by the owner in its nursery) --
@@ -185,8 +195,9 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         delivered a frame to a consumer waiting for it. Idle while the consumer reads itself."""
         try:
             while True:
-                # Wait until the consumer has stayed out of receive() for READ_GRACE.
-                while True:
+                # Wait until the consumer has stayed out of receive() for READ_GRACE (unless the
+                # consumer never reads itself: then this task does all the reading, at once).
+                while self._self_read:
                     if self._peer_ended:
                         return
                     if self._consumers_reading:
@@ -211,7 +222,7 @@ class MucpStreamCore(Generic[SendT, RecvT]):
                             await self._in_send.send(item)
                             return
                         await _send_fast(self._in_send, item)
-                        if self._waiting:  # the consumer is back and has its frame: it reads next
+                        if self._waiting and self._self_read:  # the consumer is back: it reads next
                             self._left_at = trio.current_time()  # (active now: the grace starts here)
                             break
                 finally:
@@ -303,7 +314,7 @@ class MucpStreamCore(Generic[SendT, RecvT]):
             try:
                 item = channel.receive_nowait()
             except trio.WouldBlock:
-                if not self._reader_reading and not self._peer_ended:
+                if self._self_read and not self._reader_reading and not self._peer_ended:
                     return await self._read_self()
                 self._waiting += 1
                 try:
@@ -311,6 +322,9 @@ class MucpStreamCore(Generic[SendT, RecvT]):
                 finally:
                     self._waiting -= 1
         except trio.ClosedResourceError:
+            final, self._final = self._final, None
+            if final is not None:
+                raise final from None
             raise trio.EndOfChannel from None
         if isinstance(item, BaseException):
             self._in_recv.close()

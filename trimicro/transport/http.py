@@ -30,7 +30,7 @@ import resource
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 import trio
@@ -135,6 +135,10 @@ class HttpSocket:
     the socket was closed or a write was interrupted midway (the byte stream is then unusable), which
     is what a connection pool checks before reuse.
     """
+
+    #: a cancelled ``receive`` loses nothing (the parser keeps a frame it has not returned): so a
+    #: stream's consumer may read this socket itself (trimicro/stream.py)
+    RECEIVE_CANCEL_SAFE: ClassVar[bool] = True
 
     _stream: trio.abc.Stream
     _conn: ServerConnection | ClientConnection
