@@ -230,9 +230,7 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
-            self._peer_ended = True
-            self.peer_done.set()
-            self._in_send.close()
+            self._peer_ends()
 
     async def writer(self) -> None:
         send_many = getattr(self._sock, "send_many", None)

@@ -265,7 +265,10 @@ async def test_client_sees_end_of_channel_and_mid_frame_eof() -> None:
                 await sock.receive()
 
 
-async def test_send_to_closed_peer_is_transport_error() -> None:
+@asynccontextmanager
+async def closed_peer() -> AsyncIterator[HttpSocket]:
+    """A dialled socket whose peer has closed the connection (its end of file already read)."""
+
     async def handler(sock: HttpSocket) -> None:
         return
 
@@ -273,10 +276,15 @@ async def test_send_to_closed_peer_is_transport_error() -> None:
         async with await HttpTransport().dial(listener.address) as sock:
             with pytest.raises(trio.EndOfChannel):
                 await sock.receive()
-            with pytest.raises(TransportError):
-                for _ in range(100):  # the first writes may still be buffered by the kernel
-                    await sock.send(Message({}, b"x" * 65536))
-            assert sock.closed
+            yield sock
+
+
+async def test_send_to_closed_peer_is_transport_error() -> None:
+    async with closed_peer() as sock:
+        with pytest.raises(TransportError):
+            for _ in range(100):  # the first writes may still be buffered by the kernel
+                await sock.send(Message({}, b"x" * 65536))
+        assert sock.closed
 
 
 async def test_try_send_writes_now_or_leaves_the_frame_to_the_usual_path() -> None:
@@ -295,21 +303,15 @@ async def test_try_send_writes_now_or_leaves_the_frame_to_the_usual_path() -> No
 
 
 async def test_try_send_to_a_closed_peer_leaves_the_error_to_the_usual_path() -> None:
-    async def handler(sock: HttpSocket) -> None:
-        return
-
-    async with serving(handler) as listener:
-        async with await HttpTransport().dial(listener.address) as sock:
-            with pytest.raises(trio.EndOfChannel):
-                await sock.receive()
-            with pytest.raises(TransportError):
-                for _ in range(100):  # the first writes may still be buffered by the kernel
-                    if sock.try_send(Message({}, b"x" * 65536)) == NOT_SENT:
-                        await sock.send(Message({}, b"x"))
-                    else:
-                        await sock.flush()
-            assert sock.closed
-            assert sock.try_send(Message({}, b"x")) == NOT_SENT
+    async with closed_peer() as sock:
+        with pytest.raises(TransportError):
+            for _ in range(100):  # the first writes may still be buffered by the kernel
+                if sock.try_send(Message({}, b"x" * 65536)) == NOT_SENT:
+                    await sock.send(Message({}, b"x"))
+                else:
+                    await sock.flush()
+        assert sock.closed
+        assert sock.try_send(Message({}, b"x")) == NOT_SENT
 
 
 class _Steps(trio.abc.Instrument):

@@ -143,8 +143,8 @@ class H2Conn:
         self.closed: TransportError | None = None
         self.goaway = False
         self._write_lock = trio.Lock()
-        #: bytes a caller's direct write left unwritten (client side, ``grpc._ClientConn.write_direct``):
-        #: the next flush writes them first
+        #: bytes a direct write left unwritten (``grpc._ClientConn.write_direct``,
+        #: ``_h2server.H2ServerConn.write_direct``): the next write sends them first
         self._unsent = b""
         #: the descriptor direct writes go to (:meth:`write_nowait`): plain TCP on POSIX, else -1
         #: (TLS goes through its stream)

@@ -161,8 +161,6 @@ class H2ServerConn(H2Conn):
         self._wake = Signal()
         self._written = Notifier()
         self._sending = False
-        #: bytes :meth:`write_direct` could not write at once; the next write sends them first
-        self._pending = b""
         #: handler tasks started and not yet finished (bounded by MAX_STREAMS)
         self.handlers = 0
         #: streams waiting for a handler slot, oldest first (see on_event)
@@ -225,8 +223,8 @@ class H2ServerConn(H2Conn):
                 if self.move_out(st):
                     del self.dirty[st]
         data = self.h2.data_to_send()
-        if self._pending:
-            data, self._pending = self._pending + data, b""
+        if self._unsent:  # (what write_direct could not write at once goes first)
+            data, self._unsent = self._unsent + data, b""
         return data
 
     def write_direct(self, st: StreamState, message: bytes) -> bool:
@@ -251,7 +249,7 @@ class H2ServerConn(H2Conn):
             if n is None:  # lost: the caller raises conn.closed
                 return True
             if n < len(data):
-                self._pending = data[n:]
+                self._unsent = data[n:]
                 self._wake.set()
             else:
                 self._written.fire()
@@ -345,8 +343,8 @@ class H2ServerConn(H2Conn):
             # are still worth a bounded, best-effort write unless a write was cut off half-way.
             if not self._sending:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    data = self._pending + self.h2.data_to_send()
-                    self._pending = b""
+                    data = self._unsent + self.h2.data_to_send()
+                    self._unsent = b""
                     if data:
                         try:
                             await self.sock.send_all(data)

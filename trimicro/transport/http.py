@@ -287,15 +287,21 @@ class HttpSocket:
             return NOT_SENT
         data = self._conn.send(msg)
         try:
-            n = os.write(self._fd, data)
-        except BlockingIOError:
-            n = 0
+            n = self._write_nowait(data)
         except OSError:
             return NOT_SENT  # the usual path reports it (and marks the connection broken) the usual way
         if n == len(data):
             return SENT
         self._pending = data[n:]  # (a write of 0 bytes left the whole frame here: still ours to send)
         return PARTIAL
+
+    def _write_nowait(self, data: bytes) -> int:
+        """One non-blocking ``os.write`` on the TCP descriptor: bytes written, 0 when the socket
+        buffer is full; OSError when the connection is gone."""
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
 
     async def flush(self) -> None:
         """Write what :meth:`try_send` left over (nothing to do when it wrote everything)."""
@@ -325,10 +331,7 @@ class HttpSocket:
                 data, self._pending = self._pending + data, b""
             try:
                 if direct:
-                    try:
-                        n = os.write(self._fd, data)
-                    except BlockingIOError:
-                        n = 0
+                    n = self._write_nowait(data)
                     if n == len(data):
                         return
                     data = data[n:]
