@@ -90,14 +90,22 @@ class FrameState(enum.Enum):
 _TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _VCHAR = r"[^\x00\s]"  # h11 also admits other control characters and obs-text
 _TOKEN_RE = re.compile(_TOKEN, re.ASCII)
-_CTL_RE = re.compile(r"[\x00\x0b\x0c]")
-_has_ctl = _CTL_RE.search
 _BAD_VALUE_RE = re.compile(r"[\x00\x0b\x0c\r\n]")
 _NAMES: dict[str, str] = {}  # validated header name -> canonical form
 _REQUEST_LINE_RE = re.compile(rf"{_TOKEN} [\x21-\x7e]+ HTTP/1\.([01])", re.ASCII)
 _STATUS_LINE_RE = re.compile(rf"HTTP/1\.[01] ([0-9]{{3}})(?: (?:[ \t]|{_VCHAR})*)?", re.ASCII)
 _HOST_RE = re.compile(r"[\x21-\x7e]+", re.ASCII)
 _BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+
+
+def _has_ctl(text: str) -> bool:
+    """True if ``text`` holds NUL, VT or FF (CR and LF are counted by the callers).
+
+    Three single-character searches, not a regex character class: each is a memchr over the
+    block, where the regex tests every character against its class, about 20x slower (2 µs on a
+    250-character header block, four blocks per unary call)."""
+    return "\x00" in text or "\x0b" in text or "\x0c" in text
+
 
 _CL_MAX_DIGITS: Final = 20  # as h11
 _FRAMING: Final = frozenset({"Content-Length", "Host", "Transfer-Encoding"})

@@ -24,8 +24,6 @@ _REQUEST_PSEUDO: Final = frozenset({b":method", b":scheme", b":path", b":authori
 _RESPONSE_PSEUDO: Final = frozenset({b":status"})
 _NO_PSEUDO: Final = frozenset[bytes]()
 _REQUIRED_PSEUDO: Final = frozenset({b":method", b":scheme", b":path"})
-#: a byte no field value may hold (RFC 9113 8.2.1)
-_BAD_VALUE: Final = re.compile(rb"[\r\n\0]")
 #: regular header names already found well formed (and not connection-specific)
 _GOOD_NAMES: set[bytes] = set()
 _GOOD_NAMES_MAX: Final = 1024
@@ -69,7 +67,8 @@ def check_headers(raw: list[tuple[bytes, bytes]], allowed_pseudo: frozenset[byte
         regular = True
         if name == b"te" and value != b"trailers":
             return False
-    if _BAD_VALUE.search(b" ".join([value for _, value in raw])):
+    values = b" ".join([value for _, value in raw])
+    if b"\r" in values or b"\n" in values or b"\0" in values:  # memchr each: faster than a regex class
         return False
     if request:
         return _REQUIRED_PSEUDO <= seen
