@@ -153,6 +153,59 @@ def test_sampling_decides_as_the_sdk_does(sampler: Sampler, parent: bool | None)
         _same(*exported)
 
 
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_ON, ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF), TraceIdRatioBased(1.0), TraceIdRatioBased(0.0)],
+    ids=["always_on", "parentbased_always_on", "parentbased_always_off", "ratio_1", "ratio_0"],
+)
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+def test_a_remote_parent_handed_over_as_a_span_context_is_the_same_parent(sampler: Sampler, sampled: bool) -> None:
+    """``start(..., remote=)``, the server's fast path: the same span as from the Context the API's
+    extract makes, and a processor's ``on_start`` still gets such a Context (made only for it)."""
+    seen: list[Any] = []
+
+    class Watch(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append(trace.get_current_span(parent_context).get_span_context())
+
+    s = Setup(sampler=sampler)
+    s.provider.add_span_processor(Watch())
+    remote = SpanContext(0xABC, 0xDEF, True, TraceFlags(1 if sampled else 0), TraceState([("k", "v")]))
+    sdk = s.tracer.start_span("a", trace.set_span_in_context(NonRecordingSpan(remote)), SpanKind.SERVER, ATTRS)
+    ours = s.maker.start("a", None, SpanKind.SERVER, s.maker.freeze(ATTRS), remote)
+    assert ours.is_recording() == sdk.is_recording()
+    assert ours.get_span_context().trace_flags == sdk.get_span_context().trace_flags
+    assert ours.get_span_context().trace_state == sdk.get_span_context().trace_state
+    assert ours.get_span_context().trace_id == 0xABC
+    for span in (sdk, ours):
+        span.end()
+    exported = s.exported()
+    assert len(exported) in (0, 2)
+    if exported:
+        _same(*exported)
+        assert exported[1].parent == remote
+    assert seen == [remote] * len(exported)  # once per recording span (these samplers record = sample)
+
+
+def test_a_dynamic_sampler_is_asked_with_the_remote_parents_context() -> None:
+    asked: list[Any] = []
+
+    class Watching(Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:
+            asked.append(trace.get_current_span(parent_context).get_span_context())
+            return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "watching"
+
+    s = Setup(sampler=Watching())
+    remote = SpanContext(0xABC, 0xDEF, True, TraceFlags(1), TraceState([("k", "v")]))
+    s.maker.start("a", None, SpanKind.SERVER, s.maker.freeze(ATTRS), remote).end()
+    assert asked == [remote]
+    [span] = s.exported()
+    assert span.parent == remote and span.context.trace_id == 0xABC
+
+
 def test_a_sampler_that_adds_attributes_is_asked_and_obeyed() -> None:
     class Tagging(Sampler):
         def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import trimicro
 from tests.conftest import Greeter
@@ -20,7 +23,8 @@ from tests.protos.greeter_pb2 import Event, HelloRequest, HelloResponse
 from trimicro.broker.http import HttpBroker
 from trimicro.broker.memory import MemoryBroker
 from trimicro.broker.nats import NatsBroker
-from trimicro.observability import instrument
+from trimicro.observability import _tracing, instrument
+from trimicro.observability._context import context_ops
 from trimicro.registry import MemoryRegistry
 from trimicro.testing.nats import NatsServerNotFound, open_nats_server
 
@@ -245,3 +249,41 @@ async def test_client_streams_have_a_span_the_handlers_is_a_child_of(spans: Any,
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes["error.type"] == "409"
     assert ok.attributes["rpc.system"] == ("grpc" if transport == "grpc" else "go-micro")
+
+
+_HEX32 = st.sampled_from(
+    ["0af7651916cd43dd8448eb211c80319c", "0" * 32, "0AF7651916CD43DD8448EB211C80319C", "0af765", "1" * 33]
+)
+_HEX16 = st.sampled_from(["b7ad6b7169203331", "0" * 16, "B7AD6B7169203331", "b7ad", "zzzzzzzzzzzzzzzz"])
+
+
+@given(
+    version=st.sampled_from(["00", "01", "cc", "ff", "0g", "0"]),
+    trace_hex=_HEX32,
+    span_hex=_HEX16,
+    flags=st.sampled_from(["00", "01", "03", "ff", "1", "xy"]),
+    tail=st.sampled_from(["", "-extra", "-"]),
+    blanks=st.sampled_from(["", " ", "\t", " \t"]),
+    state=st.sampled_from([None, "", "vendor=x", "a=1,b=2", "=bad"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_fast_extract_reads_traceparent_as_the_api_does(
+    version: str, trace_hex: str, span_hex: str, flags: str, tail: str, blanks: str, state: str | None
+) -> None:
+    """The call path parses ``Traceparent`` itself (``_Propagation.extract``); the API's W3C
+    propagator is the oracle: same span context, or none where it finds none."""
+    value = f"{blanks}{version}-{trace_hex}-{span_hex}-{flags}{tail}{blanks}"
+    header = {"Traceparent": value}
+    if state is not None:
+        header["Tracestate"] = state
+    context, remote = _tracing._Propagation(context_ops()).extract(header)
+    assert context is None  # the fast path: a span context, no Context
+    carrier = {k.lower(): v for k, v in header.items()}
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier)).get_span_context()
+    if not expected.is_valid:
+        assert remote is None
+    else:
+        assert remote is not None
+        assert remote == expected
+        assert remote.trace_flags == expected.trace_flags and remote.is_remote
+        assert remote.trace_state == expected.trace_state

@@ -82,9 +82,8 @@ def _fast(var: ContextVar[Context], span_key: str, baggage_key: str) -> ContextO
     span_type = trace.Span
 
     def with_span(span: trace.Span, context: Context | None = None) -> Context:
-        values = (get() if context is None else context).copy()  # as set_value copies
-        values[span_key] = span
-        return Context(values)
+        # what set_value makes (a new Context: the values and this one), in one copy, not two
+        return Context(get() if context is None else context, **{span_key: span})
 
     def detach(token: Token[Context]) -> None:
         try:
@@ -96,6 +95,8 @@ def _fast(var: ContextVar[Context], span_key: str, baggage_key: str) -> ContextO
 
     def span_in(context: Context | None = None) -> trace.Span:
         span = (get() if context is None else context).get(span_key)
+        if span is None:  # no span: a root (and an ABC's isinstance check is slow)
+            return invalid
         if type(span) in span_types:
             return span  # type: ignore[return-value]  # a Span: its class passed the check
         if isinstance(span, span_type):

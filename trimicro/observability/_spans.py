@@ -147,6 +147,13 @@ class _Hooks:
     endings: tuple[Callable[[Any], None], ...]
     #: (callable, for sampled spans only) in the processors' order
     ends: tuple[tuple[Callable[[Any], None], bool], ...]
+    #: when all there is to ending a span is one batch processor's emit (the usual set-up), that
+    #: emit, which :meth:`CallSpan.end` calls for a sampled span itself
+    only_emit: Callable[[Any], None] | None = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        single = not self.endings and len(self.ends) == 1 and self.ends[0][1]
+        object.__setattr__(self, "only_emit", self.ends[0][0] if single else None)
 
     @classmethod
     def of(cls, processors: Sequence[Any]) -> _Hooks:
@@ -177,6 +184,7 @@ class SpanMaker:
         "_seen",
         "_span_in",
         "_static",
+        "_with_span",
         "ids",
         "info",
         "limits",
@@ -192,7 +200,8 @@ class SpanMaker:
         self.sampler = tracer.sampler
         self.processor = tracer.span_processor
         self.ids = tracer.id_generator
-        self._span_in = (ops or context_ops()).span_in
+        ops = ops or context_ops()
+        self._span_in, self._with_span = ops.span_in, ops.with_span
         #: the SDK's default generator: its ids are drawn here, as it draws them (never 0)
         self._random_ids = type(self.ids) is RandomIdGenerator
         #: the processor tuple ``_hooks`` was made for (a provider's processors can be added later)
@@ -248,13 +257,20 @@ class SpanMaker:
         parent: otel_context.Context | None,
         kind: SpanKind,
         attributes: Mapping[str, Any],
+        remote: SpanContext | None = None,
     ) -> trace.Span:
-        """What ``tracer.start_span(name, parent, kind, attributes)`` returns, for frozen ``attributes``."""
-        parent_span = self._span_in(parent).get_span_context()
+        """What ``tracer.start_span(name, parent, kind, attributes)`` returns, for frozen ``attributes``.
+
+        ``remote``, with ``parent`` None: the parent is this span context, as a server reads it from
+        a request, in the current context. Why: the context holding it (a ``NonRecordingSpan`` in a
+        copy of the current context) is what the SDK hands a dynamic sampler and the processors'
+        ``on_start``; with the default sampler and processors nobody reads it, so it is only made
+        when someone will."""
+        parent_span = remote if remote is not None else self._span_in(parent).get_span_context()
         if TUPLES and type(parent_span) is SpanContext:  # the fields without a property call each
-            trace_id, _, remote, parent_flags, parent_state, valid = parent_span
+            trace_id, _, is_remote, parent_flags, parent_state, valid = parent_span
         else:
-            trace_id, remote, parent_flags = parent_span.trace_id, parent_span.is_remote, parent_span.trace_flags
+            trace_id, is_remote, parent_flags = parent_span.trace_id, parent_span.is_remote, parent_span.trace_flags
             parent_state, valid = parent_span.trace_state, parent_span.is_valid
         random_ids = self._random_ids
         if valid:
@@ -269,10 +285,20 @@ class SpanMaker:
                 trace_id = self.ids.generate_trace_id()
             random = self._flags_random
             parent_or_none = None
-        decision = self._decide(parent_or_none, remote, parent_flags)
+        delegates = self._parent_based  # the default sampler: its decision for this parent, inline
+        if delegates is None:
+            decision = self._static
+        elif parent_or_none is None:
+            decision = delegates[0]
+        elif is_remote:
+            decision = delegates[1] if parent_flags & 1 else delegates[2]
+        else:
+            decision = delegates[3] if parent_flags & 1 else delegates[4]
         if decision is not None:  # what the static sampler would say, without asking it
             trace_state = parent_state if parent_or_none is not None else None
         else:
+            if remote is not None and parent is None:
+                parent = self._remote_context(remote)
             result = self.sampler.should_sample(parent, trace_id, name, kind, attributes, ())
             decision, trace_state = result.decision, result.trace_state
             if result.attributes != attributes:  # the sampler changed them
@@ -292,9 +318,16 @@ class SpanMaker:
         hooks = self._hooks
         if self._multi is not None and self._multi._span_processors is not self._seen:
             hooks = self._processor_hooks()
-        for on_start in hooks.starts:
-            on_start(span, parent_context=parent)
+        if hooks.starts:
+            if remote is not None and parent is None:
+                parent = self._remote_context(remote)
+            for on_start in hooks.starts:
+                on_start(span, parent_context=parent)
         return span
+
+    def _remote_context(self, remote: SpanContext) -> otel_context.Context:
+        """The context the API's extract would have made: the current one with ``remote`` set in it."""
+        return self._with_span(trace.NonRecordingSpan(remote))
 
     def _processor_hooks(self) -> _Hooks:
         """The hooks of the processors the tracer has now (SynchronousMultiSpanProcessor replaces
@@ -308,21 +341,6 @@ class SpanMaker:
         ending = getattr(processor, "_on_ending", None)
         self._hooks = _Hooks((processor.on_start,), (ending,) if ending else (), ((processor.on_end, False),))
         return self._hooks
-
-    def _decide(self, parent: SpanContext | None, remote: bool, flags: int) -> Decision | None:
-        """The sampling decision when the sampler (or its delegate for this parent) is static:
-        that is the SDK's default sampler for every span. None: ask the sampler."""
-        if self._static is not None:
-            return self._static
-        delegates = self._parent_based
-        if delegates is None:
-            return None
-        if parent is None:
-            return delegates[0]
-        sampled = flags & 1
-        if remote:
-            return delegates[1] if sampled else delegates[2]
-        return delegates[3] if sampled else delegates[4]
 
     def finish(self, span: CallSpan) -> None:
         hooks = self._hooks
@@ -504,7 +522,17 @@ class CallSpan(trace.Span, ReadableSpan):
         self._end_time = end_time if end_time is not None else time.time_ns()
         if self._own:  # frozen from here on, as the SDK's span freezes its own (keeping the drop count)
             self._attributes._immutable = True  # type: ignore[attr-defined]
-        self._maker.finish(self)
+        maker = self._maker
+        emit = maker._hooks.only_emit
+        if (
+            emit is not None
+            and TUPLES
+            and self._context[3] & 1  # type: ignore[index]  # sampled (a tuple, never None here)
+            and (maker._multi is None or maker._multi._span_processors is maker._seen)
+        ):
+            emit(self)  # what finish would do, one call shorter
+        else:
+            maker.finish(self)
 
     def __exit__(
         self,

@@ -23,6 +23,7 @@ that use go-micro's ``wrapper/trace/opentelemetry`` (it writes the same ``Tracep
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -60,6 +61,8 @@ INSTRUMENTATION = "trimicro"
 _CACHE_LIMIT = 4096
 #: a span's name and its frozen attributes, made once per endpoint
 _Named = tuple[str, Mapping[str, Any]]
+#: the same for a server span, and whether its call is gRPC
+_ServerNamed = tuple[str, Mapping[str, Any], bool]
 _GRPC_STATUS = {
     400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 409: 6, 429: 8, 499: 1, 500: 13, 501: 12, 503: 14, 504: 4,
 }  # fmt: skip
@@ -108,6 +111,10 @@ _GETTER = HeaderGetter()
 _SETTER = HeaderSetter()
 _BAGGAGE = W3CBaggagePropagator()
 _W3C_FIELDS = ({"traceparent", "tracestate"}, {"traceparent", "tracestate", "baggage"})
+#: ``traceparent`` as version 00 writes it (lower-case hex, no blanks): most of what arrives
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+#: any ``traceparent`` the API's propagator accepts (its pattern)
+_TRACEPARENT_ANY = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$")
 
 
 def _is_w3c(propagator: TextMapPropagator) -> bool:
@@ -132,35 +139,53 @@ class _Propagation:
         self._seen: TextMapPropagator | None = None
         self._fast = False
 
-    def extract(self, header: Mapping[str, str]) -> otel_context.Context | None:
+    def extract(self, header: Mapping[str, str]) -> tuple[otel_context.Context | None, SpanContext | None]:
+        """The caller's context: (a Context, None) from the generic path; (None, the remote span
+        context) or (None, None) from the fast one, which leaves making a Context to whoever needs
+        one (:meth:`SpanMaker.start`'s ``remote``)."""
         prop = propagate.get_global_textmap()  # (whether the fast path applies)
         if prop is not self._seen:
             self._seen, self._fast = prop, _is_w3c(prop)
         if not self._fast or "Baggage" in header:
-            return propagate.extract(header, getter=_GETTER)
+            return propagate.extract(header, getter=_GETTER), None
         value = header.get("Traceparent")
         if value is None:
-            return None
-        parts = value.strip().split("-")
-        if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or (parts[0] == "00" and len(parts) != 4):
-            return None
-        version, trace_hex, span_hex, flags_hex = parts[:4]
-        if len(trace_hex) != 32 or len(span_hex) != 16 or len(flags_hex) != 2:
-            return None
-        try:
-            trace_id, span_id, flags = int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)
-            int(version, 16)
-        except ValueError:
-            return None
-        if not trace_id or not span_id or (not trace_hex.islower() and not trace_hex.isdigit()):
-            return None
-        state = header.get("Tracestate")
+            return None, None
+        match = _TRACEPARENT_00.fullmatch(value)
+        if match is not None:  # the common form, in one match
+            trace_hex, span_hex, flags_hex = match.groups()
+            trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+            if not trace_id or not span_id:
+                return None, None
+            state = header.get("Tracestate")
+            if TUPLES and not state:  # (inline: what _span_context makes)
+                flags = TraceFlags(int(flags_hex, 16))
+                return None, tuple.__new__(SpanContext, (trace_id, span_id, True, flags, DEFAULT_STATE, True))
+            return None, self._span_context(trace_id, span_id, int(flags_hex, 16), state)
+        return None, self._parse(value, header.get("Tracestate"))
+
+    @staticmethod
+    def _span_context(trace_id: int, span_id: int, flags: int, state: str | None) -> SpanContext:
         trace_state = TraceState.from_header([state]) if state else DEFAULT_STATE
         if TUPLES:  # nonzero, and 32 and 16 hex digits are in range: valid, the tuple SpanContext() makes
-            span_context = tuple.__new__(SpanContext, (trace_id, span_id, True, TraceFlags(flags), trace_state, True))
-        else:
-            span_context = SpanContext(trace_id, span_id, True, TraceFlags(flags), trace_state)
-        return self._ops.with_span(NonRecordingSpan(span_context))
+            return tuple.__new__(SpanContext, (trace_id, span_id, True, TraceFlags(flags), trace_state, True))
+        return SpanContext(trace_id, span_id, True, TraceFlags(flags), trace_state)
+
+    def _parse(self, value: str, state: str | None) -> SpanContext | None:
+        """Any other ``traceparent`` (surrounding blanks, a later version with more fields), read by
+        the API propagator's own rules; None where it would ignore it."""
+        if len(value) > 512:  # the API's limit
+            return None
+        match = _TRACEPARENT_ANY.search(value)
+        if match is None:
+            return None
+        version, trace_hex, span_hex, flags_hex, rest = match.groups()
+        if version == "ff" or (version == "00" and rest):
+            return None
+        trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+        if not trace_id or not span_id:
+            return None
+        return self._span_context(trace_id, span_id, int(flags_hex, 16), state)
 
     def inject(self, header: dict[str, str], span: trace.Span, ctx: otel_context.Context) -> None:
         prop = propagate.get_global_textmap()  # (whether the fast path applies)
@@ -232,7 +257,7 @@ class Tracing:
     _maker: SpanMaker | None = attrs.field(init=False)
     _ops: ContextOps = attrs.field(factory=context_ops, init=False)
     _propagation: _Propagation = attrs.field(init=False)
-    _server_attrs: dict[tuple[str, bool], _Named] = attrs.field(factory=dict, init=False)
+    _server_attrs: dict[tuple[str, str], _ServerNamed] = attrs.field(factory=dict, init=False)
     _client_attrs: dict[tuple[str, str, str | None], _Named] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -250,13 +275,29 @@ class Tracing:
         """``start(name, parent, kind, attributes)``: the maker's, else the tracer's ``start_span``."""
         return self._maker.start if self._maker is not None else self.tracer.start_span
 
+    def _start_child_generic(
+        self,
+        name: str,
+        parent: otel_context.Context | None,
+        kind: SpanKind,
+        attributes: Mapping[str, Any],
+        remote: SpanContext | None = None,
+    ) -> trace.Span:
+        """:meth:`SpanMaker.start`'s signature on the tracer's ``start_span``: ``remote`` (from
+        :meth:`_Propagation.extract`) becomes the parent context the API's extract would make."""
+        if remote is not None:
+            parent = self._ops.with_span(NonRecordingSpan(remote))
+        return self.tracer.start_span(name, parent, kind, attributes)
+
     # -- server --
-    def _attrs_for_server(self, endpoint: str, grpc: bool) -> _Named:
-        """A server span's name and attributes; for gRPC with ``rpc.grpc.status_code`` 0, which a failure
-        overwrites (so a successful call's span needs no attribute of its own)."""
-        key = (endpoint, grpc)
+    def _attrs_for_server(self, endpoint: str, content_type: str) -> _ServerNamed:
+        """A server span's name, attributes and whether it is gRPC, made once per endpoint and content
+        type (the handler looks them up itself first); gRPC's carry ``rpc.grpc.status_code`` 0, which a
+        failure overwrites (so a successful call's span needs no attribute of its own)."""
+        key = (endpoint, content_type)
         found = self._server_attrs.get(key)
         if found is None:
+            grpc = content_type.startswith("application/grpc")
             attributes: dict[str, Any] = {
                 "rpc.system": "grpc" if grpc else "go-micro",
                 "rpc.service": self.service,
@@ -271,10 +312,12 @@ class Tracing:
                 attributes["rpc.grpc.status_code"] = 0
             if len(self._server_attrs) >= _CACHE_LIMIT:
                 self._server_attrs.clear()
-            found = self._server_attrs[key] = (f"{self.service}/{endpoint}", self._freeze(attributes))
+            found = self._server_attrs[key] = (f"{self.service}/{endpoint}", self._freeze(attributes), grpc)
         return found
 
     def _attrs_for_client(self, req: CallRequest, grpc: bool) -> _Named:
+        """A client span's name and attributes, made once per service, endpoint and node (the call
+        looks them up itself first)."""
         key = (req.service, req.endpoint, req.address)
         found = self._client_attrs.get(key)
         if found is None:
@@ -296,14 +339,20 @@ class Tracing:
 
     def handler_wrapper(self, next_handler: HandlerFunc) -> HandlerFunc:
         extract = self._propagation.extract
-        start = self._start
+        maker = self._maker
+        start = maker.start if maker is not None else self._start_child_generic
         with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
 
+        server_attrs = self._server_attrs
+
         async def handler(req: Request, ctx: Any) -> Any:
-            grpc = req.content_type.startswith("application/grpc")
-            parent = extract(req.header)
-            name, attributes = self._attrs_for_server(req.endpoint, grpc)
-            span = start(name, parent, SpanKind.SERVER, attributes)
+            parent, remote = extract(req.header)
+            found = server_attrs.get((req.endpoint, req.content_type))
+            if found is None:
+                found = self._attrs_for_server(req.endpoint, req.content_type)
+            name, attributes, grpc = found
+            span = start(name, parent, SpanKind.SERVER, attributes, remote)
+            # (parent None: the current context, which is where extract puts a remote parent)
             token = attach(with_span(span, parent))
             try:
                 return await next_handler(req, ctx)
@@ -326,8 +375,11 @@ class Tracing:
         start = self._start
         with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
 
+        client_attrs = self._client_attrs
+
         async def call(req: CallRequest) -> Any:
-            name, attributes = self._attrs_for_client(req, grpc)
+            found = client_attrs.get((req.service, req.endpoint, req.address))
+            name, attributes = found if found is not None else self._attrs_for_client(req, grpc)
             span = start(name, None, SpanKind.CLIENT, attributes)
             ctx = with_span(span)
             inject(req.metadata, span, ctx)
