@@ -73,9 +73,9 @@ class MucpStreamCore(Generic[SendT, RecvT]):
         #: the socket's ``try_send`` (None: every frame goes through the writer task)
         self._try_send: Callable[[Message], int] | None = getattr(sock, "try_send", None)
         #: the consumer reads the socket itself (:meth:`_read_self`) only if a cancelled receive
-        #: there loses nothing (``RECEIVE_CANCEL_SAFE``: mucp's HttpSocket). The gRPC client's socket
-        #: takes a chunk off its stream before a flush that can be cancelled, so its streams keep
-        #: every read in the reader task, where only the stream's own end cancels it.
+        #: there loses nothing (``RECEIVE_CANCEL_SAFE``: mucp's HttpSocket and the gRPC client's
+        #: GrpcSocket); any other socket is read by the reader task alone, where only the stream's
+        #: own end cancels a receive.
         self._self_read = bool(getattr(sock, "RECEIVE_CANCEL_SAFE", False))
         #: a terminal error read by the consumer, kept until a receive() has raised it (a
         #: cancellation between reading and raising it must not turn it into a clean end)

@@ -386,16 +386,25 @@ class H2Conn:
 
     # -- reading --
     async def receive_chunk(self, st: StreamState) -> bytes | None:
-        """The next DATA of ``st`` (acknowledged to the peer now), ``None`` at END_STREAM."""
+        """The next DATA of ``st`` (acknowledged to the peer now), ``None`` at END_STREAM.
+
+        Safe to cancel: the chunk leaves the stream only once the flush of its acknowledgement is
+        over. A receive cancelled in that flush leaves it queued, marked acknowledged (its count 0),
+        so the next receive returns it without acknowledging it twice, and :meth:`release` does not
+        hand its window back again. The acknowledgement itself stays queued for the next flush."""
         while True:
             if st.chunks:
-                data, n = st.chunks.popleft()
+                entry = st.chunks[0]
+                data, n = entry
                 if n and self.closed is None:
+                    st.chunks[0] = entry = (data, 0)
                     try:
                         self.h2.acknowledge_received_data(n, st.id)
                     except h2p.H2Error:
                         pass
                     await self.flush()
+                if st.chunks and st.chunks[0] is entry:  # (release() in the meantime emptied it)
+                    st.chunks.popleft()
                 return data
             if st.ended:  # complete, even if a RST_STREAM followed
                 return None

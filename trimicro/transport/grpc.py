@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -169,6 +169,10 @@ class _ClientConn(H2Conn):
 class GrpcSocket:
     """One call slot on a shared HTTP/2 connection (see the module docstring for the frame mapping)."""
 
+    #: a receive cancelled anywhere loses nothing (the chunk stays queued until its acknowledgement
+    #: is flushed, and a unary reply's message until the stream's end is read): a stream's consumer
+    #: may read this socket itself (see trimicro.stream)
+    RECEIVE_CANCEL_SAFE: ClassVar[bool] = True
     _transport: GrpcTransport
     _conn: _ClientConn
     local_address: str = ""
@@ -350,8 +354,14 @@ class GrpcSocket:
                     return Message(self._header(), payload)
                 return self._final(None)
             first = await self._next_message()
-            if first is not None and await self._next_message() is not None:
-                return self._error(Status.INTERNAL, "grpc: unary reply carries more than one message")
+            if first is not None:
+                try:
+                    second = await self._next_message()
+                except BaseException:  # cancelled (or lost) before the stream's end: keep the reply
+                    self._pending.appendleft(first)
+                    raise
+                if second is not None:
+                    return self._error(Status.INTERNAL, "grpc: unary reply carries more than one message")
             return self._final(first)
         except StreamReset as exc:
             code = _RST_TO_GRPC.get(exc.code, Status.INTERNAL)
