@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import trio
 
-from bench import _drive, impl_floor_tcp, impl_trimicro, run
+from bench import _drive, impl_floor_tcp, impl_trimicro, instructions, run
 
 
 async def _serve(nursery: trio.Nursery, module: Any) -> str:
@@ -40,6 +41,13 @@ async def test_trimicro_mucp_scenarios_run_in_process() -> None:
     assert unary["calls"] >= 20
     assert stream["msgs"] == 50
     assert bidi["round_trips"] == 10
+
+
+async def test_the_instruction_counts_child_runs_bare_and_leaves_the_collector_on() -> None:
+    """What ``bench.instructions`` runs under valgrind: a fixed number of operations."""
+    assert await instructions._child("unary_c1", "http", 5) == 5
+    assert await instructions._child("bidi", "http", 3) == 3
+    assert gc.isenabled()
 
 
 async def test_raw_tcp_floor_runs_in_process() -> None:
