@@ -33,9 +33,12 @@ def test_the_fast_operations_give_what_the_api_gives() -> None:
         assert ops.with_span(b, outer) == trace.set_span_in_context(b, outer)
         assert ops.with_span(a) is not otel_context.get_current()  # a copy, as set_value makes
         assert ops.span_in() is trace.get_current_span() is trace.INVALID_SPAN
+        assert ops.span_context_in() is trace.INVALID_SPAN.get_span_context()
         inner = ops.attach(ops.with_span(a))
         assert otel_context.get_current() == trace.set_span_in_context(a, outer)
         assert ops.span_in() is a and ops.span_in(ops.with_span(b)) is b
+        assert ops.span_context_in() is a.get_span_context()
+        assert ops.span_context_in(ops.with_span(b)) is b.get_span_context()
         assert ops.has_baggage(otel_context.get_current())
         ops.detach(inner)
         assert otel_context.get_current() is outer
@@ -49,6 +52,7 @@ def test_something_else_under_the_span_key_is_no_span() -> None:
     ops = context_ops()
     ctx = otel_context.set_value(trace.propagation._SPAN_KEY, "not a span")
     assert ops.span_in(ctx) is trace.get_current_span(ctx) is trace.INVALID_SPAN
+    assert ops.span_context_in(ctx) == trace.INVALID_SPAN.get_span_context()
 
 
 def test_a_failed_detach_is_logged_as_the_api_logs_it(caplog: pytest.LogCaptureFixture) -> None:
@@ -57,6 +61,20 @@ def test_a_failed_detach_is_logged_as_the_api_logs_it(caplog: pytest.LogCaptureF
     ops.detach(token)
     with caplog.at_level(logging.ERROR):
         ops.detach(token)  # used twice: the contextvar refuses, nothing is raised
+    assert "Failed to detach context" in caplog.text
+
+
+def test_reset_raises_where_detach_logs_and_detach_failed_logs_the_same(caplog: pytest.LogCaptureFixture) -> None:
+    """What the wrappers do in their ``finally``: ``reset`` in a ``try``, ``detach_failed`` on failure."""
+    ops = context_ops()
+    token = ops.attach(ops.with_span(_span(1)))
+    ops.reset(token)
+    with pytest.raises(RuntimeError), caplog.at_level(logging.ERROR):
+        try:
+            ops.reset(token)
+        except RuntimeError:
+            _context.detach_failed()
+            raise
     assert "Failed to detach context" in caplog.text
 
 

@@ -206,6 +206,46 @@ def test_a_dynamic_sampler_is_asked_with_the_remote_parents_context() -> None:
     assert span.parent == remote and span.context.trace_id == 0xABC
 
 
+@pytest.mark.parametrize(
+    "sampler",
+    [TraceIdRatioBased(0.25), TraceIdRatioBased(0.5), ParentBased(TraceIdRatioBased(0.5))],
+    ids=["ratio_0.25", "ratio_0.5", "parentbased_ratio_0.5"],
+)
+def test_a_trace_id_ratio_is_decided_in_place_as_the_sdk_decides_it(sampler: Sampler) -> None:
+    """The ratio test is done in place (production's usual sampler, ``parentbased_traceidratio``):
+    for a root, the sampler itself is the oracle for the trace id the span drew; for children of
+    remote parents, the SDK's span of the same parent."""
+    s = Setup(sampler=sampler)
+    for _ in range(200):
+        root = s.maker.start("a", None, SpanKind.CLIENT, s.maker.freeze(ATTRS))
+        ctx = root.get_span_context()
+        expected = sampler.should_sample(None, ctx.trace_id, "a").decision is Decision.RECORD_AND_SAMPLE
+        assert root.is_recording() == expected == bool(ctx.trace_flags & 1)
+        root.end()
+    for trace_id in [1, 2**63, 2**64 - 1, 0xABC << 64 | 2**62, 3 << 64 | (2**64 // 3)]:
+        for flags in (0, 1):
+            parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(trace_id, 0xDEF, True, TraceFlags(flags))))
+            sdk, ours = s.both(parent)
+            assert ours.is_recording() == sdk.is_recording(), (hex(trace_id), flags)
+            assert ours.get_span_context().trace_flags == sdk.get_span_context().trace_flags
+            for span in (sdk, ours):
+                span.end()
+
+
+def test_a_ratio_sampler_that_overrides_its_test_is_asked() -> None:
+    asked: list[int] = []
+
+    class Odd(TraceIdRatioBased):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:
+            asked.append(trace_id)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE if trace_id % 2 else Decision.DROP)
+
+    s = Setup(sampler=Odd(0.0))
+    span = s.maker.start("a", None, SpanKind.CLIENT, s.maker.freeze(ATTRS))
+    assert asked == [span.get_span_context().trace_id]
+    assert span.is_recording() == bool(asked[0] % 2)
+
+
 def test_a_sampler_that_adds_attributes_is_asked_and_obeyed() -> None:
     class Tagging(Sampler):
         def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:

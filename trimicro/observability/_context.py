@@ -27,7 +27,7 @@ from opentelemetry.context.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import propagation as trace_propagation
 
-__all__ = ["ContextOps", "context_ops"]
+__all__ = ["ContextOps", "context_ops", "detach_failed"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,24 @@ class ContextOps:
     span_in: Callable[..., trace.Span]
     #: ``has_baggage(context)``: True if ``context`` carries any baggage entry
     has_baggage: Callable[[Context], bool]
+    #: ``span_context_in(context=None)``: ``span_in(context).get_span_context()`` in one call
+    span_context_in: Callable[..., trace.SpanContext]
+    #: ``reset(token)``: ``detach`` without its safety net: it may raise where ``detach`` logs (a
+    #: wrapper that calls it in a ``try`` saves a call; :func:`detach_failed` logs as detach would)
+    reset: Callable[[Any], None]
+
+
+def detach_failed() -> None:
+    """Log a failed ``reset`` as the API logs a failed detach (from an ``except`` block)."""
+    logger.exception("Failed to detach context")
 
 
 def _api_has_baggage(context: Context) -> bool:
     return bool(baggage.get_all(context))
+
+
+def _api_span_context_in(context: Context | None = None) -> trace.SpanContext:
+    return trace.get_current_span(context).get_span_context()
 
 
 _API = ContextOps(
@@ -59,6 +73,8 @@ _API = ContextOps(
     detach=otel_context.detach,
     span_in=trace.get_current_span,
     has_baggage=_api_has_baggage,
+    span_context_in=_api_span_context_in,
+    reset=otel_context.detach,  # (never raises: it logs)
 )
 
 
@@ -108,4 +124,22 @@ def _fast(var: ContextVar[Context], span_key: str, baggage_key: str) -> ContextO
         entries = context.get(baggage_key)
         return isinstance(entries, dict) and bool(entries)
 
-    return ContextOps(with_span=with_span, attach=var.set, detach=detach, span_in=span_in, has_baggage=has_baggage)
+    invalid_context = invalid.get_span_context()
+
+    def span_context_in(context: Context | None = None) -> trace.SpanContext:
+        span = (get() if context is None else context).get(span_key)
+        if span is None:  # no span: a root
+            return invalid_context
+        if type(span) in span_types:
+            return span.get_span_context()  # type: ignore[attr-defined, no-any-return]  # a Span
+        return span_in(context).get_span_context()
+
+    return ContextOps(
+        with_span=with_span,
+        attach=var.set,
+        detach=detach,
+        span_in=span_in,
+        has_baggage=has_baggage,
+        span_context_in=span_context_in,
+        reset=reset,
+    )

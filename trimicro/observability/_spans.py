@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Synchronous
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
@@ -46,6 +46,7 @@ __all__ = ["DEFAULT_STATE", "TUPLES", "CallSpan", "SpanMaker"]
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
+_SAMPLE, _DROP = Decision.RECORD_AND_SAMPLE, Decision.DROP
 _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))  # W3C level 2's flag, SDKs from 1.39
 #: the trace flags a new span can have (sampled | random), made once
 _FLAGS = tuple(TraceFlags(i) for i in range(4))
@@ -79,17 +80,33 @@ _DELEGATES = (
 )
 
 
-def _static(sampler: Any) -> Decision | None:
-    """The decision of an always-on/always-off sampler (one not overriding ``should_sample``)."""
+#: what a sampler decides without being asked: a Decision (always on / always off), the bound of a
+#: trace-id ratio sampler (an int: sampled when the trace id's low 64 bits are below it), or None
+_Fixed = Decision | int | None
+_RATIO_LIMIT = (1 << 64) - 1
+
+
+def _static(sampler: Any) -> _Fixed:
+    """The decision of an always-on/always-off sampler, or the bound of a trace-id ratio one (each
+    not overriding ``should_sample``), else None: ask the sampler."""
     if isinstance(sampler, StaticSampler) and type(sampler).should_sample is StaticSampler.should_sample:
         decision = getattr(sampler, "_decision", None)
         return decision if isinstance(decision, Decision) else None
+    if (
+        isinstance(sampler, TraceIdRatioBased)
+        and type(sampler).should_sample is TraceIdRatioBased.should_sample
+        and type(sampler).bound is TraceIdRatioBased.bound
+        and getattr(sampler, "TRACE_ID_LIMIT", None) == _RATIO_LIMIT
+    ):
+        bound = sampler.bound
+        return bound if type(bound) is int else None
     return None
 
 
-def _parent_based(sampler: Any) -> tuple[Decision | None, ...] | None:
+def _parent_based(sampler: Any) -> tuple[_Fixed, ...] | None:
     """A parent-based sampler's five delegates' decisions (None where a delegate is not static), or
-    None if ``sampler`` is not one: the SDK's default, ``parentbased_always_on``, is all static."""
+    None if ``sampler`` is not one: the SDK's default, ``parentbased_always_on``, is all static, and
+    ``parentbased_traceidratio`` (production's usual choice) a ratio at the root."""
     if not isinstance(sampler, ParentBased) or type(sampler).should_sample is not ParentBased.should_sample:
         return None
     if not all(hasattr(sampler, name) for name in _DELEGATES):
@@ -182,7 +199,7 @@ class SpanMaker:
         "_parent_based",
         "_random_ids",
         "_seen",
-        "_span_in",
+        "_span_context_in",
         "_static",
         "_with_span",
         "ids",
@@ -201,7 +218,7 @@ class SpanMaker:
         self.processor = tracer.span_processor
         self.ids = tracer.id_generator
         ops = ops or context_ops()
-        self._span_in, self._with_span = ops.span_in, ops.with_span
+        self._span_context_in, self._with_span = ops.span_context_in, ops.with_span
         #: the SDK's default generator: its ids are drawn here, as it draws them (never 0)
         self._random_ids = type(self.ids) is RandomIdGenerator
         #: the processor tuple ``_hooks`` was made for (a provider's processors can be added later)
@@ -266,7 +283,7 @@ class SpanMaker:
         copy of the current context) is what the SDK hands a dynamic sampler and the processors'
         ``on_start``; with the default sampler and processors nobody reads it, so it is only made
         when someone will."""
-        parent_span = remote if remote is not None else self._span_in(parent).get_span_context()
+        parent_span = remote if remote is not None else self._span_context_in(parent)
         if TUPLES and type(parent_span) is SpanContext:  # the fields without a property call each
             trace_id, _, is_remote, parent_flags, parent_state, valid = parent_span
         else:
@@ -295,6 +312,8 @@ class SpanMaker:
         else:
             decision = delegates[3] if parent_flags & 1 else delegates[4]
         if decision is not None:  # what the static sampler would say, without asking it
+            if type(decision) is int:  # a trace-id ratio: TraceIdRatioBased.should_sample's test
+                decision = _SAMPLE if trace_id & _RATIO_LIMIT < decision else _DROP
             trace_state = parent_state if parent_or_none is not None else None
         else:
             if remote is not None and parent is None:

@@ -51,8 +51,8 @@ from ..client import CallFunc, CallRequest, PublishFunc
 from ..context import Context
 from ..errors import MicroError, to_grpc_status
 from ..server import HandlerFunc, Request, SubscriberCall, SubscriberMessage
-from ._context import ContextOps, context_ops
-from ._spans import DEFAULT_STATE, TUPLES, SpanMaker
+from ._context import ContextOps, context_ops, detach_failed
+from ._spans import DEFAULT_STATE, TUPLES, CallSpan, SpanMaker
 
 __all__ = ["HeaderGetter", "HeaderSetter", "Tracing"]
 
@@ -194,7 +194,8 @@ class _Propagation:
         if not self._fast or self._ops.has_baggage(ctx):
             propagate.inject(header, ctx, _SETTER)
             return
-        sc = span.get_span_context()
+        # (a CallSpan's context is always set: read without the method call)
+        sc: SpanContext = span._context if type(span) is CallSpan else span.get_span_context()  # type: ignore[assignment]
         if TUPLES and type(sc) is SpanContext:  # the fields without a property call each
             trace_id, span_id, _, flags, state, valid = sc
         else:
@@ -341,8 +342,7 @@ class Tracing:
         extract = self._propagation.extract
         maker = self._maker
         start = maker.start if maker is not None else self._start_child_generic
-        with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
-
+        with_span, attach, reset = self._ops.with_span, self._ops.attach, self._ops.reset
         server_attrs = self._server_attrs
 
         async def handler(req: Request, ctx: Any) -> Any:
@@ -363,7 +363,10 @@ class Tracing:
                 _record_cancelled(span, grpc)
                 raise
             finally:
-                detach(token)
+                try:
+                    reset(token)
+                except Exception:
+                    detach_failed()
                 span.end()
 
         return handler
@@ -373,8 +376,7 @@ class Tracing:
         grpc = self.transport == "grpc"
         inject = self._propagation.inject
         start = self._start
-        with_span, attach, detach = self._ops.with_span, self._ops.attach, self._ops.detach
-
+        with_span, attach, reset = self._ops.with_span, self._ops.attach, self._ops.reset
         client_attrs = self._client_attrs
 
         async def call(req: CallRequest) -> Any:
@@ -393,7 +395,10 @@ class Tracing:
                 _record_cancelled(span, False)
                 raise
             finally:
-                detach(token)
+                try:
+                    reset(token)
+                except Exception:
+                    detach_failed()
                 span.end()
 
         return call
