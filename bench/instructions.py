@@ -67,7 +67,9 @@ async def _child(scenario: str, transport: str, ops: int) -> int:
 
 def _callgrind(scenario: str, transport: str, observe: str, ops: int) -> tuple[int, int]:
     """(operations, instructions) of one child run under callgrind."""
-    env = {**os.environ, "BENCH_OBSERVE": "" if observe == "off" else observe}
+    # A fixed hash seed: string hashes decide dict probe sequences, which would otherwise move the
+    # count by about 1% from one process to the next.
+    env = {**os.environ, "BENCH_OBSERVE": "" if observe == "off" else observe, "PYTHONHASHSEED": "0"}
     cmd = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, "-m", "bench.instructions", "--child", scenario, transport, str(ops),

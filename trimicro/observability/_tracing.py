@@ -202,7 +202,10 @@ class _Propagation:
             trace_id, span_id, flags, state, valid = sc.trace_id, sc.span_id, sc.trace_flags, sc.trace_state, sc.is_valid
         if not valid:
             return
-        header["Traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags & 1:02x}"
+        # (to_bytes().hex(): the same lower-case digits as the format spec 032x, in under half the time)
+        header["Traceparent"] = (
+            f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}-{'01' if flags & 1 else '00'}"
+        )
         if state is not DEFAULT_STATE and state:
             header["Tracestate"] = state.to_header()
         else:

@@ -185,6 +185,9 @@ def incoming_metadata(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: metadata names already found to be tokens (bounded: names are few, but a caller could vary them)
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 1024
 
 
 def check_metadata(name: str, value: str) -> str:
@@ -193,8 +196,11 @@ def check_metadata(name: str, value: str) -> str:
     HTTP/2 wants lower-case token names and values free of CR, LF and NUL. We check here, once,
     because our HTTP/2 layer (``_http2``) sends headers as given, and because a peer that
     receives a bad header may tear down the whole shared connection."""
-    if _TOKEN.fullmatch(name) is None:
-        raise ValueError(f"metadata name {name!r} is not a lower-case HTTP token")
+    if name not in _GOOD_NAMES:
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"metadata name {name!r} is not a lower-case HTTP token")
+        if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+            _GOOD_NAMES.add(name)
     if "\r" in value or "\n" in value or "\0" in value:  # memchr each: faster than a regex class
         raise ValueError(f"metadata {name!r}: value contains CR, LF or NUL")
     return value.strip(" \t")
