@@ -12,7 +12,7 @@ imports and the warm-up cancelled out. The garbage collector is off while measur
 disabled after the warm-up), so the figure is the code's own work; how often collections run is a
 separate question (``gc.callbacks``), because it depends on what else lives in the process.
 
-Two runs of the same code agree to about 0.5%. Needs valgrind (``apt-get install -y valgrind``);
+With the children's fixed hash seed, two runs of one commit agreed within 0.1%. Needs valgrind (``apt-get install -y valgrind``);
 it takes about a minute per combination, so it is a command, not part of the CI smoke. The
 ``--child`` mode is what runs under valgrind (also runnable bare, which the tests do).
 """
