@@ -391,6 +391,31 @@ def test_a_processor_added_after_the_maker_sees_the_next_span() -> None:
     assert [x.name for x in late.get_finished_spans()] == ["after"]
 
 
+def test_another_kind_of_span_processor_gets_every_hook() -> None:
+    """A provider whose processor is not the SDK's synchronous multi-processor (here the concurrent
+    one): its own on_start and on_end run for every span, and the spans match the SDK's."""
+    from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor
+
+    s = Setup(active_span_processor=ConcurrentMultiSpanProcessor(num_threads=1))
+    started: list[str] = []
+
+    class Watch(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append(span.name)
+
+    s.provider.add_span_processor(Watch())
+    for _ in range(2):
+        sdk, ours = s.both()
+        sdk.end()
+        ours.end()
+    first, second, third, fourth = s.exported()
+    _same(first, second)
+    _same(third, fourth)
+    assert started == ["greeter/Greeter.Hello"] * 4
+    assert s.maker._hooks.starts and s.maker._multi is _spans._NOT_MULTI
+    s.provider.shutdown()
+
+
 def test_processors_are_called_in_order_and_no_op_hooks_are_skipped() -> None:
     calls: list[str] = []
 

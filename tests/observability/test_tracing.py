@@ -287,3 +287,60 @@ def test_the_fast_extract_reads_traceparent_as_the_api_does(
         assert remote == expected
         assert remote.trace_flags == expected.trace_flags and remote.is_remote
         assert remote.trace_state == expected.trace_state
+
+
+@given(
+    trace_id=st.sampled_from([1, 0x0AF7651916CD43DD8448EB211C80319C, (1 << 128) - 1, 1 << 64, (1 << 64) - 1]),
+    span_id=st.sampled_from([1, 0xB7AD6B7169203331, (1 << 64) - 1, 1 << 32]),
+    flags=st.sampled_from([0, 1, 3]),
+    state=st.sampled_from([None, "vendor=x", "a=1,b=2"]),
+)
+@settings(max_examples=100, deadline=None)
+def test_the_fast_inject_writes_traceparent_as_the_api_does(
+    trace_id: int, span_id: int, flags: int, state: str | None
+) -> None:
+    """``_Propagation.inject`` writes ``Traceparent`` itself; the API's W3C propagator is the oracle
+    (leading zeros, the largest ids), with the flags cut to the sampled bit as ``HeaderSetter`` does."""
+    trace_state = trace.TraceState.from_header([state]) if state else None
+    sc = trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(flags), trace_state)
+    span = trace.NonRecordingSpan(sc)
+    ops = context_ops()
+    ctx = ops.with_span(span)
+    header = {"Tracestate": "from=caller"}  # forwarded metadata: replaced, or dropped without a state
+    _tracing._Propagation(ops).inject(header, span, ctx)
+    expected: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(expected, ctx, _tracing._SETTER)
+    assert header == expected
+
+
+def test_baggage_and_other_propagators_take_the_generic_path() -> None:
+    """Baggage in the context or in the header, or a global propagator other than W3C's: the API's
+    propagate.inject/extract run, so what they would write and read is what the call carries."""
+    from opentelemetry import baggage, propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    ops = context_ops()
+    propagation = _tracing._Propagation(ops)
+    sc = trace.SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, trace.TraceFlags(1))
+    span = trace.NonRecordingSpan(sc)
+    header: dict[str, str] = {}
+    propagation.inject(header, span, ops.with_span(span, baggage.set_baggage("user", "ada")))
+    assert header["Baggage"] == "user=ada" and header["Traceparent"].startswith("00-0af7651916cd43dd")
+    context, remote = propagation.extract(header)
+    assert remote is None and context is not None  # the generic path: a Context, with the baggage
+    assert baggage.get_baggage("user", context) == "ada"
+    assert trace.get_current_span(context).get_span_context().span_id == 0xB7AD6B7169203331
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(W3CBaggagePropagator())  # baggage only: no trace context goes out
+    try:
+        header = {}
+        propagation.inject(header, span, ops.with_span(span))
+        assert header == {}
+        context, remote = propagation.extract({"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+        assert remote is None and context is not None
+        assert not trace.get_current_span(context).get_span_context().is_valid
+    finally:
+        propagate.set_global_textmap(before)
+    header = {}
+    propagation.inject(header, span, ops.with_span(span))  # the W3C one again: the fast path
+    assert header == {"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}

@@ -46,7 +46,9 @@ __all__ = ["DEFAULT_STATE", "TUPLES", "CallSpan", "SpanMaker"]
 
 logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
-_SAMPLE, _DROP = Decision.RECORD_AND_SAMPLE, Decision.DROP
+_SAMPLE, _DROP, _RECORD_ONLY = Decision.RECORD_AND_SAMPLE, Decision.DROP, Decision.RECORD_ONLY
+_getrandbits = _random.getrandbits
+_new_tuple = tuple.__new__
 _RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))  # W3C level 2's flag, SDKs from 1.39
 #: the trace flags a new span can have (sampled | random), made once
 _FLAGS = tuple(TraceFlags(i) for i in range(4))
@@ -154,6 +156,17 @@ def _does_nothing(method: Any) -> bool:
     return code is not None and code.co_code in _NOTHING and not code.co_names
 
 
+class _NotMulti:
+    """Stands in for the tracer's processor when it is not a SynchronousMultiSpanProcessor: that
+    processor's hooks never change, and with this in ``SpanMaker._multi`` the test of whether they
+    did is the same attribute comparison either way."""
+
+    _span_processors: object = object()
+
+
+_NOT_MULTI = _NotMulti()
+
+
 @attrs.frozen
 class _Hooks:
     """One processor tuple's hooks, as :class:`SynchronousMultiSpanProcessor` would call them, without
@@ -169,7 +182,7 @@ class _Hooks:
     only_emit: Callable[[Any], None] | None = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        single = not self.endings and len(self.ends) == 1 and self.ends[0][1]
+        single = TUPLES and not self.endings and len(self.ends) == 1 and self.ends[0][1]
         object.__setattr__(self, "only_emit", self.ends[0][0] if single else None)
 
     @classmethod
@@ -193,10 +206,12 @@ class SpanMaker:
     """Starts :class:`CallSpan` s with one SDK tracer's sampler, ids, limits and processors."""
 
     __slots__ = (
+        "_decisions",
         "_flags_random",
         "_hooks",
         "_multi",
         "_parent_based",
+        "_quick",
         "_random_ids",
         "_seen",
         "_span_context_in",
@@ -224,7 +239,7 @@ class SpanMaker:
         #: the processor tuple ``_hooks`` was made for (a provider's processors can be added later)
         self._seen: Any = None
         #: the tracer's processor when it is the SDK's synchronous multi-processor (the default)
-        self._multi = self.processor if type(self.processor) is SynchronousMultiSpanProcessor else None
+        self._multi: Any = self.processor if type(self.processor) is SynchronousMultiSpanProcessor else _NOT_MULTI
         self._hooks = self._processor_hooks()
         self.resource = tracer.resource
         self.scope = tracer._instrumentation_scope
@@ -235,6 +250,11 @@ class SpanMaker:
         self._flags_random = _RANDOM if random_ids is not None and random_ids() else 0
         self._static = _static(self.sampler)
         self._parent_based = _parent_based(self.sampler)
+        #: the sampler's decisions without being asked, by parent (root, remote sampled, remote not
+        #: sampled, local sampled, local not sampled): ``_parent_based``, or ``_static`` for each
+        self._decisions = self._parent_based or (self._static,) * 5
+        #: start's short path applies: the SDK's default ids and the API's tuple layout
+        self._quick = self._random_ids and TUPLES
 
     @classmethod
     def of(cls, tracer: Any, ops: ContextOps | None = None) -> SpanMaker | None:
@@ -284,6 +304,56 @@ class SpanMaker:
         ``on_start``; with the default sampler and processors nobody reads it, so it is only made
         when someone will."""
         parent_span = remote if remote is not None else self._span_context_in(parent)
+        if not self._quick or type(parent_span) is not SpanContext:
+            return self._start_any(name, parent, kind, attributes, remote, parent_span)
+        # The SDK's default ids and the API's tuple layout (the usual set-up), in the fewest steps:
+        # what _start_any does for them, with the sampler's decision read from _decisions.
+        trace_id, _, is_remote, parent_flags, state, valid = parent_span
+        decisions = self._decisions
+        if valid:
+            random, parent_or_none = parent_flags & _RANDOM, parent_span
+            if is_remote:
+                decision = decisions[1] if parent_flags & 1 else decisions[2]
+            else:
+                decision = decisions[3] if parent_flags & 1 else decisions[4]
+        else:
+            trace_id = _getrandbits(128)
+            while not trace_id:
+                trace_id = _getrandbits(128)
+            random, parent_or_none, decision, state = self._flags_random, None, decisions[0], DEFAULT_STATE
+        if type(decision) is int:  # a trace-id ratio: TraceIdRatioBased.should_sample's test
+            decision = _SAMPLE if trace_id & _RATIO_LIMIT < decision else _DROP
+        elif decision is None:  # a sampler that decides for itself
+            if remote is not None and parent is None:
+                parent = self._remote_context(remote)
+            result = self.sampler.should_sample(parent, trace_id, name, kind, attributes, ())
+            decision, state = result.decision, result.trace_state
+            if state is None:
+                state = DEFAULT_STATE
+            if result.attributes != attributes:  # the sampler changed them
+                attributes = self.freeze(result.attributes)
+        span_id = _getrandbits(64)
+        while not span_id:
+            span_id = _getrandbits(64)
+        flags = _FLAGS[1 | random] if decision is _SAMPLE else _FLAGS[random]
+        context = _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, True))
+        if decision is not _SAMPLE and decision is not _RECORD_ONLY:
+            return trace.NonRecordingSpan(context)
+        span = CallSpan(self, name, context, parent_or_none, kind, attributes)
+        if self._hooks.starts or self._multi._span_processors is not self._seen:
+            self._on_start(span, parent, remote)
+        return span
+
+    def _start_any(
+        self,
+        name: str,
+        parent: otel_context.Context | None,
+        kind: SpanKind,
+        attributes: Mapping[str, Any],
+        remote: SpanContext | None,
+        parent_span: SpanContext,
+    ) -> trace.Span:
+        """:meth:`start` for any id generator and span context layout."""
         if TUPLES and type(parent_span) is SpanContext:  # the fields without a property call each
             trace_id, _, is_remote, parent_flags, parent_state, valid = parent_span
         else:
@@ -334,15 +404,20 @@ class SpanMaker:
         if decision is not Decision.RECORD_AND_SAMPLE and decision is not Decision.RECORD_ONLY:
             return trace.NonRecordingSpan(context)
         span = CallSpan(self, name, context, parent_or_none, kind, attributes)
+        if self._hooks.starts or self._multi._span_processors is not self._seen:
+            self._on_start(span, parent, remote)
+        return span
+
+    def _on_start(self, span: CallSpan, parent: otel_context.Context | None, remote: SpanContext | None) -> None:
+        """The processors' ``on_start`` (those of the processors there are now)."""
         hooks = self._hooks
-        if self._multi is not None and self._multi._span_processors is not self._seen:
+        if self._multi._span_processors is not self._seen:
             hooks = self._processor_hooks()
         if hooks.starts:
             if remote is not None and parent is None:
                 parent = self._remote_context(remote)
             for on_start in hooks.starts:
                 on_start(span, parent_context=parent)
-        return span
 
     def _remote_context(self, remote: SpanContext) -> otel_context.Context:
         """The context the API's extract would have made: the current one with ``remote`` set in it."""
@@ -356,14 +431,14 @@ class SpanMaker:
         if isinstance(current, tuple):
             self._seen, self._hooks = current, _Hooks.of(current)
             return self._hooks
-        processor, self._multi = self.processor, None
+        processor, self._multi, self._seen = self.processor, _NOT_MULTI, _NOT_MULTI._span_processors
         ending = getattr(processor, "_on_ending", None)
         self._hooks = _Hooks((processor.on_start,), (ending,) if ending else (), ((processor.on_end, False),))
         return self._hooks
 
     def finish(self, span: CallSpan) -> None:
         hooks = self._hooks
-        if self._multi is not None and self._multi._span_processors is not self._seen:
+        if self._multi._span_processors is not self._seen:
             hooks = self._processor_hooks()
         for on_ending in hooks.endings:
             on_ending(span)
@@ -387,16 +462,20 @@ class CallSpan(trace.Span, ReadableSpan):
         "_attributes",
         "_context",
         "_end_time",
-        "_events",
         "_kind",
-        "_links",
         "_maker",
         "_name",
-        "_own",
         "_parent",
         "_start_time",
-        "_status",
     )
+
+    # What most spans keep all their life, as class defaults: a span that adds an event or a link,
+    # sets a status or copies its attributes keeps its own in its instance dict (the SDK's classes
+    # above have no slots, so it has one). Four fewer stores for every span.
+    _own: bool = False
+    _events: Sequence[Event] = ()
+    _links: Sequence[Link] = ()
+    _status: Status = _UNSET
 
     def __init__(
         self,
@@ -413,10 +492,6 @@ class CallSpan(trace.Span, ReadableSpan):
         self._parent = parent
         self._kind = kind
         self._attributes: Mapping[str, Any] = attributes
-        self._own = False
-        self._events: Sequence[Event] = ()
-        self._links: Sequence[Link] = ()
-        self._status = _UNSET
         self._start_time: int | None = time.time_ns()
         self._end_time: int | None = None
 
@@ -542,12 +617,11 @@ class CallSpan(trace.Span, ReadableSpan):
         if self._own:  # frozen from here on, as the SDK's span freezes its own (keeping the drop count)
             self._attributes._immutable = True  # type: ignore[attr-defined]
         maker = self._maker
-        emit = maker._hooks.only_emit
+        emit = maker._hooks.only_emit  # (None unless TUPLES)
         if (
             emit is not None
-            and TUPLES
             and self._context[3] & 1  # type: ignore[index]  # sampled (a tuple, never None here)
-            and (maker._multi is None or maker._multi._span_processors is maker._seen)
+            and maker._multi._span_processors is maker._seen
         ):
             emit(self)  # what finish would do, one call shorter
         else:

@@ -114,7 +114,18 @@ _W3C_FIELDS = ({"traceparent", "tracestate"}, {"traceparent", "tracestate", "bag
 #: ``traceparent`` as version 00 writes it (lower-case hex, no blanks): most of what arrives
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 #: any ``traceparent`` the API's propagator accepts (its pattern)
+#: the trace flags of two lower-case hex digits, made once (TraceFlags(int(digits, 16)) cost 2.6k
+#: instructions a call)
+_FLAGS_BY_HEX = {f"{i:02x}": TraceFlags(i) for i in range(256)}
+_new_tuple = tuple.__new__
 _TRACEPARENT_ANY = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$")
+
+
+#: ``propagate.get_global_textmap()`` returns the module global ``set_global_textmap`` sets (its code
+#: reads that one name): the call path reads it without the call (whether the fast path applies)
+_TEXTMAP_GLOBAL = propagate.get_global_textmap.__code__.co_names == ("_HTTP_TEXT_FORMAT",) and hasattr(
+    propagate, "_HTTP_TEXT_FORMAT"
+)
 
 
 def _is_w3c(propagator: TextMapPropagator) -> bool:
@@ -136,6 +147,7 @@ class _Propagation:
 
     def __init__(self, ops: ContextOps) -> None:
         self._ops = ops
+        self._baggage_key = ops.baggage_key
         self._seen: TextMapPropagator | None = None
         self._fast = False
 
@@ -143,7 +155,7 @@ class _Propagation:
         """The caller's context: (a Context, None) from the generic path; (None, the remote span
         context) or (None, None) from the fast one, which leaves making a Context to whoever needs
         one (:meth:`SpanMaker.start`'s ``remote``)."""
-        prop = propagate.get_global_textmap()  # (whether the fast path applies)
+        prop = propagate._HTTP_TEXT_FORMAT if _TEXTMAP_GLOBAL else propagate.get_global_textmap()
         if prop is not self._seen:
             self._seen, self._fast = prop, _is_w3c(prop)
         if not self._fast or "Baggage" in header:
@@ -159,8 +171,8 @@ class _Propagation:
                 return None, None
             state = header.get("Tracestate")
             if TUPLES and not state:  # (inline: what _span_context makes)
-                flags = TraceFlags(int(flags_hex, 16))
-                return None, tuple.__new__(SpanContext, (trace_id, span_id, True, flags, DEFAULT_STATE, True))
+                flags = _FLAGS_BY_HEX[flags_hex]
+                return None, _new_tuple(SpanContext, (trace_id, span_id, True, flags, DEFAULT_STATE, True))
             return None, self._span_context(trace_id, span_id, int(flags_hex, 16), state)
         return None, self._parse(value, header.get("Tracestate"))
 
@@ -188,10 +200,11 @@ class _Propagation:
         return self._span_context(trace_id, span_id, int(flags_hex, 16), state)
 
     def inject(self, header: dict[str, str], span: trace.Span, ctx: otel_context.Context) -> None:
-        prop = propagate.get_global_textmap()  # (whether the fast path applies)
+        prop = propagate._HTTP_TEXT_FORMAT if _TEXTMAP_GLOBAL else propagate.get_global_textmap()
         if prop is not self._seen:
             self._seen, self._fast = prop, _is_w3c(prop)
-        if not self._fast or self._ops.has_baggage(ctx):
+        key = self._baggage_key
+        if not self._fast or (ctx.get(key) if key is not None else self._ops.has_baggage(ctx)):
             propagate.inject(header, ctx, _SETTER)
             return
         # (a CallSpan's context is always set: read without the method call)
@@ -202,10 +215,10 @@ class _Propagation:
             trace_id, span_id, flags, state, valid = sc.trace_id, sc.span_id, sc.trace_flags, sc.trace_state, sc.is_valid
         if not valid:
             return
-        # (to_bytes().hex(): the same lower-case digits as the format spec 032x, in under half the time)
-        header["Traceparent"] = (
-            f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}-{'01' if flags & 1 else '00'}"
-        )
+        # (both ids as one number's 24 bytes, in hex with a dash after the first 16: the same lower-case
+        # digits as the format specs 032x and 016x, in a third of the time)
+        ids = ((trace_id << 64) | span_id).to_bytes(24, "big").hex("-", -16)
+        header["Traceparent"] = f"00-{ids}-{'01' if flags & 1 else '00'}"
         if state is not DEFAULT_STATE and state:
             header["Tracestate"] = state.to_header()
         else:
@@ -347,6 +360,7 @@ class Tracing:
         start = maker.start if maker is not None else self._start_child_generic
         with_span, attach, reset = self._ops.with_span, self._ops.attach, self._ops.reset
         server_attrs = self._server_attrs
+        server_kind = SpanKind.SERVER
 
         async def handler(req: Request, ctx: Any) -> Any:
             parent, remote = extract(req.header)
@@ -354,7 +368,7 @@ class Tracing:
             if found is None:
                 found = self._attrs_for_server(req.endpoint, req.content_type)
             name, attributes, grpc = found
-            span = start(name, parent, SpanKind.SERVER, attributes, remote)
+            span = start(name, parent, server_kind, attributes, remote)
             # (parent None: the current context, which is where extract puts a remote parent)
             token = attach(with_span(span, parent))
             try:
@@ -381,11 +395,12 @@ class Tracing:
         start = self._start
         with_span, attach, reset = self._ops.with_span, self._ops.attach, self._ops.reset
         client_attrs = self._client_attrs
+        client_kind = SpanKind.CLIENT
 
         async def call(req: CallRequest) -> Any:
             found = client_attrs.get((req.service, req.endpoint, req.address))
             name, attributes = found if found is not None else self._attrs_for_client(req, grpc)
-            span = start(name, None, SpanKind.CLIENT, attributes)
+            span = start(name, None, client_kind, attributes)
             ctx = with_span(span)
             inject(req.metadata, span, ctx)
             token = attach(ctx)
