@@ -323,9 +323,10 @@ def test_baggage_and_other_propagators_take_the_generic_path() -> None:
     propagation = _tracing._Propagation(ops)
     sc = trace.SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, trace.TraceFlags(1))
     span = trace.NonRecordingSpan(sc)
-    header: dict[str, str] = {}
+    header = {"Tracestate": "from=caller"}  # the caller's, forwarded: not this span's (it has none)
     propagation.inject(header, span, ops.with_span(span, baggage.set_baggage("user", "ada")))
     assert header["Baggage"] == "user=ada" and header["Traceparent"].startswith("00-0af7651916cd43dd")
+    assert "Tracestate" not in header
     context, remote = propagation.extract(header)
     assert remote is None and context is not None  # the generic path: a Context, with the baggage
     assert baggage.get_baggage("user", context) == "ada"

@@ -113,11 +113,11 @@ _BAGGAGE = W3CBaggagePropagator()
 _W3C_FIELDS = ({"traceparent", "tracestate"}, {"traceparent", "tracestate", "baggage"})
 #: ``traceparent`` as version 00 writes it (lower-case hex, no blanks): most of what arrives
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-#: any ``traceparent`` the API's propagator accepts (its pattern)
 #: the trace flags of two lower-case hex digits, made once (TraceFlags(int(digits, 16)) cost 2.6k
 #: instructions a call)
 _FLAGS_BY_HEX = {f"{i:02x}": TraceFlags(i) for i in range(256)}
 _new_tuple = tuple.__new__
+#: any ``traceparent`` the API's propagator accepts (its pattern)
 _TRACEPARENT_ANY = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$")
 
 
@@ -205,6 +205,10 @@ class _Propagation:
             self._seen, self._fast = prop, _is_w3c(prop)
         key = self._baggage_key
         if not self._fast or (ctx.get(key) if key is not None else self._ops.has_baggage(ctx)):
+            # (the fields this propagator writes are its own: a caller's, forwarded with the incoming
+            # metadata, would outlive them where it writes none, e.g. no tracestate for an empty state)
+            for field in prop.fields:
+                header.pop(canonical(field), None)
             propagate.inject(header, ctx, _SETTER)
             return
         # (a CallSpan's context is always set: read without the method call)
