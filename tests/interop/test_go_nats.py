@@ -159,12 +159,23 @@ def cached_ids(svc: trimicro.Service, name: str) -> set[str]:
     return {n.id for s in cached for n in s.nodes}
 
 
+async def spy_deletes(
+    svc: trimicro.Service, deletes: list[str], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Node ids of every delete event on the registry's watch subject, from a watch of our own."""
+    async with svc.registry.watch() as watcher:
+        task_status.started()
+        async for result in watcher:
+            if result.action == "delete":
+                deletes.extend(n.id for n in result.service.nodes)
+
+
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 async def test_departed_go_node_leaves_trimicro_selector(
     go_interop: Path, nats_server: NatsServerProcess, uniq: str, how: str
 ) -> None:
     """SIGTERM: Go deregisters, publishing a delete event on the watch subject; trimicro's selector,
-    watching, drops the node. SIGKILL: no event, the node stays cached, but a call picking it gets
+    watching, drops the node (if the event left Go at all: see below). SIGKILL: no event, the node stays cached, but a call picking it gets
     NATS's no-responders at once and is retried on the survivor. Either way every call succeeds and a
     fresh survey finds only the survivor."""
     name = f"greeter-go-{uniq}"
@@ -185,11 +196,25 @@ async def test_departed_go_node_leaves_trimicro_selector(
             assert rsp.greeting == f"Hello n{i}"
         assert cached_ids(svc, name) == {a_id, b_id}
         if how == "sigterm":
-            a.signal(signal.SIGTERM)
-            await a.expect("stopped", timeout=10)
-            with trio.fail_after(15):  # 5 s was once too short on a loaded CI machine
-                while a_id in cached_ids(svc, name):
-                    await trio.sleep(0.02)  # the selector applies the delete event on its own task
+            deletes: list[str] = []
+            async with trio.open_nursery() as spying:
+                await spying.start(spy_deletes, svc, deletes)
+                a.signal(signal.SIGTERM)
+                await a.expect("stopped", timeout=10)
+                await a.wait(timeout=10)  # exited: its delete reached nats-server by now, or never will
+                with trio.move_on_after(5):
+                    while a_id not in deletes:
+                        await trio.sleep(0.02)  # nats-server -> our spy; no event to wait on here
+                spying.cancel_scope.cancel()
+            if a_id in deletes:
+                with trio.fail_after(15):
+                    while a_id in cached_ids(svc, name):
+                        await trio.sleep(0.02)  # the selector applies the delete event on its own task
+            else:
+                # Go's Deregister publishes the delete without a flush and the process exits right
+                # after, so now and then (4 in ~200 runs under CPU load) the event never leaves it
+                # (docs/compatibility.md, note 8). Then the node stays cached, as after SIGKILL.
+                assert a_id in cached_ids(svc, name)
         else:
             a.signal(signal.SIGKILL)
             await a.wait(timeout=5)
