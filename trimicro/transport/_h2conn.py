@@ -36,6 +36,7 @@ import trio
 from ..errors import TransportError
 from . import _http2 as h2p
 from . import _tls
+from ._sockio import receive_tcp
 from ._sync import Notifier, Signal, wait_any
 
 __all__ = [
@@ -460,12 +461,18 @@ class H2Conn:
                 self._reading = False
                 self._baton.fire()
 
+    async def receive_some(self, max_bytes: int = _READ_SIZE) -> bytes | bytearray:
+        """One read of the socket: :func:`._sockio.receive_tcp` on plain TCP, else the stream's own."""
+        if self._fd >= 0:
+            return await receive_tcp(self.sock, self._fd, max_bytes)  # type: ignore[arg-type]
+        return await self.sock.receive_some(max_bytes)
+
     async def read_once(self) -> bool:
         """Read and dispatch one batch of bytes; False at EOF or on a connection error."""
         if self.closed is not None:
             raise self.closed
         try:
-            data = await self.sock.receive_some(_READ_SIZE)
+            data = await self.receive_some()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.lose(
                 _tls.describe_tls_error(self.peer, exc)

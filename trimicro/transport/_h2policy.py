@@ -92,7 +92,7 @@ async def read_loop(conn: H2ServerConn, policy: H2Policy) -> None:
             with trio.move_on_at(when) as scope:
                 while True:
                     try:
-                        data = await conn.sock.receive_some(_READ_SIZE)
+                        data = await conn.receive_some(_READ_SIZE)
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                         conn.lose(TransportError(f"HTTP/2 connection lost: {exc}"))
                         return

@@ -38,6 +38,7 @@ import trio
 from ..errors import ProtocolError, TransportError
 from . import _tls
 from ._base import NOT_SENT, PARTIAL, SENT, H2Handler, Message
+from ._sockio import receive_tcp
 from .mucp import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
@@ -261,6 +262,8 @@ class HttpSocket:
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
+            if self._fd >= 0:
+                return await receive_tcp(self._stream, self._fd, _RECEIVE_SIZE)  # type: ignore[arg-type]
             return await self._stream.receive_some(_RECEIVE_SIZE)
         except _STREAM_ERRORS as exc:  # a TLS 1.3 server refusing our certificate says so here
             tls = _tls.describe_tls_error(self.remote_address, exc)
