@@ -45,7 +45,6 @@ __all__ = [
     "H2Conn",
     "StreamReset",
     "StreamState",
-    "encode_headers",
 ]
 
 #: Receive window per stream: the most a stalled stream can hold in memory.
@@ -67,17 +66,6 @@ class StreamReset(TransportError):
     def __init__(self, stream_id: int, code: int) -> None:
         super().__init__(f"HTTP/2 stream {stream_id} reset by peer (error code {code})")
         self.code = code
-
-
-#: Headers that may carry secrets: HPACK marks them "never indexed", so no intermediary compresses
-#: them into a shared table.
-_SENSITIVE: Final = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
-
-
-def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes, bool]]:
-    """Headers as :class:`~._http2.H2Protocol` wants them. They must already be valid: every header
-    we send is built by us, and metadata is checked by ``_h2grpc.check_metadata``."""
-    return [(k.encode("ascii"), v.encode("utf-8", "surrogateescape"), k in _SENSITIVE) for k, v in headers]
 
 
 def _close_now(stream: trio.abc.Stream) -> None:
@@ -369,7 +357,7 @@ class H2Conn:
     ) -> None:
         """Queue HEADERS (call :meth:`flush` after)."""
         self._check(st)
-        self._call(self.h2.send_headers, st, encode_headers(headers), end_stream=end_stream)
+        self._call(self.h2.send_header_block, st, h2p.encode_str_headers(headers), end_stream=end_stream)
 
     def reset_stream(self, st: StreamState, code: int = 8) -> None:
         """Queue RST_STREAM (default CANCEL) unless the stream is already closed."""

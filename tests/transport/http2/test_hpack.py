@@ -86,6 +86,41 @@ def test_encoded_headers_decode_with_hpack(headers: list[tuple[bytes, bytes, boo
     assert len(dec.header_table.dynamic_entries) == 0  # nothing indexed: the peer's table stays empty
 
 
+str_names = st.one_of(
+    st.sampled_from(sorted({n.decode() for n, _ in STATIC} | h2p.SENSITIVE | {"micro-id", "traceparent"})),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
+)
+str_values = st.one_of(
+    st.sampled_from([v.decode() for _, v in STATIC]),
+    st.text(max_size=300),
+    st.integers(0, 2000).map(lambda n: "v" * n),
+)
+
+
+@prop
+@given(headers=st.lists(st.tuples(str_names, str_values), max_size=8))
+def test_str_headers_encode_as_their_bytes_do(headers: list[tuple[str, str]]) -> None:
+    """The str-keyed cache gives the block the bytes encoder gives (asked twice: miss, then hit)."""
+    as_bytes = [
+        (n.encode("ascii"), v.encode("utf-8", "surrogateescape"), n in h2p.SENSITIVE) for n, v in headers
+    ]
+    expected = h2p.encode_headers(as_bytes)
+    assert h2p.encode_str_headers(headers) == expected
+    assert h2p.encode_str_headers(headers) == expected
+    got = hpack.Decoder(max_header_list_size=1 << 20).decode(expected, raw=True)
+    assert [isinstance(h, hpack.NeverIndexedHeaderTuple) for h in got] == [n in h2p.SENSITIVE for n, _ in headers]
+
+
+def test_str_header_cache_keeps_no_secrets_and_no_per_call_values() -> None:
+    from trimicro.transport._http2 import hpack as ours
+
+    ours._ENCODED_STR.clear()
+    ours.encode_str_headers(
+        [("authorization", "Bearer s3cret"), ("micro-id", "a1-1"), ("traceparent", "00-ab-cd-01"), ("te", "trailers")]
+    )
+    assert list(ours._ENCODED_STR) == [("te", "trailers")]
+
+
 @pytest.mark.parametrize("n", [0, 1, 14, 15, 16, 126, 127, 128, 129, 254, 255, 256, 16383, 16384, 100_000])
 def test_encode_header_length_boundaries(n: int) -> None:
     for name in (b"x" * max(n, 1), b"content-type"):

@@ -30,12 +30,13 @@ from .events import (
     WindowUpdated,
 )
 from .frames import PREFACE
-from .hpack import encode_header, encode_headers
+from .hpack import SENSITIVE, encode_header, encode_headers, encode_str_headers
 from .settings import Settings
 
 __all__ = [
     "MAX_STREAM_ID",
     "PREFACE",
+    "SENSITIVE",
     "ConnectionTerminated",
     "DataReceived",
     "ErrorCode",
@@ -55,4 +56,5 @@ __all__ = [
     "WindowUpdated",
     "encode_header",
     "encode_headers",
+    "encode_str_headers",
 ]

@@ -217,6 +217,12 @@ class H2Protocol:
         """Queue a header block; the first on a new client stream opens it.
 
         ``headers`` are ``(name, value, sensitive)``, already valid (we do not check our own)."""
+        self.send_header_block(stream_id, encode_headers(headers), end_stream)
+
+    def send_header_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """:meth:`send_headers` with the block already encoded (by :func:`.hpack.encode_str_headers`
+        or :func:`.hpack.encode_headers`: without the dynamic table, so any block is valid in any
+        connection state)."""
         st = self.streams.get(stream_id)
         if st is None:
             if not self.client_side or stream_id != self._next_local_id or self.closed:
@@ -233,7 +239,6 @@ class H2Protocol:
         if found is None:
             raise refused(stream_id, _SEND_HEADERS)
         st.state = found[1]
-        block = encode_headers(headers)
         if self._table_update:
             block = self._table_update + block
             self._table_update = b""

@@ -22,7 +22,16 @@ import hpack.exceptions
 import hpack.huffman_table
 import hpack.table
 
-__all__ = ["Block", "Decoder", "HPACKError", "OversizedHeaderList", "encode_header", "encode_headers"]
+__all__ = [
+    "SENSITIVE",
+    "Block",
+    "Decoder",
+    "HPACKError",
+    "OversizedHeaderList",
+    "encode_header",
+    "encode_headers",
+    "encode_str_headers",
+]
 
 _STATIC: Final[tuple[tuple[bytes, bytes], ...]] = tuple(hpack.table.HeaderTable.STATIC_TABLE)
 _STATIC_LEN: Final = len(_STATIC)
@@ -91,6 +100,37 @@ def encode_headers(headers: list[tuple[bytes, bytes, bool]]) -> bytes:
         if enc is None:
             enc = encode_header(*h)
             if len(h[1]) <= _CACHE_VALUE_MAX and not h[2]:  # secrets are not kept around
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[h] = enc
+        parts.append(enc)
+    return b"".join(parts)
+
+
+#: Headers that may carry secrets: encoded "never indexed", so no intermediary compresses them into
+#: a shared table, and never cached here.
+SENSITIVE: Final = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+#: Names whose value is new on every call (trimicro's request id, a span's traceparent): caching them
+#: would only fill the cache until it is emptied, and the headers that repeat are encoded again.
+_PER_CALL: Final = frozenset({"micro-id", "traceparent"})
+_ENCODED_STR: dict[tuple[str, str], bytes] = {}
+
+
+def encode_str_headers(headers: list[tuple[str, str]]) -> bytes:
+    """A header block from ``(name, value)`` strings, as :func:`encode_headers` makes it from bytes
+    (names ASCII, values UTF-8 with surrogate escapes, :data:`SENSITIVE` names never indexed). The
+    cache is keyed by the strings themselves, so a repeated header costs one dict lookup, not two
+    encodes and a lookup. The headers must already be valid: everything we send is built by us or
+    checked before (``_h2grpc.check_metadata``)."""
+    parts = []
+    cache = _ENCODED_STR
+    for h in headers:
+        enc = cache.get(h)
+        if enc is None:
+            name, value = h
+            sensitive = name in SENSITIVE
+            enc = encode_header(name.encode("ascii"), value.encode("utf-8", "surrogateescape"), sensitive)
+            if not sensitive and name not in _PER_CALL and len(value) <= _CACHE_VALUE_MAX:
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
                 cache[h] = enc
